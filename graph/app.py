@@ -1,0 +1,99 @@
+"""The ASGI application: GraphQL at /graphql, upload/download routes, /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from graph.context import Context, Loaders, Services
+from graph.routes import download, healthz, upload
+from graph.schema import build_schema
+from jobs.scheduler import NoScheduler, Scheduler
+from storage import accounts, db
+from storage.blobs import BlobStore, open_blob_store
+from storage.clock import Clock, SystemClock
+from storage.config import Settings
+from storage.signing import Signer
+
+log = logging.getLogger("lorashelf")
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    def __init__(self, services: Services):
+        settings = services.settings
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=True,
+        )
+        self.services = services
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
+    ) -> Context:
+        assert isinstance(request, Request)
+        viewer = token = None
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            found = await accounts.authenticate(credentials.strip(), now=self.services.clock.now())
+            if found is not None:
+                viewer, token = found
+        return Context(
+            request=request,
+            response=response if isinstance(response, Response) else None,
+            services=self.services,
+            viewer=viewer,
+            token=token,
+            loaders=Loaders(viewer=viewer.id if viewer else None),
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    blobs: BlobStore | None = None,
+    scheduler: Scheduler | None = None,
+    manage_database: bool = True,
+) -> Starlette:
+    """Build the app. With ``manage_database`` its lifespan migrates (SQLite) and connects."""
+    services = Services(
+        settings=settings,
+        clock=clock or SystemClock(),
+        blobs=blobs or open_blob_store(settings.blob_url),
+        signer=Signer(settings.secret_key),
+        scheduler=scheduler or NoScheduler(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_database:
+            if settings.database_url.startswith("sqlite"):
+                await db.migrate(settings.database_url)
+            await db.connect(settings.database_url)
+        try:
+            yield
+        finally:
+            if manage_database:
+                await db.disconnect()
+
+    graphql_app = GraphQLApp(services)
+    routes: list[Any] = [
+        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        Route("/uploads/{token}", upload, methods=["PUT"], name="upload"),
+        Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.services = services
+    return app

@@ -1,0 +1,69 @@
+"""The ``lorashelf`` command: serve, worker, migrate, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from storage.config import ConfigError, Settings, load_settings
+
+
+def _settings(*, create: bool = True) -> Settings:
+    try:
+        return load_settings(create=create)
+    except ConfigError as exc:
+        print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from graph.app import create_app
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=False,
+    )
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from storage import db
+
+    settings = _settings()
+    asyncio.run(db.migrate(settings.database_url))
+    print("lorashelf: database is up to date")
+
+
+def _export_schema(args: argparse.Namespace) -> None:
+    from graph.schema import export_sdl
+
+    # The committed schema is the one for the default configuration.
+    sys.stdout.write(export_sdl(load_settings({}, create=False)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lorashelf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
+        func=_export_schema
+    )
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

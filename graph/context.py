@@ -1,0 +1,93 @@
+"""The per-request context: who is asking, the shared services, the DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import strawberry
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.dataloader import DataLoader
+
+from jobs.scheduler import Scheduler
+from storage import catalog, datasets, events
+from storage.blobs import BlobStore
+from storage.clock import Clock
+from storage.config import Settings
+from storage.models import (
+    AuthToken,
+    DatasetEvent,
+    LoraModel,
+    ModelVersion,
+    TrainingDataset,
+    User,
+)
+from storage.signing import Signer
+
+
+@dataclass(frozen=True)
+class Services:
+    """Built once at start and shared by every request."""
+
+    settings: Settings
+    clock: Clock
+    blobs: BlobStore
+    signer: Signer
+    scheduler: Scheduler
+
+
+def _loader(fetch, *, default=None):  # type: ignore[no-untyped-def]
+    async def load(keys: list[int]) -> list:  # type: ignore[type-arg]
+        found = await fetch(keys)
+        return [found.get(k, default() if default else None) for k in keys]
+
+    return DataLoader(load_fn=load)
+
+
+@dataclass
+class Loaders:
+    """Per-request batching: a page costs a constant number of queries."""
+
+    viewer: int | None
+    user: DataLoader[int, User | None] = field(init=False)
+    model: DataLoader[int, LoraModel | None] = field(init=False)
+    version: DataLoader[int, ModelVersion | None] = field(init=False)
+    versions_of_model: DataLoader[int, list[ModelVersion]] = field(init=False)
+    dataset: DataLoader[int, TrainingDataset | None] = field(init=False)
+    dataset_of_version: DataLoader[int, TrainingDataset | None] = field(init=False)
+    events_of_dataset: DataLoader[int, list[DatasetEvent]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        viewer = self.viewer
+
+        async def versions_of(ids: list[int]) -> dict[int, list[ModelVersion]]:
+            return await catalog.versions_by_model_ids(ids, viewer=viewer)
+
+        self.user = _loader(catalog.users_by_ids)
+        self.model = _loader(catalog.models_by_ids)
+        self.version = _loader(catalog.versions_by_ids)
+        self.versions_of_model = _loader(versions_of, default=list)
+        self.dataset = _loader(datasets.datasets_by_ids)
+        self.dataset_of_version = _loader(datasets.datasets_by_version_ids)
+        self.events_of_dataset = _loader(events.events_by_dataset_ids, default=list)
+
+
+@dataclass
+class Context:
+    request: Request
+    response: Response | None
+    services: Services
+    viewer: User | None
+    token: AuthToken | None
+    loaders: Loaders
+
+    @property
+    def viewer_id(self) -> int | None:
+        return self.viewer.id if self.viewer else None
+
+    def now(self) -> datetime:
+        return self.services.clock.now()
+
+
+Info = strawberry.Info[Context, None]

@@ -1,0 +1,491 @@
+"""GraphQL object types. Resolvers translate rows; loading goes through DataLoaders
+and storage services, and every visibility decision through ``storage.access``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Annotated, Generic, TypeVar
+
+import strawberry
+
+from graph import ids
+from graph.context import Info
+from graph.scalars import BigInt
+from storage import access, catalog, datasets, notifications
+from storage import models as db
+from storage.errors import ServiceError
+from storage.pages import Page
+from storage.signing import DownloadGrant
+
+T = TypeVar("T")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def query_error(exc: ServiceError) -> Exception:
+    """A ServiceError in a query becomes a GraphQL error with its code."""
+    from graphql import GraphQLError
+
+    return GraphQLError(exc.message, extensions={"code": exc.code, "field": exc.field})
+
+
+# Enums ---------------------------------------------------------------------
+
+
+@strawberry.enum(description="Whether a model version is still being prepared or is public.")
+class VersionStatus(Enum):
+    DRAFT = strawberry.enum_value("DRAFT", description="Being prepared; only the owner sees it.")
+    PUBLISHED = strawberry.enum_value(
+        "PUBLISHED", description="Published; everybody sees the version."
+    )
+
+
+@strawberry.enum(description="Who may see and download a training dataset.")
+class Visibility(Enum):
+    PUBLIC = strawberry.enum_value(
+        "PUBLIC", description="Shared: anyone may see and download it once the version is published."
+    )
+    PRIVATE = strawberry.enum_value(
+        "PRIVATE",
+        description=(
+            "Only the owner may see and download it, for a limited window after publishing; "
+            "then it is deleted automatically (see retentionPolicy)."
+        ),
+    )
+
+
+@strawberry.enum(description="Where a training dataset is in its life.")
+class DatasetStatus(Enum):
+    PENDING_UPLOAD = strawberry.enum_value(
+        "PENDING_UPLOAD", description="Recorded; its bytes have not arrived yet."
+    )
+    AVAILABLE = strawberry.enum_value("AVAILABLE", description="Its bytes are stored.")
+    DELETED = strawberry.enum_value(
+        "DELETED", description="Its bytes are deleted; only this record (a tombstone) remains."
+    )
+
+
+@strawberry.enum(description="Why a training dataset was deleted.")
+class DeletionReason(Enum):
+    EXPIRED = strawberry.enum_value(
+        "EXPIRED", description="A private dataset reached the end of its retention window."
+    )
+    OWNER_REQUEST = strawberry.enum_value(
+        "OWNER_REQUEST", description="The owner deleted it."
+    )
+    MODEL_DELETED = strawberry.enum_value(
+        "MODEL_DELETED", description="Its model or model version was deleted."
+    )
+
+
+@strawberry.enum(description="What a notification is about.")
+class NotificationKind(Enum):
+    DATASET_EXPIRING = strawberry.enum_value(
+        "DATASET_EXPIRING", description="A private dataset will be deleted soon."
+    )
+    DATASET_DELETED = strawberry.enum_value(
+        "DATASET_DELETED", description="A private dataset has been deleted."
+    )
+
+
+@strawberry.enum(description="What happened to a training dataset.")
+class DatasetEventKind(Enum):
+    UPLOAD_STARTED = strawberry.enum_value(
+        "UPLOAD_STARTED", description="The owner asked for an upload URL."
+    )
+    UPLOADED = strawberry.enum_value("UPLOADED", description="The bytes arrived and were checked.")
+    PUBLISHED = strawberry.enum_value("PUBLISHED", description="Its model version was published.")
+    MADE_PRIVATE = strawberry.enum_value("MADE_PRIVATE", description="It was made private.")
+    MADE_PUBLIC = strawberry.enum_value("MADE_PUBLIC", description="It was made public.")
+    DOWNLOADED = strawberry.enum_value("DOWNLOADED", description="Somebody downloaded it.")
+    REMINDED = strawberry.enum_value(
+        "REMINDED", description="The owner was reminded of its coming deletion."
+    )
+    DELETED = strawberry.enum_value("DELETED", description="Its bytes were deleted.")
+
+
+_API_STATUS = {
+    db.DatasetStatus.PENDING_UPLOAD: DatasetStatus.PENDING_UPLOAD,
+    db.DatasetStatus.UPLOADING: DatasetStatus.PENDING_UPLOAD,
+    db.DatasetStatus.AVAILABLE: DatasetStatus.AVAILABLE,
+    db.DatasetStatus.DELETING: DatasetStatus.DELETED,
+    db.DatasetStatus.DELETED: DatasetStatus.DELETED,
+}
+
+
+# Relay plumbing ------------------------------------------------------------
+
+
+@strawberry.interface(description="An object with a globally unique, opaque ID.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="The opaque global ID of this object.")
+
+
+@strawberry.type(description="Where a page of a connection ends.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="Whether more items follow this page.")
+    end_cursor: str | None = strawberry.field(
+        description="The cursor of the last item on this page; pass it as `after`."
+    )
+
+
+@strawberry.type(description="One item of a connection, with its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Opaque position of this item.")
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of items (Relay connection).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="The items on this page.")
+    page_info: PageInfo = strawberry.field(description="Paging information.")
+
+
+def connection(page: Page, wrap) -> Connection:  # type: ignore[no-untyped-def, type-arg]
+    edges = [Edge(cursor=page.cursor(row), node=wrap(row)) for row in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+FirstArg = Annotated[
+    int | None,
+    strawberry.argument(description="How many items to return (at most 100; default 20)."),
+]
+AfterArg = Annotated[
+    str | None, strawberry.argument(description="Return items after this cursor.")
+]
+
+
+# Objects -------------------------------------------------------------------
+
+
+@strawberry.type(name="User", description="A person with an account.")
+class UserType(Node):
+    row: strawberry.Private[db.User]
+
+    @classmethod
+    def of(cls, row: db.User) -> UserType:
+        return cls(id=strawberry.ID(ids.encode("User", row.id)), row=row)
+
+    @strawberry.field(description="The user's unique name.")
+    def username(self) -> str:
+        return self.row.username
+
+    @strawberry.field(description="The user's models that you may see, newest first.")
+    async def models(
+        self, info: Info, first: FirstArg = None, after: AfterArg = None
+    ) -> Connection[ModelType]:
+        try:
+            page = await catalog.models_page(
+                viewer=info.context.viewer_id, owner_id=self.row.id, first=first, after=after
+            )
+        except ServiceError as exc:
+            raise query_error(exc) from None
+        return connection(page, ModelType.of)
+
+    @strawberry.field(
+        description=(
+            "The user's training datasets that you may see, newest first: for yourself all "
+            "of them, tombstones included (your \"my datasets\" page); for anybody else only "
+            "public ones."
+        )
+    )
+    async def training_datasets(
+        self,
+        info: Info,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        status: Annotated[
+            DatasetStatus | None, strawberry.argument(description="Only datasets in this state.")
+        ] = None,
+    ) -> Connection[TrainingDatasetType]:
+        wanted = db.DatasetStatus(status.value) if status else None
+        try:
+            page = await datasets.datasets_page(
+                viewer=info.context.viewer_id,
+                owner_id=self.row.id,
+                status=wanted,
+                first=first,
+                after=after,
+            )
+        except ServiceError as exc:
+            raise query_error(exc) from None
+        return connection(page, TrainingDatasetType.of)
+
+    @strawberry.field(
+        description="Your notifications, newest first; null for anybody but yourself."
+    )
+    async def notifications(
+        self,
+        info: Info,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        unread_only: Annotated[
+            bool, strawberry.argument(description="Only notifications not yet read.")
+        ] = False,
+    ) -> Connection[NotificationType] | None:
+        if info.context.viewer_id != self.row.id:
+            return None
+        try:
+            page = await notifications.notifications_page(
+                user_id=self.row.id, unread_only=unread_only, first=first, after=after
+            )
+        except ServiceError as exc:
+            raise query_error(exc) from None
+        return connection(page, NotificationType.of)
+
+    @strawberry.field(
+        description="How many of your notifications are unread; null for anybody but yourself."
+    )
+    async def unread_notification_count(self, info: Info) -> int | None:
+        if info.context.viewer_id != self.row.id:
+            return None
+        return await notifications.unread_count(self.row.id)
+
+
+@strawberry.type(name="Model", description="A LoRA model: a name, a description and versions.")
+class ModelType(Node):
+    row: strawberry.Private[db.LoraModel]
+
+    @classmethod
+    def of(cls, row: db.LoraModel) -> ModelType:
+        return cls(id=strawberry.ID(ids.encode("Model", row.id)), row=row)
+
+    @strawberry.field(description="The model's name.")
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field(description="The model's description.")
+    def description(self) -> str:
+        return self.row.description
+
+    @strawberry.field(description="When the model was created.")
+    def created_at(self) -> datetime:
+        return self.row.created_at.astimezone(UTC)
+
+    @strawberry.field(description="Who published the model.")
+    async def owner(self, info: Info) -> UserType:
+        user = await info.context.loaders.user.load(self.row.owner_id)
+        assert user is not None
+        return UserType.of(user)
+
+    @strawberry.field(
+        description="The versions you may see, newest first (drafts only for the owner)."
+    )
+    async def versions(self, info: Info) -> list[ModelVersionType]:
+        rows = await info.context.loaders.versions_of_model.load(self.row.id)
+        viewer = info.context.viewer_id
+        return [ModelVersionType.of(v) for v in rows if access.can_see_version(viewer, v)]
+
+
+@strawberry.type(name="ModelVersion", description="One trained version of a model.")
+class ModelVersionType(Node):
+    row: strawberry.Private[db.ModelVersion]
+
+    @classmethod
+    def of(cls, row: db.ModelVersion) -> ModelVersionType:
+        return cls(id=strawberry.ID(ids.encode("ModelVersion", row.id)), row=row)
+
+    @strawberry.field(description="The version's name, e.g. v1.")
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field(description="Draft or published.")
+    def status(self) -> VersionStatus:
+        return VersionStatus(self.row.status.value)
+
+    @strawberry.field(description="When the version was published; null for a draft.")
+    def published_at(self) -> datetime | None:
+        return as_utc(self.row.published_at)
+
+    @strawberry.field(description="When the version was created.")
+    def created_at(self) -> datetime:
+        return self.row.created_at.astimezone(UTC)
+
+    @strawberry.field(description="The model this version belongs to.")
+    async def model(self, info: Info) -> ModelType:
+        model = await info.context.loaders.model.load(self.row.model_id)
+        assert model is not None
+        return ModelType.of(model)
+
+    @strawberry.field(
+        description=(
+            "The dataset this version was trained on, if you may see it: null when there is "
+            "none, and for anybody but the owner when it is private."
+        )
+    )
+    async def training_dataset(self, info: Info) -> TrainingDatasetType | None:
+        dataset = await info.context.loaders.dataset_of_version.load(self.row.id)
+        if dataset is None or not access.can_see_dataset(info.context.viewer_id, dataset, self.row):
+            return None
+        return TrainingDatasetType.of(dataset)
+
+
+@strawberry.type(name="DatasetEvent", description="One entry in a dataset's history.")
+class DatasetEventType:
+    row: strawberry.Private[db.DatasetEvent]
+
+    @strawberry.field(description="What happened.")
+    def kind(self) -> DatasetEventKind:
+        return DatasetEventKind(self.row.kind.value)
+
+    @strawberry.field(description="When it happened.")
+    def at(self) -> datetime:
+        return self.row.at.astimezone(UTC)
+
+    @strawberry.field(description="Details, e.g. the checksum of an upload.")
+    def detail(self) -> str:
+        return self.row.detail
+
+
+@strawberry.type(
+    name="TrainingDataset",
+    description=(
+        "The data a model version was trained on: a zip archive, public or private. A "
+        "private one is visible only to its owner and deleted automatically when its "
+        "window ends (expiresAt)."
+    ),
+)
+class TrainingDatasetType(Node):
+    row: strawberry.Private[db.TrainingDataset]
+
+    @classmethod
+    def of(cls, row: db.TrainingDataset) -> TrainingDatasetType:
+        return cls(id=strawberry.ID(ids.encode("TrainingDataset", row.id)), row=row)
+
+    @strawberry.field(description="The file name given at upload (for display only).")
+    def filename(self) -> str:
+        return self.row.filename
+
+    @strawberry.field(description="The size in bytes.")
+    def size_bytes(self) -> BigInt:
+        return BigInt(self.row.size_bytes)
+
+    @strawberry.field(description="SHA-256 of the bytes, hex; null until they arrive.")
+    def sha256(self) -> str | None:
+        return self.row.sha256
+
+    @strawberry.field(description="Public or private.")
+    def visibility(self) -> Visibility:
+        return Visibility(self.row.visibility.value)
+
+    @strawberry.field(description="Waiting for its bytes, available, or deleted.")
+    def status(self) -> DatasetStatus:
+        return _API_STATUS[self.row.status]
+
+    @strawberry.field(
+        description=(
+            "When a private dataset of a published version stops being downloadable and is "
+            "deleted; null for public datasets and unpublished versions."
+        )
+    )
+    def expires_at(self) -> datetime | None:
+        if self.row.status in (db.DatasetStatus.DELETING, db.DatasetStatus.DELETED):
+            return as_utc(self.row.expires_at) if self.row.deletion_reason == "EXPIRED" else None
+        return as_utc(self.row.expires_at)
+
+    @strawberry.field(description="When the bytes were deleted; null while they exist.")
+    def deleted_at(self) -> datetime | None:
+        return as_utc(self.row.deleted_at)
+
+    @strawberry.field(description="Why the bytes were deleted; null while they exist.")
+    def deletion_reason(self) -> DeletionReason | None:
+        reason = self.row.deletion_reason
+        return DeletionReason(reason.value) if reason else None
+
+    @strawberry.field(description="When the dataset was recorded.")
+    def created_at(self) -> datetime:
+        return self.row.created_at.astimezone(UTC)
+
+    @strawberry.field(description="When its bytes arrived; null until then.")
+    def uploaded_at(self) -> datetime | None:
+        return as_utc(self.row.uploaded_at)
+
+    @strawberry.field(description="The model version trained on this dataset.")
+    async def version(self, info: Info) -> ModelVersionType | None:
+        version = await info.context.loaders.version.load(self.row.version_id)
+        if version is None or not access.can_see_version(info.context.viewer_id, version):
+            return None
+        return ModelVersionType.of(version)
+
+    @strawberry.field(
+        description=(
+            "A signed URL that downloads the zip archive, good for a few minutes. It stops "
+            "working at expiresAt and on deletion, whichever comes first, and is null "
+            "whenever you may not download."
+        )
+    )
+    async def download_url(self, info: Info) -> str | None:
+        ctx = info.context
+        now = ctx.now()
+        version = await ctx.loaders.version.load(self.row.version_id)
+        if version is None or not access.can_download(ctx.viewer_id, self.row, version, now):
+            return None
+        lifetime = ctx.services.settings.download_url_lifetime
+        expires = now + timedelta(seconds=lifetime)
+        grant = DownloadGrant(self.row.id, ctx.viewer_id, int(expires.timestamp()) + 1)
+        token = ctx.services.signer.download_token(grant)
+        return str(ctx.request.url_for("download", token=token))
+
+    @strawberry.field(
+        description="The dataset's history, oldest first; only the owner sees it (else null)."
+    )
+    async def events(self, info: Info) -> list[DatasetEventType] | None:
+        if not access.can_manage(info.context.viewer_id, self.row.owner_id):
+            return None
+        rows = await info.context.loaders.events_of_dataset.load(self.row.id)
+        return [DatasetEventType(row=r) for r in rows]
+
+
+@strawberry.type(name="Notification", description="A message to you about your datasets.")
+class NotificationType(Node):
+    row: strawberry.Private[db.Notification]
+
+    @classmethod
+    def of(cls, row: db.Notification) -> NotificationType:
+        return cls(id=strawberry.ID(ids.encode("Notification", row.id)), row=row)
+
+    @strawberry.field(description="What it is about.")
+    def kind(self) -> NotificationKind:
+        return NotificationKind(self.row.kind.value)
+
+    @strawberry.field(description="The message, naming the model, version, file and date.")
+    def message(self) -> str:
+        return self.row.message
+
+    @strawberry.field(description="When it was sent.")
+    def created_at(self) -> datetime:
+        return self.row.created_at.astimezone(UTC)
+
+    @strawberry.field(description="When you marked it read; null while unread.")
+    def read_at(self) -> datetime | None:
+        return as_utc(self.row.read_at)
+
+    @strawberry.field(description="The dataset it is about (a tombstone once deleted).")
+    async def dataset(self, info: Info) -> TrainingDatasetType | None:
+        if self.row.dataset_id is None:
+            return None
+        dataset = await info.context.loaders.dataset.load(self.row.dataset_id)
+        if dataset is None or not access.can_manage(info.context.viewer_id, dataset.owner_id):
+            return None
+        return TrainingDatasetType.of(dataset)
+
+
+@strawberry.type(description="What happens to private datasets, from the configured values.")
+class RetentionPolicy:
+    private_retention_seconds: int = strawberry.field(
+        description="How long after publishing a private dataset is kept, in seconds."
+    )
+    reminder_offsets_seconds: list[int] = strawberry.field(
+        description="When the owner is reminded, in seconds before deletion, largest first."
+    )
+    notice: str = strawberry.field(
+        description="The sentence the upload form shows next to the sharing option."
+    )

@@ -1,0 +1,116 @@
+"""Accounts: sign-up, log-in, bearer tokens.
+
+Passwords are hashed with argon2; tokens are 256 random bits handed to the
+client once and stored only as their SHA-256, with an expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from tortoise.exceptions import IntegrityError
+
+from storage.errors import ServiceError
+from storage.models import AuthToken, User
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
+PASSWORD_MIN = 10
+PASSWORD_MAX = 1024
+
+_hasher = PasswordHasher()
+# Verified against for unknown usernames, so both paths cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_username(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def _check_password(password: str) -> None:
+    if len(password) < PASSWORD_MIN:
+        raise ServiceError(
+            f"Password must be at least {PASSWORD_MIN} characters long.",
+            field="password",
+            code="PASSWORD_TOO_SHORT",
+        )
+    if len(password) > PASSWORD_MAX:
+        raise ServiceError(
+            f"Password must be at most {PASSWORD_MAX} characters long.",
+            field="password",
+            code="PASSWORD_TOO_LONG",
+        )
+
+
+async def _issue_token(user: User, *, now: datetime, lifetime: int) -> str:
+    token = secrets.token_urlsafe(32)  # 256 bits
+    await AuthToken.create(
+        user=user,
+        token_hash=_token_hash(token),
+        created_at=now,
+        expires_at=now + timedelta(seconds=lifetime),
+    )
+    return token
+
+
+async def sign_up(
+    *, username: str, password: str, now: datetime, token_lifetime: int
+) -> tuple[User, str]:
+    name = normalise_username(username)
+    if not USERNAME_RE.match(name):
+        raise ServiceError(
+            "Username must be 3 to 32 characters: letters, digits, '-' or '_', "
+            "starting with a letter or digit.",
+            field="username",
+            code="USERNAME_INVALID",
+        )
+    _check_password(password)
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    try:
+        user = await User.create(username=name, password_hash=password_hash, created_at=now)
+    except IntegrityError:
+        raise ServiceError(
+            "That username is taken.", field="username", code="USERNAME_TAKEN"
+        ) from None
+    return user, await _issue_token(user, now=now, lifetime=token_lifetime)
+
+
+async def log_in(
+    *, username: str, password: str, now: datetime, token_lifetime: int
+) -> tuple[User, str]:
+    user = await User.get_or_none(username=normalise_username(username))
+    stored = user.password_hash if user else _DUMMY_HASH
+    try:
+        ok = await asyncio.to_thread(_hasher.verify, stored, password[:PASSWORD_MAX])
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        raise ServiceError(
+            "Wrong username or password.", field="password", code="INVALID_CREDENTIALS"
+        )
+    return user, await _issue_token(user, now=now, lifetime=token_lifetime)
+
+
+async def authenticate(token: str, *, now: datetime) -> tuple[User, AuthToken] | None:
+    """The user a bearer token belongs to, or None if it is unknown, expired or revoked."""
+    if not token or len(token) > 128:
+        return None
+    row = await AuthToken.get_or_none(
+        token_hash=_token_hash(token), revoked_at=None, expires_at__gt=now
+    ).prefetch_related("user")
+    if row is None:
+        return None
+    return row.user, row
+
+
+async def log_out(*, token_id: int, now: datetime) -> None:
+    await AuthToken.filter(id=token_id, revoked_at=None).update(revoked_at=now)

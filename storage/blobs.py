@@ -1,0 +1,137 @@
+"""Blob store: where dataset bytes live.
+
+Keys are generated here, never derived from user input. Writes go to a temporary
+file and are renamed into place only when committed; deletes are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+CHUNK = 256 * 1024
+_KEY = re.compile(r"^[0-9a-f]{32}$")
+
+
+class BlobWriter(Protocol):
+    size: int
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+    @property
+    def temp_path(self) -> Path: ...
+
+    async def commit(self) -> str:
+        """Move the bytes into place and return their new key."""
+        ...
+
+    async def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def writer(self) -> BlobWriter: ...
+
+    async def size(self, key: str) -> int | None: ...
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+
+class LocalBlobWriter:
+    def __init__(self, store: LocalBlobStore):
+        self._store = store
+        self._tmp = store.tmp_dir / f"{secrets.token_hex(16)}.part"
+        self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def temp_path(self) -> Path:
+        return self._tmp
+
+    async def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        await asyncio.to_thread(self._file.write, chunk)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    async def commit(self) -> str:
+        key = secrets.token_hex(16)
+        target = self._store.path_for(key)
+
+        def _finish() -> None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, target)
+
+        await asyncio.to_thread(_finish)
+        return key
+
+    async def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalBlobStore:
+    """Blobs under one directory: ``<root>/ab/abcdef…`` plus ``<root>/.tmp``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.tmp_dir = root / ".tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise ValueError("malformed blob key")
+        return self.root / key[:2] / key
+
+    def writer(self) -> LocalBlobWriter:
+        return LocalBlobWriter(self)
+
+    async def size(self, key: str) -> int | None:
+        try:
+            return self.path_for(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def exists(self, key: str) -> bool:
+        return self.path_for(key).exists()
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes ``start`` .. ``end`` (inclusive) of a blob."""
+        handle = await asyncio.to_thread(open, self.path_for(key), "rb")
+        try:
+            await asyncio.to_thread(handle.seek, start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                want = CHUNK if remaining is None else min(CHUNK, remaining)
+                chunk = await asyncio.to_thread(handle.read, want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.path_for(key).unlink, True)
+
+
+def open_blob_store(blob_url: str) -> LocalBlobStore:
+    return LocalBlobStore(Path(blob_url.removeprefix("file://")))

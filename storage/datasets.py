@@ -1,0 +1,329 @@
+"""Training datasets: uploads, visibility, deletion, downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import unicodedata
+import zipfile
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from storage import access, events
+from storage.blobs import BlobStore
+from storage.catalog import owned_version, require_viewer
+from storage.errors import InvalidState, NotFound, ServiceError
+from storage.models import (
+    DatasetStatus,
+    DeletionReason,
+    EventKind,
+    ModelVersion,
+    TrainingDataset,
+    VersionStatus,
+    Visibility,
+)
+from storage.pages import Page, newest_first
+
+FILENAME_MAX = 200
+LIVE = (DatasetStatus.PENDING_UPLOAD, DatasetStatus.UPLOADING, DatasetStatus.AVAILABLE)
+
+
+class UploadRejected(ServiceError):
+    """An upload ``PUT`` refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, *, code: str, status: int):
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def clean_filename(raw: str) -> str:
+    """A display name: last path component, no control characters, bounded length.
+
+    It is only ever shown; blob keys are generated and never derived from it.
+    """
+    name = re.split(r"[\\/]", raw)[-1]
+    name = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] != "C")
+    name = name.strip().strip(".").strip()
+    if not name:
+        raise ServiceError("Filename must not be empty.", field="filename", code="INVALID_FILENAME")
+    if len(name) > FILENAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: FILENAME_MAX - len(ext) - 1] + dot + ext) if dot and len(ext) < 16 else name[:FILENAME_MAX]
+    return name
+
+
+def _require_rights(visibility: Visibility, owns_rights: bool | None) -> None:
+    if visibility == Visibility.PUBLIC and owns_rights is not True:
+        raise ServiceError(
+            "To share a dataset publicly, confirm that you hold the rights to share it "
+            "(ownsRights: true).",
+            field="ownsRights",
+            code="RIGHTS_NOT_CONFIRMED",
+        )
+
+
+async def owned_dataset(viewer: int | None, dataset_id: int | None) -> TrainingDataset:
+    """The viewer's own dataset, or NotFound exactly as for a missing id."""
+    owner = require_viewer(viewer)
+    dataset = None
+    if dataset_id is not None:
+        dataset = await TrainingDataset.get_or_none(id=dataset_id)
+    if dataset is None or not access.can_manage(owner, dataset.owner_id):
+        raise NotFound("No such training dataset.", field="datasetId")
+    return dataset
+
+
+async def start_upload(
+    *,
+    viewer: int | None,
+    version_id: int | None,
+    filename: str,
+    size_bytes: int,
+    visibility: Visibility,
+    owns_rights: bool | None,
+    now: datetime,
+    max_bytes: int,
+    url_lifetime: int,
+) -> tuple[TrainingDataset, str]:
+    """Record a dataset awaiting its bytes; return it and the single-use upload nonce."""
+    version = await owned_version(viewer, version_id)
+    if version.status != VersionStatus.DRAFT:
+        raise InvalidState(
+            "A published version's dataset cannot be replaced.",
+            field="versionId",
+            code="VERSION_PUBLISHED",
+        )
+    if size_bytes <= 0:
+        raise ServiceError("sizeBytes must be positive.", field="sizeBytes", code="INVALID_SIZE")
+    if size_bytes > max_bytes:
+        raise ServiceError(
+            f"Datasets may be at most {max_bytes} bytes.", field="sizeBytes", code="TOO_LARGE"
+        )
+    _require_rights(visibility, owns_rights)
+    name = clean_filename(filename)
+    nonce = secrets.token_urlsafe(24)
+    fields = {
+        "filename": name,
+        "size_bytes": size_bytes,
+        "visibility": visibility,
+        "status": DatasetStatus.PENDING_UPLOAD,
+        "upload_nonce": nonce,
+        "upload_expires_at": now + timedelta(seconds=url_lifetime),
+        "sha256": None,
+        "blob_key": None,
+        "expires_at": None,
+    }
+    async with in_transaction():
+        existing = await TrainingDataset.get_or_none(version_id=version.id)
+        if existing is not None and existing.status == DatasetStatus.DELETED:
+            await existing.delete()  # a draft's tombstone makes room for a new upload
+            existing = None
+        if existing is None:
+            dataset = await TrainingDataset.create(
+                version_id=version.id, owner_id=version.owner_id, created_at=now, **fields
+            )
+        else:
+            # Only a dataset still waiting for its bytes may be restarted.
+            restarted = await TrainingDataset.filter(
+                id=existing.id, status=DatasetStatus.PENDING_UPLOAD
+            ).update(**fields)
+            if not restarted:
+                raise InvalidState(
+                    "This version already has a training dataset: delete it first.",
+                    field="versionId",
+                    code="DATASET_EXISTS",
+                )
+            dataset = await TrainingDataset.get(id=existing.id)
+        await events.record(dataset.id, EventKind.UPLOAD_STARTED, now, name)
+    return dataset, nonce
+
+
+def _check_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename
+                if name.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", name) or ":" in name:
+                    raise UploadRejected(
+                        "The archive contains an unsafe path.", code="UNSAFE_ARCHIVE", status=422
+                    )
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise UploadRejected(
+            "The body is not a zip archive.", code="NOT_A_ZIP", status=415
+        ) from None
+
+
+async def receive_upload(
+    *,
+    dataset_id: int,
+    nonce: str,
+    chunks: AsyncIterator[bytes],
+    now: datetime,
+    blobs: BlobStore,
+) -> TrainingDataset:
+    """Take the bytes for a pending dataset through its single-use nonce.
+
+    Streams to a temporary blob, hashing on the way; reads at most the declared
+    size plus one byte; only a complete zip archive of exactly the declared size
+    is moved into place and marks the dataset ``AVAILABLE``.
+    """
+    claimed = await TrainingDataset.filter(
+        id=dataset_id,
+        upload_nonce=nonce,
+        status=DatasetStatus.PENDING_UPLOAD,
+        upload_expires_at__gt=now,
+    ).update(status=DatasetStatus.UPLOADING, upload_nonce=None, claimed_at=now)
+    if not claimed:
+        row = await TrainingDataset.get_or_none(id=dataset_id)
+        if row is None or row.status in (DatasetStatus.DELETING, DatasetStatus.DELETED):
+            raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
+        if row.upload_nonce == nonce:
+            raise UploadRejected("This upload URL has expired.", code="UPLOAD_URL_EXPIRED", status=410)
+        raise UploadRejected(
+            "This upload URL has already been used.", code="UPLOAD_URL_USED", status=410
+        )
+    dataset = await TrainingDataset.get(id=dataset_id)
+    writer = blobs.writer()
+    try:
+        async for chunk in chunks:
+            if writer.size + len(chunk) > dataset.size_bytes:
+                raise UploadRejected(
+                    f"The body is longer than the declared {dataset.size_bytes} bytes.",
+                    code="SIZE_MISMATCH",
+                    status=413,
+                )
+            await writer.write(chunk)
+        if writer.size != dataset.size_bytes:
+            raise UploadRejected(
+                f"The body has {writer.size} bytes, not the declared {dataset.size_bytes}.",
+                code="SIZE_MISMATCH",
+                status=400,
+            )
+        await asyncio.to_thread(_check_zip, writer.temp_path)
+        key = await writer.commit()
+    except BaseException:
+        await writer.abort()
+        await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
+            status=DatasetStatus.PENDING_UPLOAD, claimed_at=None
+        )
+        raise
+    finished = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
+        status=DatasetStatus.AVAILABLE,
+        blob_key=key,
+        sha256=writer.hexdigest(),
+        uploaded_at=now,
+        claimed_at=None,
+    )
+    if not finished:  # deleted while the bytes were arriving
+        await blobs.delete(key)
+        raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
+    await events.record(dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}")
+    return await TrainingDataset.get(id=dataset_id)
+
+
+async def set_visibility(
+    *,
+    viewer: int | None,
+    dataset_id: int | None,
+    visibility: Visibility,
+    owns_rights: bool | None,
+    now: datetime,
+    retention: int,
+) -> TrainingDataset:
+    dataset = await owned_dataset(viewer, dataset_id)
+    if dataset.status not in LIVE or (dataset.expires_at is not None and dataset.expires_at <= now):
+        raise InvalidState(
+            "This dataset has been deleted.", field="datasetId", code="DATASET_DELETED"
+        )
+    _require_rights(visibility, owns_rights)
+    if dataset.visibility == visibility:
+        return dataset  # nothing changes; in particular a window is never extended
+    version = await ModelVersion.get(id=dataset.version_id)
+    expires_at = None
+    if visibility == Visibility.PRIVATE and version.status == VersionStatus.PUBLISHED:
+        expires_at = now + timedelta(seconds=retention)
+    still_live = Q(expires_at=None) | Q(expires_at__gt=now)
+    changed = await TrainingDataset.filter(
+        still_live, id=dataset.id, status__in=LIVE, visibility=dataset.visibility
+    ).update(visibility=visibility, expires_at=expires_at)
+    if not changed:
+        raise InvalidState(
+            "This dataset changed meanwhile; reload it and try again.",
+            field="datasetId",
+            code="CONFLICT",
+        )
+    kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
+    await events.record(dataset.id, kind, now)
+    return await TrainingDataset.get(id=dataset.id)
+
+
+async def claim_deletion(
+    condition: Q, *, reason: DeletionReason, now: datetime
+) -> bool:
+    """Claim one dataset for deletion with one conditional update; True if this call won."""
+    claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
+        status=DatasetStatus.DELETING, deletion_reason=reason, claimed_at=now
+    )
+    return claimed > 0
+
+
+async def complete_deletion(dataset_id: int, *, now: datetime, blobs: BlobStore) -> bool:
+    """Delete the bytes of a claimed dataset, then leave the tombstone. Safe to rerun."""
+    dataset = await TrainingDataset.get_or_none(id=dataset_id, status=DatasetStatus.DELETING)
+    if dataset is None:
+        return False
+    if dataset.blob_key is not None:
+        await blobs.delete(dataset.blob_key)
+    done = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.DELETING).update(
+        status=DatasetStatus.DELETED, deleted_at=now, blob_key=None, upload_nonce=None
+    )
+    if done:
+        reason = dataset.deletion_reason.value if dataset.deletion_reason else ""
+        await events.record(dataset_id, EventKind.DELETED, now, reason)
+    return done > 0
+
+
+async def delete_dataset(
+    *, viewer: int | None, dataset_id: int | None, now: datetime, blobs: BlobStore
+) -> TrainingDataset:
+    """The owner deletes a dataset now: bytes gone, tombstone left. Idempotent."""
+    dataset = await owned_dataset(viewer, dataset_id)
+    if await claim_deletion(Q(id=dataset.id), reason=DeletionReason.OWNER_REQUEST, now=now):
+        await complete_deletion(dataset.id, now=now, blobs=blobs)
+    return await TrainingDataset.get(id=dataset.id)
+
+
+async def record_download(dataset_id: int, *, by_owner: bool, now: datetime) -> None:
+    await events.record(
+        dataset_id, EventKind.DOWNLOADED, now, "by the owner" if by_owner else "by someone else"
+    )
+
+
+# Batched loads and listings.
+
+
+async def datasets_by_ids(ids: Iterable[int]) -> dict[int, TrainingDataset]:
+    return {d.id: d for d in await TrainingDataset.filter(id__in=list(ids))}
+
+
+async def datasets_by_version_ids(ids: Iterable[int]) -> dict[int, TrainingDataset]:
+    return {d.version_id: d for d in await TrainingDataset.filter(version_id__in=list(ids))}
+
+
+async def datasets_page(
+    *,
+    viewer: int | None,
+    owner_id: int,
+    status: DatasetStatus | None,
+    first: int | None,
+    after: str | None,
+) -> Page[TrainingDataset]:
+    query = TrainingDataset.filter(access.visible_datasets_q(viewer), owner_id=owner_id)
+    if status is not None:
+        query = query.filter(status=status)
+    return await newest_first(query, first=first, after=after)

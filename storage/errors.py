@@ -1,0 +1,30 @@
+"""Expected failures of storage services: each carries a stable ``code``."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An expected failure the API reports as a ``userErrors`` entry."""
+
+    code = "INVALID"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class NotFound(ServiceError):
+    """The object does not exist, or the viewer may not see it (never distinguished)."""
+
+    code = "NOT_FOUND"
+
+
+class Unauthenticated(ServiceError):
+    code = "UNAUTHENTICATED"
+
+
+class InvalidState(ServiceError):
+    code = "INVALID_STATE"

@@ -1,0 +1,188 @@
+"""Tortoise ORM models: the database is the source of truth, retention included."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+
+class VersionStatus(StrEnum):
+    DRAFT = "DRAFT"
+    PUBLISHED = "PUBLISHED"
+
+
+class Visibility(StrEnum):
+    PUBLIC = "PUBLIC"
+    PRIVATE = "PRIVATE"
+
+
+class DatasetStatus(StrEnum):
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    UPLOADING = "UPLOADING"  # a PUT holds the single-use claim
+    AVAILABLE = "AVAILABLE"
+    DELETING = "DELETING"  # a deletion holds the claim; bytes may or may not be gone
+    DELETED = "DELETED"
+
+
+class DeletionReason(StrEnum):
+    EXPIRED = "EXPIRED"
+    OWNER_REQUEST = "OWNER_REQUEST"
+    MODEL_DELETED = "MODEL_DELETED"
+
+
+class NotificationKind(StrEnum):
+    DATASET_EXPIRING = "DATASET_EXPIRING"
+    DATASET_DELETED = "DATASET_DELETED"
+
+
+class EventKind(StrEnum):
+    UPLOAD_STARTED = "UPLOAD_STARTED"
+    UPLOADED = "UPLOADED"
+    PUBLISHED = "PUBLISHED"
+    MADE_PRIVATE = "MADE_PRIVATE"
+    MADE_PUBLIC = "MADE_PUBLIC"
+    DOWNLOADED = "DOWNLOADED"
+    REMINDED = "REMINDED"
+    DELETED = "DELETED"
+
+
+class User(Model):
+    id = fields.IntField(primary_key=True)
+    username = fields.CharField(max_length=32, unique=True)
+    password_hash = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "users"
+
+
+class AuthToken(Model):
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="tokens", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    user_id: int
+
+    class Meta:
+        table = "auth_tokens"
+
+
+class LoraModel(Model):
+    id = fields.IntField(primary_key=True)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="lora_models", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=200)
+    description = fields.TextField()
+    created_at = fields.DatetimeField()
+    # Set while at least one version is published: the model is public then.
+    published_at = fields.DatetimeField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+
+    owner_id: int
+
+    class Meta:
+        table = "lora_models"
+
+
+class ModelVersion(Model):
+    id = fields.IntField(primary_key=True)
+    model: fields.ForeignKeyRelation[LoraModel] = fields.ForeignKeyField(
+        "models.LoraModel", related_name="versions", on_delete=fields.CASCADE
+    )
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="model_versions", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=200)
+    status = fields.CharEnumField(VersionStatus, max_length=16, default=VersionStatus.DRAFT)
+    published_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+    deleted_at = fields.DatetimeField(null=True)
+
+    model_id: int
+    owner_id: int
+
+    class Meta:
+        table = "model_versions"
+
+
+class TrainingDataset(Model):
+    id = fields.IntField(primary_key=True)
+    version: fields.OneToOneRelation[ModelVersion] = fields.OneToOneField(
+        "models.ModelVersion", related_name="training_dataset", on_delete=fields.CASCADE
+    )
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="training_datasets", on_delete=fields.CASCADE
+    )
+    filename = fields.CharField(max_length=255)
+    size_bytes = fields.BigIntField()
+    sha256 = fields.CharField(max_length=64, null=True)
+    visibility = fields.CharEnumField(Visibility, max_length=16)
+    status = fields.CharEnumField(DatasetStatus, max_length=16)
+    blob_key = fields.CharField(max_length=64, null=True)
+    upload_nonce = fields.CharField(max_length=64, null=True)
+    upload_expires_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+    claimed_at = fields.DatetimeField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+    deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
+    created_at = fields.DatetimeField()
+    uploaded_at = fields.DatetimeField(null=True)
+
+    version_id: int
+    owner_id: int
+
+    class Meta:
+        table = "training_datasets"
+        indexes = (Index(fields=("status", "expires_at"), name="dataset_status_expires"),)
+
+
+class Notification(Model):
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="notifications", on_delete=fields.CASCADE
+    )
+    dataset: fields.ForeignKeyNullableRelation[TrainingDataset] = fields.ForeignKeyField(
+        "models.TrainingDataset",
+        related_name="notifications",
+        null=True,
+        on_delete=fields.SET_NULL,
+    )
+    kind = fields.CharEnumField(NotificationKind, max_length=32)
+    # Seconds before expiry for a reminder, 0 for a deletion notice: with the
+    # unique constraint, one notification per dataset, kind and offset, ever.
+    offset_seconds = fields.IntField(default=0)
+    message = fields.TextField()
+    created_at = fields.DatetimeField()
+    read_at = fields.DatetimeField(null=True)
+
+    user_id: int
+    dataset_id: int | None
+
+    class Meta:
+        table = "notifications"
+        unique_together = (("dataset", "kind", "offset_seconds"),)
+        indexes = (Index(fields=("user", "read_at"), name="notification_user_read"),)
+
+
+class DatasetEvent(Model):
+    id = fields.IntField(primary_key=True)
+    dataset: fields.ForeignKeyRelation[TrainingDataset] = fields.ForeignKeyField(
+        "models.TrainingDataset", related_name="events", on_delete=fields.CASCADE
+    )
+    kind = fields.CharEnumField(EventKind, max_length=32)
+    at = fields.DatetimeField()
+    detail = fields.TextField(default="")
+
+    dataset_id: int
+
+    class Meta:
+        table = "dataset_events"

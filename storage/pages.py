@@ -1,0 +1,63 @@
+"""Keyset pagination: one query per page, whatever the table's size."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from storage.errors import ServiceError
+
+M = TypeVar("M", bound=Model)
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+
+@dataclass
+class Page(Generic[M]):
+    items: list[M]
+    has_next: bool
+
+    def cursor(self, item: M) -> str:
+        return encode_cursor(item.pk)
+
+
+def encode_cursor(pk: int) -> str:
+    return base64.urlsafe_b64encode(f"cursor:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "cursor":
+            raise ValueError(cursor)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR") from None
+
+
+def page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0 or first > MAX_PAGE:
+        raise ServiceError(
+            f"first must be between 0 and {MAX_PAGE}.", field="first", code="INVALID_PAGE_SIZE"
+        )
+    return first
+
+
+async def newest_first(query: QuerySet[M], *, first: int | None, after: str | None) -> Page[M]:
+    """Rows newest (highest id) first, ``first`` of them after the ``after`` cursor."""
+    size = page_size(first)
+    if after is not None:
+        query = query.filter(id__lt=decode_cursor(after))
+    if size == 0:
+        return Page([], False)
+    rows = await query.order_by("-id").limit(size + 1)
+    return Page(rows[:size], len(rows) > size)
