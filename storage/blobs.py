@@ -29,8 +29,12 @@ class BlobWriter(Protocol):
     @property
     def temp_path(self) -> Path: ...
 
+    async def seal(self) -> None:
+        """Flush and close: the temporary file is complete and may be inspected."""
+        ...
+
     async def commit(self) -> str:
-        """Move the bytes into place and return their new key."""
+        """Move the sealed bytes into place and return their new key."""
         ...
 
     async def abort(self) -> None: ...
@@ -68,18 +72,25 @@ class LocalBlobWriter:
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
-    async def commit(self) -> str:
-        key = secrets.token_hex(16)
-        target = self._store.path_for(key)
-
-        def _finish() -> None:
+    async def seal(self) -> None:
+        def _seal() -> None:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+
+        if not self._file.closed:
+            await asyncio.to_thread(_seal)
+
+    async def commit(self) -> str:
+        await self.seal()
+        key = secrets.token_hex(16)
+        target = self._store.path_for(key)
+
+        def _move() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp, target)
 
-        await asyncio.to_thread(_finish)
+        await asyncio.to_thread(_move)
         return key
 
     async def abort(self) -> None:

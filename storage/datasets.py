@@ -204,6 +204,7 @@ async def receive_upload(
                 code="SIZE_MISMATCH",
                 status=400,
             )
+        await writer.seal()
         await asyncio.to_thread(_check_zip, writer.temp_path)
         key = await writer.commit()
     except BaseException:
