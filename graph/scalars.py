@@ -1,29 +1,33 @@
-"""Custom scalars."""
+"""Custom scalars, registered through ``StrawberryConfig.scalar_map``."""
 
 from __future__ import annotations
 
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 MAX_SAFE = 2**53 - 1
 
+BigInt = NewType("BigInt", int)
+
 
 def _parse_bigint(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("BigInt must be a whole number")
-    number = int(value)
-    if not -MAX_SAFE <= number <= MAX_SAFE:
+    if not -MAX_SAFE <= value <= MAX_SAFE:
         raise ValueError("BigInt must be between -(2^53 - 1) and 2^53 - 1")
-    return number
+    return value
 
 
-BigInt = strawberry.scalar(
-    NewType("BigInt", int),
-    description=(
-        "A whole number up to 2^53 - 1 in magnitude, sent as a JSON number; used for byte "
-        "counts, which can pass the 32-bit range of Int."
-    ),
-    serialize=int,
-    parse_value=_parse_bigint,
-)
+SCALARS: dict[object, ScalarDefinition] = {
+    BigInt: strawberry.scalar(
+        name="BigInt",
+        description=(
+            "A whole number up to 2^53 - 1 in magnitude, sent as a JSON number; used for "
+            "byte counts, which can pass the 32-bit range of Int."
+        ),
+        serialize=int,
+        parse_value=_parse_bigint,
+    )
+}

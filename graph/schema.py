@@ -7,10 +7,12 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError, GraphQLInputObjectType, print_schema
 from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
 
 from graph import ids
 from graph.context import Info
 from graph.mutations import Mutation
+from graph.scalars import SCALARS
 from graph.types import (
     AfterArg,
     Connection,
@@ -143,6 +145,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         mutation=Mutation,
         types=[UserType, ModelType, ModelVersionType, TrainingDatasetType, NotificationType],
         extensions=[lambda: MaskErrors(should_mask_error=_is_unexpected)],
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
     # The visibility argument states the configured retention policy.
     for type_name in ("StartDatasetUploadInput", "SetDatasetVisibilityInput"):

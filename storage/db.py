@@ -42,7 +42,7 @@ TORTOISE_ORM = tortoise_config(os.environ.get("LORASHELF_DATABASE_URL") or "sqli
 async def migrate(database_url: str) -> None:
     """Apply every pending migration, then close the connections it opened."""
     await _migrate(config=tortoise_config(database_url))
-    await connections.close_all()
+    await Tortoise.close_connections()
 
 
 async def connect(database_url: str) -> None:
@@ -50,7 +50,7 @@ async def connect(database_url: str) -> None:
 
 
 async def disconnect() -> None:
-    await connections.close_all()
+    await Tortoise.close_connections()
 
 
 async def ping() -> bool:

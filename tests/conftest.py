@@ -1,0 +1,231 @@
+"""Shared fixtures: a real SQLite database with real migrations, the real ASGI app
+behind httpx, an injected clock, and small factories for the usual objects."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from graph.app import create_app
+from storage import db
+from storage.config import Settings, load_settings
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class MutableClock:
+    """The injected clock: tests move time instead of sleeping."""
+
+    def __init__(self, now: datetime = START):
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+
+def make_zip(files: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in (files or {"images/cat.txt": b"meow" * 50}).items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def clock() -> MutableClock:
+    return MutableClock()
+
+
+@pytest.fixture
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment the app is configured from.
+
+    A test changes it with a marker: ``@pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s")``.
+    """
+    values = {"LORASHELF_DATA_DIR": str(tmp_path / "var")}
+    for marker in reversed(list(request.node.iter_markers("env"))):
+        values.update(marker.kwargs)
+    return values
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[None]:
+    await db.migrate(settings.database_url)
+    await db.connect(settings.database_url)
+    yield
+    await db.disconnect()
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, clock: MutableClock, database: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, clock=clock, manage_database=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@dataclass
+class Person:
+    username: str
+    token: str
+    id: str
+
+
+class Api:
+    """GraphQL over HTTP plus factories for the usual objects (given ... steps)."""
+
+    def __init__(self, http: httpx.AsyncClient):
+        self.http = http
+        self._names = 0
+
+    async def raw(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def gql(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        body = await self.raw(query, variables, token)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def mutate(
+        self, name: str, query: str, variables: dict[str, Any], token: str | None = None
+    ) -> dict[str, Any]:
+        """Run a mutation that must succeed; return its payload."""
+        payload: dict[str, Any] = (await self.gql(query, variables, token))[name]
+        assert payload["userErrors"] == [], payload["userErrors"]
+        return payload
+
+    async def sign_up(self, username: str | None = None, password: str = "correct horse battery") -> Person:
+        if username is None:
+            self._names += 1
+            username = f"user{self._names}"
+        payload = await self.mutate(
+            "signUp",
+            "mutation($i: SignUpInput!) { signUp(input: $i) { token user { id } userErrors { code } } }",
+            {"i": {"username": username, "password": password}},
+        )
+        return Person(username, payload["token"], payload["user"]["id"])
+
+    async def create_model(self, owner: Person, name: str = "Cats") -> str:
+        payload = await self.mutate(
+            "createModel",
+            "mutation($i: CreateModelInput!) { createModel(input: $i) { model { id } userErrors { code } } }",
+            {"i": {"name": name, "description": "a LoRA"}},
+            owner.token,
+        )
+        model_id: str = payload["model"]["id"]
+        return model_id
+
+    async def create_version(self, owner: Person, model_id: str, name: str = "v1") -> str:
+        payload = await self.mutate(
+            "createModelVersion",
+            "mutation($i: CreateModelVersionInput!) { createModelVersion(input: $i) "
+            "{ version { id } userErrors { code } } }",
+            {"i": {"modelId": model_id, "name": name}},
+            owner.token,
+        )
+        version_id: str = payload["version"]["id"]
+        return version_id
+
+    async def start_upload(
+        self,
+        owner: Person,
+        version_id: str,
+        size: int,
+        visibility: str = "PRIVATE",
+        filename: str = "data.zip",
+        owns_rights: bool | None = None,
+    ) -> dict[str, Any]:
+        """Returns the raw payload (dataset, uploadUrl, userErrors)."""
+        data = await self.gql(
+            "mutation($i: StartDatasetUploadInput!) { startDatasetUpload(input: $i) "
+            "{ dataset { id status } uploadUrl userErrors { field code message } } }",
+            {
+                "i": {
+                    "versionId": version_id,
+                    "filename": filename,
+                    "sizeBytes": size,
+                    "visibility": visibility,
+                    "ownsRights": owns_rights if owns_rights is not None else visibility == "PUBLIC",
+                }
+            },
+            owner.token,
+        )
+        payload: dict[str, Any] = data["startDatasetUpload"]
+        return payload
+
+    async def put(self, url: str, body: bytes) -> httpx.Response:
+        return await self.http.put(url, content=body)
+
+    async def upload(
+        self, owner: Person, version_id: str, visibility: str = "PRIVATE", body: bytes | None = None
+    ) -> str:
+        """A dataset uploaded completely; returns its global ID."""
+        content = body if body is not None else make_zip()
+        payload = await self.start_upload(owner, version_id, len(content), visibility)
+        assert payload["userErrors"] == [], payload["userErrors"]
+        response = await self.put(payload["uploadUrl"], content)
+        assert response.status_code == 200, response.text
+        dataset_id: str = payload["dataset"]["id"]
+        return dataset_id
+
+    async def publish(self, owner: Person, version_id: str) -> dict[str, Any]:
+        payload = await self.mutate(
+            "publishModelVersion",
+            "mutation($i: PublishModelVersionInput!) { publishModelVersion(input: $i) "
+            "{ version { id status publishedAt } userErrors { code } } }",
+            {"i": {"versionId": version_id}},
+            owner.token,
+        )
+        version: dict[str, Any] = payload["version"]
+        return version
+
+    async def model_with_dataset(
+        self, owner: Person, visibility: str = "PRIVATE", publish: bool = True
+    ) -> tuple[str, str, str]:
+        """Given a model with one version and a dataset: (model, version, dataset) IDs."""
+        model_id = await self.create_model(owner)
+        version_id = await self.create_version(owner, model_id)
+        dataset_id = await self.upload(owner, version_id, visibility)
+        if publish:
+            await self.publish(owner, version_id)
+        return model_id, version_id, dataset_id
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient) -> Api:
+    return Api(client)
+
+
+Factory = Callable[..., Any]
