@@ -58,9 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
-    sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
-        func=_export_schema
-    )
+    sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=_export_schema)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 from starlette.requests import Request
@@ -37,10 +39,23 @@ class Services:
     scheduler: Scheduler
 
 
-def _loader(fetch, *, default=None):  # type: ignore[no-untyped-def]
-    async def load(keys: list[int]) -> list:  # type: ignore[type-arg]
+V = TypeVar("V")
+
+
+def _loader(fetch: Callable[[list[int]], Awaitable[Mapping[int, V]]]) -> DataLoader[int, V | None]:
+    async def load(keys: list[int]) -> list[V | None]:
         found = await fetch(keys)
-        return [found.get(k, default() if default else None) for k in keys]
+        return [found.get(k) for k in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _list_loader(
+    fetch: Callable[[list[int]], Awaitable[Mapping[int, list[V]]]],
+) -> DataLoader[int, list[V]]:
+    async def load(keys: list[int]) -> list[list[V]]:
+        found = await fetch(keys)
+        return [found.get(k, []) for k in keys]
 
     return DataLoader(load_fn=load)
 
@@ -67,10 +82,10 @@ class Loaders:
         self.user = _loader(catalog.users_by_ids)
         self.model = _loader(catalog.models_by_ids)
         self.version = _loader(catalog.versions_by_ids)
-        self.versions_of_model = _loader(versions_of, default=list)
+        self.versions_of_model = _list_loader(versions_of)
         self.dataset = _loader(datasets.datasets_by_ids)
         self.dataset_of_version = _loader(datasets.datasets_by_version_ids)
-        self.events_of_dataset = _loader(events.events_by_dataset_ids, default=list)
+        self.events_of_dataset = _list_loader(events.events_by_dataset_ids)
 
 
 @dataclass

@@ -73,7 +73,9 @@ class CreateModelVersionInput:
     name: str = strawberry.field(description="The version's name, e.g. v1.")
 
 
-@strawberry.input(description="Record a training dataset for a draft version and get an upload URL.")
+@strawberry.input(
+    description="Record a training dataset for a draft version and get an upload URL."
+)
 class StartDatasetUploadInput:
     version_id: strawberry.ID = strawberry.field(description="The draft version's ID.")
     filename: str = strawberry.field(description="The zip file's name, for display.")
@@ -211,7 +213,9 @@ class Mutation:
         if token is None:
             return LogOutPayload(
                 ok=False,
-                user_errors=[UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")],
+                user_errors=[
+                    UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")
+                ],
             )
         await accounts.log_out(token_id=token.id, now=info.context.now())
         return LogOutPayload(ok=True, user_errors=[])
@@ -261,14 +265,16 @@ class Mutation:
                 version_id=ids.decode(input.version_id, "ModelVersion"),
                 filename=input.filename,
                 size_bytes=int(input.size_bytes),
-                visibility=db.Visibility(input.visibility.value),
+                visibility=db.Visibility(input.visibility.name),
                 owns_rights=input.owns_rights,
                 now=ctx.now(),
                 max_bytes=settings.max_dataset_bytes,
                 url_lifetime=settings.upload_url_lifetime,
             )
         except ServiceError as exc:
-            return StartDatasetUploadPayload(dataset=None, upload_url=None, user_errors=UserError.of(exc))
+            return StartDatasetUploadPayload(
+                dataset=None, upload_url=None, user_errors=UserError.of(exc)
+            )
         token = ctx.services.signer.upload_token(row.id, nonce)
         url = str(ctx.request.url_for("upload", token=token))
         return StartDatasetUploadPayload(
@@ -312,7 +318,7 @@ class Mutation:
             row = await datasets.set_visibility(
                 viewer=ctx.viewer_id,
                 dataset_id=ids.decode(input.dataset_id, "TrainingDataset"),
-                visibility=db.Visibility(input.visibility.value),
+                visibility=db.Visibility(input.visibility.name),
                 owns_rights=input.owns_rights,
                 now=ctx.now(),
                 retention=ctx.services.settings.private_retention,
@@ -347,7 +353,9 @@ class Mutation:
         if ctx.viewer_id is None:
             return MarkNotificationsReadPayload(
                 notifications=[],
-                user_errors=[UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")],
+                user_errors=[
+                    UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")
+                ],
             )
         rows = await notifications.mark_read(
             user_id=ctx.viewer_id,

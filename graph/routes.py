@@ -97,9 +97,7 @@ async def download(request: Request) -> Response:
         "ETag": f'"{dataset.sha256}"',
     }
     if wanted == "bad":
-        return Response(
-            status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
-        )
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = wanted if isinstance(wanted, tuple) else (0, size - 1)
     if start == 0:
         await datasets.record_download(
@@ -113,7 +111,9 @@ async def download(request: Request) -> Response:
     body = services.blobs.read(dataset.blob_key, start, end)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/zip")
-    return StreamingResponse(body, status_code=status, headers=headers, media_type="application/zip")
+    return StreamingResponse(
+        body, status_code=status, headers=headers, media_type="application/zip"
+    )
 
 
 async def healthz(request: Request) -> Response:

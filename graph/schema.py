@@ -75,7 +75,9 @@ class Query:
 
     @strawberry.field(description="Any object by its global ID; null if you may not see it.")
     async def node(
-        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")]
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> Node | None:
         return await resolve_node(info, str(id))
 

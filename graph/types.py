@@ -46,7 +46,8 @@ class VersionStatus(Enum):
 @strawberry.enum(description="Who may see and download a training dataset.")
 class Visibility(Enum):
     PUBLIC = strawberry.enum_value(
-        "PUBLIC", description="Shared: anyone may see and download it once the version is published."
+        "PUBLIC",
+        description="Shared: anyone may see and download it once the version is published.",
     )
     PRIVATE = strawberry.enum_value(
         "PRIVATE",
@@ -73,9 +74,7 @@ class DeletionReason(Enum):
     EXPIRED = strawberry.enum_value(
         "EXPIRED", description="A private dataset reached the end of its retention window."
     )
-    OWNER_REQUEST = strawberry.enum_value(
-        "OWNER_REQUEST", description="The owner deleted it."
-    )
+    OWNER_REQUEST = strawberry.enum_value("OWNER_REQUEST", description="The owner deleted it.")
     MODEL_DELETED = strawberry.enum_value(
         "MODEL_DELETED", description="Its model or model version was deleted."
     )
@@ -158,9 +157,7 @@ FirstArg = Annotated[
     int | None,
     strawberry.argument(description="How many items to return (at most 100; default 20)."),
 ]
-AfterArg = Annotated[
-    str | None, strawberry.argument(description="Return items after this cursor.")
-]
+AfterArg = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
 
 
 # Objects -------------------------------------------------------------------
@@ -193,7 +190,7 @@ class UserType(Node):
     @strawberry.field(
         description=(
             "The user's training datasets that you may see, newest first: for yourself all "
-            "of them, tombstones included (your \"my datasets\" page); for anybody else only "
+            'of them, tombstones included (your "my datasets" page); for anybody else only '
             "public ones."
         )
     )
@@ -206,7 +203,7 @@ class UserType(Node):
             DatasetStatus | None, strawberry.argument(description="Only datasets in this state.")
         ] = None,
     ) -> Connection[TrainingDatasetType]:
-        wanted = db.DatasetStatus(status.value) if status else None
+        wanted = db.DatasetStatus(status.name) if status else None
         try:
             page = await datasets.datasets_page(
                 viewer=info.context.viewer_id,

@@ -91,6 +91,7 @@ async def log_in(
 ) -> tuple[User, str]:
     user = await User.get_or_none(username=normalise_username(username))
     stored = user.password_hash if user else _DUMMY_HASH
+    ok: bool
     try:
         ok = await asyncio.to_thread(_hasher.verify, stored, password[:PASSWORD_MAX])
     except (VerificationError, InvalidHashError):

@@ -162,7 +162,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
     )
     for origin in cors:
         if not re.match(r"^https?://[^/\s]+$", origin):
-            raise ConfigError(f"LORASHELF_CORS_ORIGINS: {origin!r} is not an origin like https://host")
+            raise ConfigError(
+                f"LORASHELF_CORS_ORIGINS: {origin!r} is not an origin like https://host"
+            )
     return Settings(
         data_dir=data_dir,
         database_url=database_url,

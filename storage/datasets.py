@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -47,13 +48,19 @@ def clean_filename(raw: str) -> str:
     It is only ever shown; blob keys are generated and never derived from it.
     """
     name = re.split(r"[\\/]", raw)[-1]
-    name = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] != "C")
+    name = "".join(
+        c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] != "C"
+    )
     name = name.strip().strip(".").strip()
     if not name:
         raise ServiceError("Filename must not be empty.", field="filename", code="INVALID_FILENAME")
     if len(name) > FILENAME_MAX:
         stem, dot, ext = name.rpartition(".")
-        name = (stem[: FILENAME_MAX - len(ext) - 1] + dot + ext) if dot and len(ext) < 16 else name[:FILENAME_MAX]
+        name = (
+            (stem[: FILENAME_MAX - len(ext) - 1] + dot + ext)
+            if dot and len(ext) < 16
+            else name[:FILENAME_MAX]
+        )
     return name
 
 
@@ -107,7 +114,7 @@ async def start_upload(
     _require_rights(visibility, owns_rights)
     name = clean_filename(filename)
     nonce = secrets.token_urlsafe(24)
-    fields = {
+    fields: dict[str, Any] = {
         "filename": name,
         "size_bytes": size_bytes,
         "visibility": visibility,
@@ -183,7 +190,9 @@ async def receive_upload(
         if row is None or row.status in (DatasetStatus.DELETING, DatasetStatus.DELETED):
             raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
         if row.upload_nonce == nonce:
-            raise UploadRejected("This upload URL has expired.", code="UPLOAD_URL_EXPIRED", status=410)
+            raise UploadRejected(
+                "This upload URL has expired.", code="UPLOAD_URL_EXPIRED", status=410
+            )
         raise UploadRejected(
             "This upload URL has already been used.", code="UPLOAD_URL_USED", status=410
         )
@@ -263,9 +272,7 @@ async def set_visibility(
     return await TrainingDataset.get(id=dataset.id)
 
 
-async def claim_deletion(
-    condition: Q, *, reason: DeletionReason, now: datetime
-) -> bool:
+async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime) -> bool:
     """Claim one dataset for deletion with one conditional update; True if this call won."""
     claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
         status=DatasetStatus.DELETING, deletion_reason=reason, claimed_at=now

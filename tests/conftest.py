@@ -126,7 +126,9 @@ class Api:
         assert payload["userErrors"] == [], payload["userErrors"]
         return payload
 
-    async def sign_up(self, username: str | None = None, password: str = "correct horse battery") -> Person:
+    async def sign_up(
+        self, username: str | None = None, password: str = "correct horse battery"
+    ) -> Person:
         if username is None:
             self._names += 1
             username = f"user{self._names}"
@@ -177,7 +179,9 @@ class Api:
                     "filename": filename,
                     "sizeBytes": size,
                     "visibility": visibility,
-                    "ownsRights": owns_rights if owns_rights is not None else visibility == "PUBLIC",
+                    "ownsRights": owns_rights
+                    if owns_rights is not None
+                    else visibility == "PUBLIC",
                 }
             },
             owner.token,

@@ -58,9 +58,7 @@ def sees_version(viewer: str, state: str) -> bool:
     return viewer == "owner" or state != "draft"
 
 
-matrix = pytest.mark.parametrize(
-    ("viewer", "state"), [(v, s) for v in VIEWERS for s in STATES]
-)
+matrix = pytest.mark.parametrize(("viewer", "state"), [(v, s) for v in VIEWERS for s in STATES])
 
 DATASET_FIELDS = "id status visibility filename sizeBytes sha256 expiresAt deletedAt downloadUrl"
 
@@ -165,9 +163,7 @@ async def test_download_route(api: Api, viewer: str, state: str) -> None:
     at request time, so one minted before deletion stops working."""
     # given a URL minted while the dataset was still available
     world = await given_world(api, "private" if state == "private" else "public")
-    url_query = (
-        "query($id: ID!) { node(id: $id) { ... on TrainingDataset { downloadUrl } } }"
-    )
+    url_query = "query($id: ID!) { node(id: $id) { ... on TrainingDataset { downloadUrl } } }"
     minted = await api.gql(url_query, {"id": world.dataset_id}, world.owner.token)
     url = minted["node"]["downloadUrl"]
     if state == "deleted":
