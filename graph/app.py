@@ -17,7 +17,10 @@ from strawberry.asgi import GraphQL
 from graph.context import Context, Loaders, Services
 from graph.routes import download, healthz, upload
 from graph.schema import build_schema
-from jobs.scheduler import NoScheduler, Scheduler
+from jobs.notifier import InAppNotifier
+from jobs.retention import Deps
+from jobs.runner import EmbeddedRunner
+from jobs.scheduler import ArqScheduler, Scheduler
 from storage import accounts, db
 from storage.blobs import BlobStore, open_blob_store
 from storage.clock import Clock, SystemClock
@@ -66,13 +69,28 @@ def create_app(
     scheduler: Scheduler | None = None,
     manage_database: bool = True,
 ) -> Starlette:
-    """Build the app. With ``manage_database`` its lifespan migrates (SQLite) and connects."""
+    """Build the app. With ``manage_database`` its lifespan migrates (SQLite) and connects.
+
+    Retention work: with ``LORASHELF_REDIS_URL`` the app only enqueues ARQ jobs for
+    ``lorashelf worker``; without it an embedded runner does the work in-process.
+    A ``scheduler`` passed in replaces both.
+    """
+    clock = clock or SystemClock()
+    blobs = blobs or open_blob_store(settings.blob_url)
+    runner: EmbeddedRunner | None = None
+    arq: ArqScheduler | None = None
+    if scheduler is None:
+        if settings.redis_url:
+            scheduler = arq = ArqScheduler(settings, clock)
+        else:
+            deps = Deps(settings=settings, clock=clock, blobs=blobs, notifier=InAppNotifier())
+            scheduler = runner = EmbeddedRunner(deps)
     services = Services(
         settings=settings,
-        clock=clock or SystemClock(),
-        blobs=blobs or open_blob_store(settings.blob_url),
+        clock=clock,
+        blobs=blobs,
         signer=Signer(settings.secret_key),
-        scheduler=scheduler or NoScheduler(),
+        scheduler=scheduler,
     )
 
     @contextlib.asynccontextmanager
@@ -81,9 +99,15 @@ def create_app(
             if settings.database_url.startswith("sqlite"):
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
+        if runner is not None:
+            runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
+            if arq is not None:
+                await arq.close()
             if manage_database:
                 await db.disconnect()
 

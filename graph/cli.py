@@ -35,6 +35,23 @@ def _serve(args: argparse.Namespace) -> None:
     )
 
 
+def _worker(args: argparse.Namespace) -> None:
+    from jobs import worker
+
+    settings = _settings()
+    if not settings.redis_url:
+        print(
+            "lorashelf: configuration error: LORASHELF_REDIS_URL must be set for the worker "
+            "(without Redis, `lorashelf serve` does the retention work itself)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    if args.check:
+        raise SystemExit(0 if worker.healthy(settings) else 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker.run(settings)
+
+
 def _migrate(args: argparse.Namespace) -> None:
     from storage import db
 
@@ -57,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=_serve)
+    work = sub.add_parser("worker", help="run the ARQ retention worker (needs Redis)")
+    work.add_argument("--check", action="store_true", help="exit 0 if a worker is alive, 1 if not")
+    work.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=_export_schema)
     args = parser.parse_args(argv)

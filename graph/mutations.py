@@ -6,6 +6,8 @@ Expected failures (``ServiceError``) become ``userErrors`` with a stable code.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from graph import ids
@@ -39,6 +41,7 @@ class UserError:
         return [cls(field=exc.field, message=exc.message, code=exc.code)]
 
 
+INPUT = strawberry.argument(description="The mutation's input.")
 ERRORS = strawberry.field(description="Expected failures; empty when the mutation succeeded.")
 
 
@@ -180,7 +183,7 @@ class MarkNotificationsReadPayload:
 @strawberry.type(description="Changes.")
 class Mutation:
     @strawberry.mutation(description="Create an account and sign in to it.")
-    async def sign_up(self, info: Info, input: SignUpInput) -> SignUpPayload:
+    async def sign_up(self, info: Info, input: Annotated[SignUpInput, INPUT]) -> SignUpPayload:
         settings = info.context.services.settings
         try:
             user, token = await accounts.sign_up(
@@ -194,7 +197,7 @@ class Mutation:
         return SignUpPayload(token=token, user=UserType.of(user), user_errors=[])
 
     @strawberry.mutation(description="Sign in; returns a new bearer token.")
-    async def log_in(self, info: Info, input: LogInInput) -> LogInPayload:
+    async def log_in(self, info: Info, input: Annotated[LogInInput, INPUT]) -> LogInPayload:
         settings = info.context.services.settings
         try:
             user, token = await accounts.log_in(
@@ -221,7 +224,9 @@ class Mutation:
         return LogOutPayload(ok=True, user_errors=[])
 
     @strawberry.mutation(description="Create a model (private until a version is published).")
-    async def create_model(self, info: Info, input: CreateModelInput) -> CreateModelPayload:
+    async def create_model(
+        self, info: Info, input: Annotated[CreateModelInput, INPUT]
+    ) -> CreateModelPayload:
         try:
             row = await catalog.create_model(
                 viewer=info.context.viewer_id,
@@ -235,7 +240,7 @@ class Mutation:
 
     @strawberry.mutation(description="Add a draft version to one of your models.")
     async def create_model_version(
-        self, info: Info, input: CreateModelVersionInput
+        self, info: Info, input: Annotated[CreateModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
         try:
             row = await catalog.create_version(
@@ -255,7 +260,7 @@ class Mutation:
         )
     )
     async def start_dataset_upload(
-        self, info: Info, input: StartDatasetUploadInput
+        self, info: Info, input: Annotated[StartDatasetUploadInput, INPUT]
     ) -> StartDatasetUploadPayload:
         ctx = info.context
         settings = ctx.services.settings
@@ -288,7 +293,7 @@ class Mutation:
         )
     )
     async def publish_model_version(
-        self, info: Info, input: PublishModelVersionInput
+        self, info: Info, input: Annotated[PublishModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
         ctx = info.context
         try:
@@ -296,7 +301,8 @@ class Mutation:
                 viewer=ctx.viewer_id,
                 version_id=ids.decode(input.version_id, "ModelVersion"),
                 now=ctx.now(),
-                retention=ctx.services.settings.private_retention,
+                retention_seconds=ctx.services.settings.private_retention,
+                reminders=ctx.services.settings.reminders,
             )
         except ServiceError as exc:
             return ModelVersionPayload(version=None, user_errors=UserError.of(exc))
@@ -311,7 +317,7 @@ class Mutation:
         )
     )
     async def set_dataset_visibility(
-        self, info: Info, input: SetDatasetVisibilityInput
+        self, info: Info, input: Annotated[SetDatasetVisibilityInput, INPUT]
     ) -> DatasetPayload:
         ctx = info.context
         try:
@@ -321,7 +327,8 @@ class Mutation:
                 visibility=db.Visibility(input.visibility.name),
                 owns_rights=input.owns_rights,
                 now=ctx.now(),
-                retention=ctx.services.settings.private_retention,
+                retention_seconds=ctx.services.settings.private_retention,
+                reminders=ctx.services.settings.reminders,
             )
         except ServiceError as exc:
             return DatasetPayload(dataset=None, user_errors=UserError.of(exc))
@@ -331,7 +338,9 @@ class Mutation:
     @strawberry.mutation(
         description="Delete a dataset's bytes now; a tombstone (DELETED) remains for you."
     )
-    async def delete_dataset(self, info: Info, input: DeleteDatasetInput) -> DatasetPayload:
+    async def delete_dataset(
+        self, info: Info, input: Annotated[DeleteDatasetInput, INPUT]
+    ) -> DatasetPayload:
         ctx = info.context
         try:
             row = await datasets.delete_dataset(
@@ -347,7 +356,7 @@ class Mutation:
 
     @strawberry.mutation(description="Mark some of your notifications read.")
     async def mark_notifications_read(
-        self, info: Info, input: MarkNotificationsReadInput
+        self, info: Info, input: Annotated[MarkNotificationsReadInput, INPUT]
     ) -> MarkNotificationsReadPayload:
         ctx = info.context
         if ctx.viewer_id is None:

@@ -99,7 +99,7 @@ async def download(request: Request) -> Response:
     if wanted == "bad":
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = wanted if isinstance(wanted, tuple) else (0, size - 1)
-    if start == 0:
+    if start == 0 and request.method == "GET":
         await datasets.record_download(
             dataset.id, by_owner=grant.viewer == dataset.owner_id, now=now
         )

@@ -1,22 +1,151 @@
 """How the API tells the retention machinery that a dataset changed.
 
-The database is the source of truth; a scheduler only makes work happen on
-time. Implementations: the ARQ enqueuer and the in-process runner.
+The database is the source of truth; a scheduler only makes work happen on time.
+Implementations: ``ArqScheduler`` (Redis; ``lorashelf worker`` runs the jobs) and
+``jobs.runner.EmbeddedRunner`` (in-process, the default without Redis).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
+
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+from arq.constants import default_queue_name, job_key_prefix
+
+from storage import datasets
+from storage.clock import Clock
+from storage.config import Settings
+from storage.models import DatasetStatus, TrainingDataset, Visibility
+
+log = logging.getLogger("lorashelf.scheduler")
 
 
 class Scheduler(Protocol):
     async def dataset_changed(self, dataset_id: int) -> None:
-        """(Re)schedule the exact-time jobs for this dataset from its current row."""
+        """(Re)schedule the exact-time work for this dataset from its current row.
+
+        Never raises: if scheduling fails, the periodic sweep does the work.
+        """
         ...
 
 
 class NoScheduler:
-    """Does nothing: the periodic sweep alone does the work (used by tests and tools)."""
+    """Schedules nothing: the sweep alone does the work (tools and some tests)."""
 
     async def dataset_changed(self, dataset_id: int) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job_id: str
+    function: str
+    args: tuple[int, ...]
+    at: datetime
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def planned_jobs(
+    dataset: TrainingDataset | None, *, reminders: tuple[int, ...], now: datetime
+) -> list[PlannedJob]:
+    """The exact-time jobs a dataset needs now. Job ids hold the due time, so
+    scheduling the same state twice is one job, and a moved window is a new one."""
+    if (
+        dataset is None
+        or dataset.status != DatasetStatus.AVAILABLE
+        or dataset.visibility != Visibility.PRIVATE
+        or dataset.expires_at is None
+    ):
+        return []
+    expires = dataset.expires_at
+    jobs = [
+        PlannedJob(f"expire:{dataset.id}:{_ms(expires)}", "expire_dataset", (dataset.id,), expires)
+    ]
+    for offset in reminders:
+        due = expires - timedelta(seconds=offset)
+        if due > now:
+            jobs.append(
+                PlannedJob(
+                    f"remind:{dataset.id}:{offset}:{_ms(due)}",
+                    "send_reminder",
+                    (dataset.id, offset),
+                    due,
+                )
+            )
+    return jobs
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 2
+    settings.conn_retries = 0
+    return settings
+
+
+class ArqScheduler:
+    """Enqueues deferred ARQ jobs; cancels the ones a change made pointless.
+
+    The ids of a dataset's queued jobs are kept in a Redis set, so that making it
+    public, or deleting it, removes them from the queue (stale jobs also no-op).
+    """
+
+    def __init__(self, settings: Settings, clock: Clock):
+        assert settings.redis_url is not None
+        self._redis = redis_settings(settings.redis_url)
+        self._settings = settings
+        self._clock = clock
+        self._pool: ArqRedis | None = None
+
+    async def _connect(self) -> ArqRedis:
+        if self._pool is None:
+            self._pool = await create_pool(self._redis, retry=0)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        try:
+            await asyncio.wait_for(self._schedule(dataset_id), timeout=3)
+        except Exception as exc:  # Redis down or slow: the sweep catches up later
+            log.warning(
+                "could not schedule retention jobs for dataset %s (%s); the sweep will do it",
+                dataset_id,
+                exc.__class__.__name__,
+            )
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    await pool.aclose()
+
+    async def _schedule(self, dataset_id: int) -> None:
+        row = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+        wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
+        pool = await self._connect()
+        index = f"lorashelf:dataset-jobs:{dataset_id}"
+        previous = {m.decode() for m in await pool.smembers(index)}  # type: ignore[misc]
+        stale = previous - {job.job_id for job in wanted}
+        if stale:
+            async with pool.pipeline(transaction=True) as pipe:
+                for job_id in stale:
+                    pipe.zrem(default_queue_name, job_id)
+                    pipe.delete(job_key_prefix + job_id)
+                    pipe.srem(index, job_id)
+                await pipe.execute()
+        for job in wanted:
+            await pool.enqueue_job(job.function, *job.args, _job_id=job.job_id, _defer_until=job.at)
+        if wanted:
+            await pool.sadd(index, *[job.job_id for job in wanted])  # type: ignore[misc]
+            keep = max(job.at for job in wanted) - self._clock.now() + timedelta(days=2)
+            await pool.expire(index, int(keep.total_seconds()))

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +51,12 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def exists(self, key: str) -> bool: ...
+
+    def keys_older_than(self, cutoff: datetime) -> AsyncIterator[list[str]]:
+        """Keys of blobs last written before ``cutoff``, in batches."""
+        ...
+
+    async def remove_stale_temp_files(self, *, older_than: datetime) -> int: ...
 
 
 class LocalBlobWriter:
@@ -142,6 +149,36 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.path_for(key).unlink, True)
+
+    async def keys_older_than(self, cutoff: datetime, batch: int = 500) -> AsyncIterator[list[str]]:
+        limit = cutoff.timestamp()
+
+        def _scan() -> list[str]:
+            found = []
+            for shard in self.root.iterdir():
+                if shard.name == ".tmp" or not shard.is_dir():
+                    continue
+                for path in shard.iterdir():
+                    if _KEY.match(path.name) and path.stat().st_mtime < limit:
+                        found.append(path.name)
+            return found
+
+        keys = await asyncio.to_thread(_scan)
+        for start in range(0, len(keys), batch):
+            yield keys[start : start + batch]
+
+    async def remove_stale_temp_files(self, *, older_than: datetime) -> int:
+        limit = older_than.timestamp()
+
+        def _remove() -> int:
+            removed = 0
+            for path in self.tmp_dir.iterdir():
+                if path.stat().st_mtime < limit:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            return removed
+
+        return await asyncio.to_thread(_remove)
 
 
 def open_blob_store(blob_url: str) -> LocalBlobStore:

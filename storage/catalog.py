@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-from storage import access, events
+from storage import access, events, retention
 from storage.errors import InvalidState, NotFound, ServiceError, Unauthenticated
 from storage.models import (
     DatasetStatus,
@@ -90,7 +90,12 @@ async def create_version(
 
 
 async def publish_version(
-    *, viewer: int | None, version_id: int | None, now: datetime, retention: int
+    *,
+    viewer: int | None,
+    version_id: int | None,
+    now: datetime,
+    retention_seconds: int,
+    reminders: Sequence[int],
 ) -> tuple[ModelVersion, TrainingDataset | None]:
     """Publish a draft; a private dataset's window starts now."""
     version = await owned_version(viewer, version_id)
@@ -115,8 +120,10 @@ async def publish_version(
         await LoraModel.filter(id=version.model_id, published_at=None).update(published_at=now)
         if dataset is not None and dataset.status == DatasetStatus.AVAILABLE:
             if dataset.visibility == Visibility.PRIVATE:
-                dataset.expires_at = now + timedelta(seconds=retention)
-                await dataset.save(update_fields=["expires_at"])
+                dataset.expires_at, dataset.next_reminder_at = retention.window(
+                    now, retention=retention_seconds, offsets=reminders
+                )
+                await dataset.save(update_fields=["expires_at", "next_reminder_at"])
             await events.record(dataset.id, EventKind.PUBLISHED, now)
     await version.refresh_from_db()
     return version, dataset

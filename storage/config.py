@@ -28,6 +28,9 @@ _SIZE_UNITS = {
 }
 
 
+MAX_DURATION = 10 * 366 * 86400
+
+
 class ConfigError(Exception):
     """A configuration value is missing or malformed."""
 
@@ -42,7 +45,23 @@ def parse_duration(name: str, raw: str) -> int:
     seconds = int(match.group(1)) * _DURATION_UNITS.get(match.group(2) or "s", 1)
     if seconds <= 0:
         raise ConfigError(f"{name}={raw!r} must be longer than zero")
+    if seconds > MAX_DURATION:
+        raise ConfigError(f"{name}={raw!r} is too long (at most 10 years)")
     return seconds
+
+
+def cron_fields(seconds: int) -> dict[str, set[int] | int]:
+    """ARQ cron fields that fire every ``seconds``: it must divide a minute, an hour or a day."""
+    if seconds < 60 and 60 % seconds == 0:
+        return {"second": set(range(0, 60, seconds))}
+    if seconds % 60 == 0 and seconds < 3600 and 3600 % seconds == 0:
+        return {"minute": set(range(0, 60, seconds // 60)), "second": 0}
+    if seconds % 3600 == 0 and 86400 % seconds == 0:
+        return {"hour": set(range(0, 24, seconds // 3600)), "minute": 0, "second": 0}
+    raise ConfigError(
+        f"LORASHELF_SWEEP_INTERVAL={seconds}s must divide a minute, an hour or a day "
+        "(e.g. 5s, 30s, 60s, 5m, 1h)"
+    )
 
 
 def parse_durations(name: str, raw: str) -> tuple[int, ...]:
@@ -165,6 +184,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
             raise ConfigError(
                 f"LORASHELF_CORS_ORIGINS: {origin!r} is not an origin like https://host"
             )
+    sweep_interval = parse_duration(
+        "LORASHELF_SWEEP_INTERVAL", env.get("LORASHELF_SWEEP_INTERVAL", "60s")
+    )
+    cron_fields(sweep_interval)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -174,9 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
             "LORASHELF_PRIVATE_RETENTION", env.get("LORASHELF_PRIVATE_RETENTION", "30d")
         ),
         reminders=parse_durations("LORASHELF_REMINDERS", env.get("LORASHELF_REMINDERS", "7d,1d")),
-        sweep_interval=parse_duration(
-            "LORASHELF_SWEEP_INTERVAL", env.get("LORASHELF_SWEEP_INTERVAL", "60s")
-        ),
+        sweep_interval=sweep_interval,
         max_dataset_bytes=parse_size(
             "LORASHELF_MAX_DATASET_BYTES", env.get("LORASHELF_MAX_DATASET_BYTES", "2GiB")
         ),

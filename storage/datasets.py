@@ -7,7 +7,7 @@ import re
 import secrets
 import unicodedata
 import zipfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import access, events
+from storage import access, events, retention
 from storage.blobs import BlobStore
 from storage.catalog import owned_version, require_viewer
 from storage.errors import InvalidState, NotFound, ServiceError
@@ -31,7 +31,7 @@ from storage.models import (
 from storage.pages import Page, newest_first
 
 FILENAME_MAX = 200
-LIVE = (DatasetStatus.PENDING_UPLOAD, DatasetStatus.UPLOADING, DatasetStatus.AVAILABLE)
+LIVE = retention.LIVE
 
 
 class UploadRejected(ServiceError):
@@ -243,7 +243,8 @@ async def set_visibility(
     visibility: Visibility,
     owns_rights: bool | None,
     now: datetime,
-    retention: int,
+    retention_seconds: int,
+    reminders: Sequence[int],
 ) -> TrainingDataset:
     dataset = await owned_dataset(viewer, dataset_id)
     if dataset.status not in LIVE or (dataset.expires_at is not None and dataset.expires_at <= now):
@@ -254,13 +255,15 @@ async def set_visibility(
     if dataset.visibility == visibility:
         return dataset  # nothing changes; in particular a window is never extended
     version = await ModelVersion.get(id=dataset.version_id)
-    expires_at = None
+    expires_at = next_reminder_at = None
     if visibility == Visibility.PRIVATE and version.status == VersionStatus.PUBLISHED:
-        expires_at = now + timedelta(seconds=retention)
+        expires_at, next_reminder_at = retention.window(
+            now, retention=retention_seconds, offsets=reminders
+        )
     still_live = Q(expires_at=None) | Q(expires_at__gt=now)
     changed = await TrainingDataset.filter(
         still_live, id=dataset.id, status__in=LIVE, visibility=dataset.visibility
-    ).update(visibility=visibility, expires_at=expires_at)
+    ).update(visibility=visibility, expires_at=expires_at, next_reminder_at=next_reminder_at)
     if not changed:
         raise InvalidState(
             "This dataset changed meanwhile; reload it and try again.",
@@ -272,37 +275,15 @@ async def set_visibility(
     return await TrainingDataset.get(id=dataset.id)
 
 
-async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime) -> bool:
-    """Claim one dataset for deletion with one conditional update; True if this call won."""
-    claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
-        status=DatasetStatus.DELETING, deletion_reason=reason, claimed_at=now
-    )
-    return claimed > 0
-
-
-async def complete_deletion(dataset_id: int, *, now: datetime, blobs: BlobStore) -> bool:
-    """Delete the bytes of a claimed dataset, then leave the tombstone. Safe to rerun."""
-    dataset = await TrainingDataset.get_or_none(id=dataset_id, status=DatasetStatus.DELETING)
-    if dataset is None:
-        return False
-    if dataset.blob_key is not None:
-        await blobs.delete(dataset.blob_key)
-    done = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.DELETING).update(
-        status=DatasetStatus.DELETED, deleted_at=now, blob_key=None, upload_nonce=None
-    )
-    if done:
-        reason = dataset.deletion_reason.value if dataset.deletion_reason else ""
-        await events.record(dataset_id, EventKind.DELETED, now, reason)
-    return done > 0
-
-
 async def delete_dataset(
     *, viewer: int | None, dataset_id: int | None, now: datetime, blobs: BlobStore
 ) -> TrainingDataset:
     """The owner deletes a dataset now: bytes gone, tombstone left. Idempotent."""
     dataset = await owned_dataset(viewer, dataset_id)
-    if await claim_deletion(Q(id=dataset.id), reason=DeletionReason.OWNER_REQUEST, now=now):
-        await complete_deletion(dataset.id, now=now, blobs=blobs)
+    if await retention.claim_deletion(
+        Q(id=dataset.id), reason=DeletionReason.OWNER_REQUEST, now=now
+    ):
+        await retention.complete_deletion(dataset.id, now=now, blobs=blobs)
     return await TrainingDataset.get(id=dataset.id)
 
 

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from tortoise import Tortoise, connections
+from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as _migrate
 
 MODELS_MODULE = "storage.models"
@@ -45,8 +46,8 @@ async def migrate(database_url: str) -> None:
     await Tortoise.close_connections()
 
 
-async def connect(database_url: str) -> None:
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+async def connect(database_url: str) -> TortoiseContext:
+    return await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
 async def disconnect() -> None:

@@ -131,6 +131,8 @@ class TrainingDataset(Model):
     upload_nonce = fields.CharField(max_length=64, null=True)
     upload_expires_at = fields.DatetimeField(null=True)
     expires_at = fields.DatetimeField(null=True)
+    # When the next unsent reminder falls due (null: none left); kept by storage.retention.
+    next_reminder_at = fields.DatetimeField(null=True)
     claimed_at = fields.DatetimeField(null=True)
     deleted_at = fields.DatetimeField(null=True)
     deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
@@ -142,7 +144,11 @@ class TrainingDataset(Model):
 
     class Meta:
         table = "training_datasets"
-        indexes = (Index(fields=("status", "expires_at"), name="dataset_status_expires"),)
+        indexes = (
+            Index(fields=("status", "expires_at"), name="dataset_status_expires"),
+            Index(fields=("status", "next_reminder_at"), name="dataset_status_reminder"),
+            Index(fields=("owner", "id"), name="dataset_owner"),
+        )
 
 
 class Notification(Model):

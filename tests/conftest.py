@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from graph.app import create_app
+from jobs.scheduler import NoScheduler
 from storage import db
 from storage.config import Settings, load_settings
 
@@ -79,7 +80,7 @@ async def database(settings: Settings) -> AsyncIterator[None]:
 async def client(
     settings: Settings, clock: MutableClock, database: None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, clock=clock, manage_database=False)
+    app = create_app(settings, clock=clock, scheduler=NoScheduler(), manage_database=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

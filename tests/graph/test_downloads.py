@@ -155,9 +155,7 @@ async def test_tampered_download_url_is_not_found(api: Api) -> None:
     assert (await api.http.get(url)).status_code == 200
 
 
-async def test_download_url_stops_working_after_five_minutes(
-    api: Api, clock: MutableClock
-) -> None:
+async def test_download_url_stops_working_after_five_minutes(api: Api, clock: MutableClock) -> None:
     # given a download URL that worked when minted
     alice = await api.sign_up("alice")
     dataset_id = await published_dataset(api, alice)

@@ -288,7 +288,9 @@ async def test_zero_size_is_invalid(api: Api) -> None:
     payload = await start(api, alice, upload_input(version_id, 0, visibility="PRIVATE"))
     # then
     assert payload["dataset"] is None
-    assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [("sizeBytes", "INVALID_SIZE")]
+    assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [
+        ("sizeBytes", "INVALID_SIZE")
+    ]
 
 
 async def test_size_beyond_32_bits_reaches_the_limit_check(api: Api) -> None:
@@ -316,7 +318,9 @@ async def test_size_of_exactly_the_default_limit_is_accepted_and_shown(api: Api)
     assert payload["dataset"]["sizeBytes"] == 2**31
 
 
-@pytest.mark.parametrize("size", [2**53, -(2**53), 1.5, "123"], ids=["2^53", "-2^53", "float", "str"])
+@pytest.mark.parametrize(
+    "size", [2**53, -(2**53), 1.5, "123"], ids=["2^53", "-2^53", "float", "str"]
+)
 async def test_size_outside_the_bigint_scalar_is_a_graphql_error(api: Api, size: Any) -> None:
     # given a draft version
     alice = await api.sign_up("alice")
@@ -459,7 +463,9 @@ async def test_filename_is_reduced_to_a_safe_display_name(api: Api, given: str, 
     assert (await dataset_state(api, alice, payload["dataset"]["id"]))["filename"] == shown
 
 
-@pytest.mark.parametrize("given", ["", "../", "\x00\x01", " . "], ids=["empty", "dir", "ctrl", "dot"])
+@pytest.mark.parametrize(
+    "given", ["", "../", "\x00\x01", " . "], ids=["empty", "dir", "ctrl", "dot"]
+)
 async def test_filename_with_nothing_left_is_refused(api: Api, given: str) -> None:
     # given a draft version
     alice = await api.sign_up("alice")

@@ -1,0 +1,205 @@
+"""The retention jobs: plain ``async def f(ctx, ...)`` functions, arq style.
+
+Both runners (the ARQ worker and the embedded runner in ``serve``) call these same
+functions with a ``ctx`` dict holding ``ctx["deps"]``. Each is idempotent and safe
+to run twice, late, concurrently or after a crash: the state they act on is
+re-read from the database and changed only by conditional updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobs.notifier import Notifier
+from storage import datasets, retention
+from storage.blobs import BlobStore
+from storage.clock import Clock
+from storage.config import Settings
+from storage.models import DatasetStatus, DeletionReason, Notification, Visibility
+
+log = logging.getLogger("lorashelf.jobs")
+
+BATCH = 100
+MAX_BATCHES = 50  # per kind of work and sweep; what is left waits for the next sweep
+STUCK_AFTER = 300  # seconds a DELETING or UPLOADING claim may last before it is redone
+ORPHAN_AGE = 3600  # seconds an unreferenced blob or temp file is kept before removal
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the jobs need; built once by each runner."""
+
+    settings: Settings
+    clock: Clock
+    blobs: BlobStore
+    notifier: Notifier
+
+
+Ctx = dict[str, Any]
+
+
+def _deps(ctx: Ctx) -> Deps:
+    deps: Deps = ctx["deps"]
+    return deps
+
+
+def reminder_grace(settings: Settings) -> int:
+    """How late a reminder may still be sent: two sweep intervals (one may run late)."""
+    return 2 * settings.sweep_interval
+
+
+async def _deliver(deps: Deps, notice: Notification | None | bool) -> None:
+    if isinstance(notice, Notification):
+        await deps.notifier.deliver(notice)
+
+
+async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
+    """Delete a private dataset whose window has ended; anything else is left alone.
+
+    Claims ``AVAILABLE -> DELETING`` with one conditional update, deletes the bytes,
+    then writes the tombstone and the owner's notice. A rerun after a crash finishes
+    a claim left in ``DELETING``. Returns whether this call wrote the tombstone.
+    """
+    deps = _deps(ctx)
+    now = deps.clock.now()
+    await retention.claim_deletion(
+        retention.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
+    )
+    notice = await retention.complete_deletion(dataset_id, now=now, blobs=deps.blobs)
+    await _deliver(deps, notice)
+    if notice:
+        log.info("dataset %s expired and deleted", dataset_id)
+    return bool(notice)
+
+
+async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
+    """Remind the owner ``offset`` seconds before deletion, once per dataset and offset.
+
+    Skipped when stale: the dataset is gone or public again, its window moved, or
+    the reminder's time passed by more than the grace period. Returns whether a
+    notification was stored by this call.
+    """
+    deps = _deps(ctx)
+    now = deps.clock.now()
+    dataset = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+    if (
+        dataset is None
+        or dataset.status != DatasetStatus.AVAILABLE
+        or dataset.visibility != Visibility.PRIVATE
+        or dataset.expires_at is None
+        or dataset.expires_at <= now
+    ):
+        return False
+    due = dataset.expires_at - timedelta(seconds=offset)
+    if now < due:
+        return False  # the window moved later; another job is scheduled for the new time
+    sent = None
+    late = (now - due).total_seconds()
+    if late <= reminder_grace(deps.settings) and offset in deps.settings.reminders:
+        sent = await retention.record_reminder(dataset, offset=offset, now=now)
+        await _deliver(deps, sent)
+    else:
+        log.info("reminder for dataset %s (%ss) is stale by %.0fs", dataset_id, offset, late)
+    if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due:
+        await retention.advance_reminder(dataset, past=due, offsets=deps.settings.reminders)
+    return sent is not None
+
+
+async def _each(
+    name: str,
+    fetch: Callable[[], Awaitable[list[int]]],
+    handle: Callable[[int], Awaitable[object]],
+    counts: Counter[str],
+) -> None:
+    """Work through what ``fetch`` finds, batch after batch; log and continue per item."""
+    seen: set[int] = set()
+    for _ in range(MAX_BATCHES):
+        batch = [i for i in await fetch() if i not in seen]
+        if not batch:
+            return
+        for item in batch:
+            seen.add(item)
+            try:
+                if await handle(item):
+                    counts[name] += 1
+            except Exception:
+                counts[f"{name}_failed"] += 1
+                log.exception("sweep: %s failed for dataset %s", name, item)
+
+
+async def sweep(ctx: Ctx) -> dict[str, int]:
+    """The safety net: overdue expiries, due reminders, stuck deletions, abandoned uploads.
+
+    Uses the indexes in bounded batches. Returns what it did, by kind.
+    """
+    deps = _deps(ctx)
+    now = deps.clock.now()
+    counts: Counter[str] = Counter()
+
+    async def remind(dataset_id: int) -> bool:
+        row = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+        if row is None or row.expires_at is None or row.next_reminder_at is None:
+            return False
+        offset = round((row.expires_at - row.next_reminder_at).total_seconds())
+        return await send_reminder(ctx, dataset_id, offset)
+
+    async def finish(dataset_id: int) -> bool:
+        notice = await retention.complete_deletion(dataset_id, now=now, blobs=deps.blobs)
+        await _deliver(deps, notice)
+        return bool(notice)
+
+    async def discard(dataset_id: int) -> bool:
+        return await retention.discard_upload(dataset_id, now=now, older_than=STUCK_AFTER)
+
+    await _each(
+        "expired",
+        lambda: retention.overdue_expiries(now, limit=BATCH),
+        lambda i: expire_dataset(ctx, i),
+        counts,
+    )
+    await _each("reminded", lambda: retention.due_reminders(now, limit=BATCH), remind, counts)
+    await _each(
+        "unstuck",
+        lambda: retention.stuck_deletions(now, older_than=STUCK_AFTER, limit=BATCH),
+        finish,
+        counts,
+    )
+    await _each(
+        "abandoned",
+        lambda: retention.abandoned_uploads(now, older_than=STUCK_AFTER, limit=BATCH),
+        discard,
+        counts,
+    )
+    if counts:
+        log.info("sweep: %s", dict(counts))
+    return dict(counts)
+
+
+async def collect_orphan_blobs(ctx: Ctx) -> int:
+    """Remove blobs no row refers to, and temp files, left by a crash mid-upload.
+
+    Only files older than an hour are considered, so an upload in flight is never
+    touched. Returns how many files were removed.
+    """
+    deps = _deps(ctx)
+    cutoff = deps.clock.now() - timedelta(seconds=ORPHAN_AGE)
+    removed = await deps.blobs.remove_stale_temp_files(older_than=cutoff)
+    async for keys in deps.blobs.keys_older_than(cutoff):
+        referenced = await retention.referenced_blob_keys(keys)
+        for key in keys:
+            if key not in referenced:
+                await deps.blobs.delete(key)
+                removed += 1
+    if removed:
+        log.info("removed %s orphan blob files", removed)
+    return removed
+
+
+def due_time(dt: datetime) -> int:
+    """Whole milliseconds since the epoch, for deterministic job ids."""
+    return int(dt.timestamp() * 1000)

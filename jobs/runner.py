@@ -1,0 +1,74 @@
+"""The embedded runner: retention work inside ``lorashelf serve`` when there is no Redis.
+
+It runs a sweep at start (so anything that fell due while the server was down is
+done at once), then sleeps until the next due time read from the database, or the
+sweep interval, whichever is sooner; a dataset change wakes it to look again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+from jobs.retention import Deps, collect_orphan_blobs, sweep
+from storage import retention
+
+log = logging.getLogger("lorashelf.runner")
+
+ORPHAN_EVERY = 3600.0  # seconds between orphan-blob collections
+FAILURE_BACKOFF = 5.0  # seconds to wait when items keep failing
+
+
+class EmbeddedRunner:
+    def __init__(self, deps: Deps):
+        self._deps = deps
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lorashelf-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        ctx = {"deps": self._deps}
+        clock = self._deps.clock
+        interval = timedelta(seconds=self._deps.settings.sweep_interval)
+        next_sweep = clock.now()  # sweep at start: catch up on what fell due while down
+        last_orphans = -ORPHAN_EVERY
+        while True:
+            self._wake.clear()  # a change from here on wakes the wait below
+            try:
+                backoff = False
+                now = clock.now()
+                due = await retention.next_due(now)
+                if now >= next_sweep or (due is not None and due <= now):
+                    done = await sweep(ctx)
+                    backoff = any(kind.endswith("_failed") for kind in done)
+                    next_sweep = clock.now() + interval
+                    if time.monotonic() - last_orphans >= ORPHAN_EVERY:
+                        last_orphans = time.monotonic()
+                        await collect_orphan_blobs(ctx)
+                    due = await retention.next_due(clock.now())
+                wake_at = next_sweep if due is None else min(next_sweep, due)
+                delay = max((wake_at - clock.now()).total_seconds(), 0.0)
+                if backoff:
+                    delay = max(delay, FAILURE_BACKOFF)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention runner: pass failed; retrying shortly")
+                delay = FAILURE_BACKOFF
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
