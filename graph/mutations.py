@@ -110,6 +110,16 @@ class DeleteDatasetInput:
     dataset_id: strawberry.ID = strawberry.field(description="The dataset's ID.")
 
 
+@strawberry.input(description="Delete one of your models with all its versions.")
+class DeleteModelInput:
+    model_id: strawberry.ID = strawberry.field(description="The model's ID.")
+
+
+@strawberry.input(description="Delete one of your model versions.")
+class DeleteModelVersionInput:
+    version_id: strawberry.ID = strawberry.field(description="The version's ID.")
+
+
 @strawberry.input(description="Mark some of your notifications read.")
 class MarkNotificationsReadInput:
     ids: list[strawberry.ID] = strawberry.field(description="The notifications' IDs.")
@@ -148,7 +158,9 @@ class CreateModelPayload:
     user_errors: list[UserError] = ERRORS
 
 
-@strawberry.type(description="The result of createModelVersion or publishModelVersion.")
+@strawberry.type(
+    description="The result of createModelVersion, publishModelVersion or deleteModelVersion."
+)
 class ModelVersionPayload:
     version: ModelVersionType | None = strawberry.field(description="The version.")
     user_errors: list[UserError] = ERRORS
@@ -169,6 +181,14 @@ class StartDatasetUploadPayload:
 @strawberry.type(description="The result of setDatasetVisibility or deleteDataset.")
 class DatasetPayload:
     dataset: TrainingDatasetType | None = strawberry.field(description="The dataset.")
+    user_errors: list[UserError] = ERRORS
+
+
+@strawberry.type(description="The result of deleteModel.")
+class DeleteModelPayload:
+    model: ModelType | None = strawberry.field(
+        description="The model as it was deleted (it has no versions left)."
+    )
     user_errors: list[UserError] = ERRORS
 
 
@@ -353,6 +373,52 @@ class Mutation:
             return DatasetPayload(dataset=None, user_errors=UserError.of(exc))
         await ctx.services.scheduler.dataset_changed(row.id)
         return DatasetPayload(dataset=TrainingDatasetType.of(row), user_errors=[])
+
+    @strawberry.mutation(
+        description=(
+            "Delete one of your models and all its versions. Their datasets' bytes are "
+            "deleted now; you keep tombstones with deletionReason MODEL_DELETED."
+        )
+    )
+    async def delete_model(
+        self, info: Info, input: Annotated[DeleteModelInput, INPUT]
+    ) -> DeleteModelPayload:
+        ctx = info.context
+        try:
+            row, dataset_ids = await catalog.delete_model(
+                viewer=ctx.viewer_id,
+                model_id=ids.decode(input.model_id, "Model"),
+                now=ctx.now(),
+                blobs=ctx.services.blobs,
+            )
+        except ServiceError as exc:
+            return DeleteModelPayload(model=None, user_errors=UserError.of(exc))
+        for dataset_id in dataset_ids:
+            await ctx.services.scheduler.dataset_changed(dataset_id)
+        return DeleteModelPayload(model=ModelType.of(row), user_errors=[])
+
+    @strawberry.mutation(
+        description=(
+            "Delete one of your model versions. Its dataset's bytes are deleted now; you "
+            "keep a tombstone with deletionReason MODEL_DELETED."
+        )
+    )
+    async def delete_model_version(
+        self, info: Info, input: Annotated[DeleteModelVersionInput, INPUT]
+    ) -> ModelVersionPayload:
+        ctx = info.context
+        try:
+            row, dataset_ids = await catalog.delete_version(
+                viewer=ctx.viewer_id,
+                version_id=ids.decode(input.version_id, "ModelVersion"),
+                now=ctx.now(),
+                blobs=ctx.services.blobs,
+            )
+        except ServiceError as exc:
+            return ModelVersionPayload(version=None, user_errors=UserError.of(exc))
+        for dataset_id in dataset_ids:
+            await ctx.services.scheduler.dataset_changed(dataset_id)
+        return ModelVersionPayload(version=ModelVersionType.of(row), user_errors=[])
 
     @strawberry.mutation(description="Mark some of your notifications read.")
     async def mark_notifications_read(

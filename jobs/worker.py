@@ -55,6 +55,11 @@ def worker_settings(settings: Settings) -> type:
     assert settings.redis_url is not None
 
     async def startup(ctx: dict[str, Any]) -> None:
+        if settings.database_url.startswith("sqlite"):
+            try:  # like serve; a serve starting at the same moment may be doing it too
+                await db.migrate(settings.database_url)
+            except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
+                log.warning("could not apply migrations (%s); serve may be doing it", exc)
         ctx["tortoise"] = await db.connect(settings.database_url)
         ctx["deps"] = retention.Deps(
             settings=settings,

@@ -6,12 +6,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from storage import access, events, retention
+from storage.blobs import BlobStore
 from storage.errors import InvalidState, NotFound, ServiceError, Unauthenticated
 from storage.models import (
     DatasetStatus,
+    DeletionReason,
     EventKind,
     LoraModel,
     ModelVersion,
@@ -162,3 +165,48 @@ async def models_page(
     if owner_id is not None:
         query = query.filter(owner_id=owner_id)
     return await newest_first(query, first=first, after=after)
+
+
+async def _erase_datasets(dataset_ids: list[int], *, now: datetime, blobs: BlobStore) -> list[int]:
+    """Delete these datasets' bytes now (reason MODEL_DELETED); returns their ids."""
+    for dataset_id in dataset_ids:
+        if await retention.claim_deletion(
+            Q(id=dataset_id), reason=DeletionReason.MODEL_DELETED, now=now
+        ):
+            await retention.complete_deletion(dataset_id, now=now, blobs=blobs)
+    return dataset_ids
+
+
+async def _refresh_published(model_id: int) -> None:
+    """A model stays public only while one of its versions is published."""
+    published = await ModelVersion.filter(
+        model_id=model_id, status=VersionStatus.PUBLISHED, deleted_at=None
+    ).exists()
+    if not published:
+        await LoraModel.filter(id=model_id).update(published_at=None)
+
+
+async def delete_version(
+    *, viewer: int | None, version_id: int | None, now: datetime, blobs: BlobStore
+) -> tuple[ModelVersion, list[int]]:
+    """Delete a version; its dataset's bytes go now, leaving the owner a tombstone."""
+    version = await owned_version(viewer, version_id)
+    await ModelVersion.filter(id=version.id, deleted_at=None).update(deleted_at=now)
+    ids = [d.id for d in await TrainingDataset.filter(version_id=version.id).only("id")]
+    await _erase_datasets(ids, now=now, blobs=blobs)
+    await _refresh_published(version.model_id)
+    await version.refresh_from_db()
+    return version, ids
+
+
+async def delete_model(
+    *, viewer: int | None, model_id: int | None, now: datetime, blobs: BlobStore
+) -> tuple[LoraModel, list[int]]:
+    """Delete a model and its versions; their datasets' bytes go now."""
+    model = await owned_model(viewer, model_id)
+    await LoraModel.filter(id=model.id, deleted_at=None).update(deleted_at=now)
+    await ModelVersion.filter(model_id=model.id, deleted_at=None).update(deleted_at=now)
+    rows = await TrainingDataset.filter(version__model_id=model.id).only("id")
+    ids = await _erase_datasets([d.id for d in rows], now=now, blobs=blobs)
+    await model.refresh_from_db()
+    return model, ids

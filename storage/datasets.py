@@ -8,7 +8,7 @@ import secrets
 import unicodedata
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from storage.models import (
     VersionStatus,
     Visibility,
 )
-from storage.pages import Page, newest_first
+from storage.pages import Page, decode_position, page_size
 
 FILENAME_MAX = 200
 LIVE = retention.LIVE
@@ -304,6 +304,15 @@ async def datasets_by_version_ids(ids: Iterable[int]) -> dict[int, TrainingDatas
     return {d.version_id: d for d in await TrainingDataset.filter(version_id__in=list(ids))}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def _expiry_position(dataset: TrainingDataset) -> str:
+    expires = dataset.expires_at
+    return f"{(expires - EPOCH) // MICROSECOND if expires else '-'}.{dataset.id}"
+
+
 async def datasets_page(
     *,
     viewer: int | None,
@@ -312,7 +321,36 @@ async def datasets_page(
     first: int | None,
     after: str | None,
 ) -> Page[TrainingDataset]:
+    """A user's datasets the viewer may see, soonest expiry first, then those with no
+    expiry, newest first. Keyset-paged on (expires_at, id) in at most two queries."""
+    size = page_size(first)
     query = TrainingDataset.filter(access.visible_datasets_q(viewer), owner_id=owner_id)
     if status is not None:
-        query = query.filter(status=status)
-    return await newest_first(query, first=first, after=after)
+        statuses = {
+            DatasetStatus.PENDING_UPLOAD: (DatasetStatus.PENDING_UPLOAD, DatasetStatus.UPLOADING),
+            DatasetStatus.DELETED: (DatasetStatus.DELETING, DatasetStatus.DELETED),
+        }.get(status, (status,))
+        query = query.filter(status__in=statuses)
+    expiring = query.filter(expires_at__isnull=False)
+    past_expiring = False
+    open_ended = query.filter(expires_at__isnull=True)
+    if after is not None:
+        micros, _, pk = decode_position(after).partition(".")
+        if not pk.isdigit() or not (micros == "-" or micros.isdigit()):
+            raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+        if micros == "-":
+            past_expiring = True
+            open_ended = open_ended.filter(id__lt=int(pk))
+        else:
+            moment = EPOCH + int(micros) * MICROSECOND
+            expiring = expiring.filter(
+                Q(expires_at__gt=moment) | Q(expires_at=moment, id__gt=int(pk))
+            )
+    if size == 0:
+        return Page([], False, _expiry_position)
+    rows = (
+        [] if past_expiring else list(await expiring.order_by("expires_at", "id").limit(size + 1))
+    )
+    if len(rows) <= size:
+        rows += await open_ended.order_by("-id").limit(size + 1 - len(rows))
+    return Page(rows[:size], len(rows) > size, _expiry_position)

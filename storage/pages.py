@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,24 +23,32 @@ DEFAULT_PAGE = 20
 class Page(Generic[M]):
     items: list[M]
     has_next: bool
+    key: Callable[[M], str] = lambda item: str(item.pk)
 
     def cursor(self, item: M) -> str:
-        return encode_cursor(item.pk)
+        return encode_cursor(self.key(item))
 
 
-def encode_cursor(pk: int) -> str:
-    return base64.urlsafe_b64encode(f"cursor:{pk}".encode()).decode().rstrip("=")
+def encode_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(f"cursor:{position}".encode()).decode().rstrip("=")
+
+
+def decode_position(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raw = ""
+    prefix, _, value = raw.partition(":")
+    if prefix != "cursor" or not value:
+        raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+    return value
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != "cursor":
-            raise ValueError(cursor)
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR") from None
+    value = decode_position(cursor)
+    if not value.isdigit():
+        raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+    return int(value)
 
 
 def page_size(first: int | None) -> int:
