@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLInputObjectType, print_schema
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import DisableIntrospection, MaskErrors
 from strawberry.schema.config import StrawberryConfig
 
 from graph import ids
@@ -142,11 +142,14 @@ def visibility_help(settings: Settings) -> str:
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    extensions: list[Any] = [lambda: MaskErrors(should_mask_error=_is_unexpected)]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
     schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
         types=[UserType, ModelType, ModelVersionType, TrainingDatasetType, NotificationType],
-        extensions=[lambda: MaskErrors(should_mask_error=_is_unexpected)],
+        extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
     )
     # The visibility argument states the configured retention policy.
