@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Annotated, Generic, TypeVar
 
 import strawberry
+from graphql import GraphQLError
 
 from graph import ids
 from graph.context import Info
@@ -25,10 +26,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-def query_error(exc: ServiceError) -> Exception:
+def query_error(exc: ServiceError) -> GraphQLError:
     """A ServiceError in a query becomes a GraphQL error with its code."""
-    from graphql import GraphQLError
-
     return GraphQLError(exc.message, extensions={"code": exc.code, "field": exc.field})
 
 
@@ -380,13 +379,13 @@ class TrainingDatasetType(Node):
     @strawberry.field(
         description=(
             "When a private dataset of a published version stops being downloadable and is "
-            "deleted; null for public datasets and unpublished versions."
+            "deleted; null for public datasets, unpublished versions, and datasets deleted "
+            "before their window ended."
         )
     )
     def expires_at(self) -> datetime | None:
-        if self.row.status in (db.DatasetStatus.DELETING, db.DatasetStatus.DELETED):
-            return as_utc(self.row.expires_at) if self.row.deletion_reason == "EXPIRED" else None
-        return as_utc(self.row.expires_at)
+        deleted_early = self.row.deletion_reason not in (None, db.DeletionReason.EXPIRED)
+        return None if deleted_early else as_utc(self.row.expires_at)
 
     @strawberry.field(description="When the bytes were deleted; null while they exist.")
     def deleted_at(self) -> datetime | None:
