@@ -35,7 +35,7 @@ async def upload(request: Request) -> Response:
             dataset_id=dataset_id,
             nonce=nonce,
             chunks=request.stream(),
-            now=services.clock.now(),
+            clock=services.clock,
             blobs=services.blobs,
         )
     except datasets.UploadRejected as exc:

@@ -384,8 +384,7 @@ class TrainingDatasetType(Node):
         )
     )
     def expires_at(self) -> datetime | None:
-        deleted_early = self.row.deletion_reason not in (None, db.DeletionReason.EXPIRED)
-        return None if deleted_early else as_utc(self.row.expires_at)
+        return as_utc(self.row.expires_at)
 
     @strawberry.field(description="When the bytes were deleted; null while they exist.")
     def deleted_at(self) -> datetime | None:

@@ -100,7 +100,10 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
         return False  # the window moved later; another job is scheduled for the new time
     sent = None
     late = (now - due).total_seconds()
-    if late <= reminder_grace(deps.settings) and offset in deps.settings.reminders:
+    settings = deps.settings
+    timely = late <= reminder_grace(settings)
+    # A reminder due before the window opened (offset >= the window) is never sent.
+    if timely and offset in settings.reminders and offset < settings.private_retention:
         sent = await retention.record_reminder(dataset, offset=offset, now=now)
         await _deliver(deps, sent)
     else:

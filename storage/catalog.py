@@ -167,14 +167,18 @@ async def models_page(
     return await newest_first(query, first=first, after=after)
 
 
-async def _erase_datasets(dataset_ids: list[int], *, now: datetime, blobs: BlobStore) -> list[int]:
-    """Delete these datasets' bytes now (reason MODEL_DELETED); returns their ids."""
+async def _erase_datasets(dataset_ids: list[int], *, now: datetime, blobs: BlobStore) -> None:
+    """Delete claimed datasets' bytes now, leaving tombstones (a crash here is finished
+    by the sweep, which completes claims stuck in DELETING)."""
     for dataset_id in dataset_ids:
-        if await retention.claim_deletion(
+        await retention.complete_deletion(dataset_id, now=now, blobs=blobs)
+
+
+async def _claim_for_model_deletion(dataset_ids: list[int], *, now: datetime) -> None:
+    for dataset_id in dataset_ids:
+        await retention.claim_deletion(
             Q(id=dataset_id), reason=DeletionReason.MODEL_DELETED, now=now
-        ):
-            await retention.complete_deletion(dataset_id, now=now, blobs=blobs)
-    return dataset_ids
+        )
 
 
 async def _refresh_published(model_id: int) -> None:
@@ -191,10 +195,12 @@ async def delete_version(
 ) -> tuple[ModelVersion, list[int]]:
     """Delete a version; its dataset's bytes go now, leaving the owner a tombstone."""
     version = await owned_version(viewer, version_id)
-    await ModelVersion.filter(id=version.id, deleted_at=None).update(deleted_at=now)
     ids = [d.id for d in await TrainingDataset.filter(version_id=version.id).only("id")]
+    async with in_transaction():  # the version goes and its dataset is claimed, or neither
+        await ModelVersion.filter(id=version.id, deleted_at=None).update(deleted_at=now)
+        await _claim_for_model_deletion(ids, now=now)
+        await _refresh_published(version.model_id)
     await _erase_datasets(ids, now=now, blobs=blobs)
-    await _refresh_published(version.model_id)
     await version.refresh_from_db()
     return version, ids
 
@@ -204,9 +210,12 @@ async def delete_model(
 ) -> tuple[LoraModel, list[int]]:
     """Delete a model and its versions; their datasets' bytes go now."""
     model = await owned_model(viewer, model_id)
-    await LoraModel.filter(id=model.id, deleted_at=None).update(deleted_at=now)
-    await ModelVersion.filter(model_id=model.id, deleted_at=None).update(deleted_at=now)
     rows = await TrainingDataset.filter(version__model_id=model.id).only("id")
-    ids = await _erase_datasets([d.id for d in rows], now=now, blobs=blobs)
+    ids = [d.id for d in rows]
+    async with in_transaction():  # everything is marked and claimed, or nothing
+        await LoraModel.filter(id=model.id, deleted_at=None).update(deleted_at=now)
+        await ModelVersion.filter(model_id=model.id, deleted_at=None).update(deleted_at=now)
+        await _claim_for_model_deletion(ids, now=now)
+    await _erase_datasets(ids, now=now, blobs=blobs)
     await model.refresh_from_db()
     return model, ids

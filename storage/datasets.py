@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 from storage import access, events, retention
 from storage.blobs import BlobStore
 from storage.catalog import owned_version, require_viewer
+from storage.clock import Clock
 from storage.errors import InvalidState, NotFound, ServiceError
 from storage.models import (
     DatasetStatus,
@@ -31,6 +32,7 @@ from storage.models import (
 from storage.pages import Page, decode_position, page_size
 
 FILENAME_MAX = 200
+UPLOAD_HEARTBEAT = 30  # seconds between refreshes of an upload's claim while bytes arrive
 LIVE = retention.LIVE
 
 
@@ -170,15 +172,17 @@ async def receive_upload(
     dataset_id: int,
     nonce: str,
     chunks: AsyncIterator[bytes],
-    now: datetime,
+    clock: Clock,
     blobs: BlobStore,
 ) -> TrainingDataset:
     """Take the bytes for a pending dataset through its single-use nonce.
 
     Streams to a temporary blob, hashing on the way; reads at most the declared
     size plus one byte; only a complete zip archive of exactly the declared size
-    is moved into place and marks the dataset ``AVAILABLE``.
+    is moved into place and marks the dataset ``AVAILABLE``. While bytes keep
+    arriving the claim is refreshed, so only a stalled upload counts as abandoned.
     """
+    now = clock.now()
     claimed = await TrainingDataset.filter(
         id=dataset_id,
         upload_nonce=nonce,
@@ -198,6 +202,7 @@ async def receive_upload(
         )
     dataset = await TrainingDataset.get(id=dataset_id)
     writer = blobs.writer()
+    last_beat = now
     try:
         async for chunk in chunks:
             if writer.size + len(chunk) > dataset.size_bytes:
@@ -207,6 +212,11 @@ async def receive_upload(
                     status=413,
                 )
             await writer.write(chunk)
+            if (clock.now() - last_beat).total_seconds() >= UPLOAD_HEARTBEAT:
+                last_beat = clock.now()
+                await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
+                    claimed_at=last_beat
+                )
         if writer.size != dataset.size_bytes:
             raise UploadRejected(
                 f"The body has {writer.size} bytes, not the declared {dataset.size_bytes}.",
@@ -222,6 +232,7 @@ async def receive_upload(
             status=DatasetStatus.PENDING_UPLOAD, claimed_at=None
         )
         raise
+    now = clock.now()
     finished = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
         status=DatasetStatus.AVAILABLE,
         blob_key=key,
@@ -309,7 +320,7 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 def _expiry_position(dataset: TrainingDataset) -> str:
-    expires = dataset.expires_at
+    expires = dataset.expires_at if dataset.status in LIVE else None
     return f"{(expires - EPOCH) // MICROSECOND if expires else '-'}.{dataset.id}"
 
 
@@ -321,8 +332,9 @@ async def datasets_page(
     first: int | None,
     after: str | None,
 ) -> Page[TrainingDataset]:
-    """A user's datasets the viewer may see, soonest expiry first, then those with no
-    expiry, newest first. Keyset-paged on (expires_at, id) in at most two queries."""
+    """A user's datasets the viewer may see: live ones that will expire, soonest
+    first; then the rest (no expiry, or deleted), newest first. Keyset-paged on
+    (expires_at, id) in at most two queries."""
     size = page_size(first)
     query = TrainingDataset.filter(access.visible_datasets_q(viewer), owner_id=owner_id)
     if status is not None:
@@ -331,9 +343,12 @@ async def datasets_page(
             DatasetStatus.DELETED: (DatasetStatus.DELETING, DatasetStatus.DELETED),
         }.get(status, (status,))
         query = query.filter(status__in=statuses)
-    expiring = query.filter(expires_at__isnull=False)
+    # Live datasets that will expire come first; tombstones and the rest follow.
+    expiring = query.filter(expires_at__isnull=False, status__in=LIVE)
     past_expiring = False
-    open_ended = query.filter(expires_at__isnull=True)
+    open_ended = query.filter(
+        Q(expires_at__isnull=True) | Q(status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED))
+    )
     if after is not None:
         micros, _, pk = decode_position(after).partition(".")
         if not pk.isdigit() or not (micros == "-" or micros.isdigit()):

@@ -88,17 +88,20 @@ async def complete_deletion(
         return False
     if dataset.blob_key is not None:
         await blobs.delete(dataset.blob_key)
+    reason = dataset.deletion_reason or DeletionReason.OWNER_REQUEST
+    # A window ended by anything but expiry no longer has an expiry to show.
+    expires_at = dataset.expires_at if reason == DeletionReason.EXPIRED else None
     async with in_transaction():
         done = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.DELETING).update(
             status=DatasetStatus.DELETED,
             deleted_at=now,
+            expires_at=expires_at,
             blob_key=None,
             upload_nonce=None,
             next_reminder_at=None,
         )
         if not done:
             return False
-        reason = dataset.deletion_reason or DeletionReason.OWNER_REQUEST
         await events.record(dataset_id, EventKind.DELETED, now, reason.value)
         if reason != DeletionReason.EXPIRED:
             return True
