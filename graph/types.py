@@ -64,7 +64,11 @@ class DatasetStatus(Enum):
     )
     AVAILABLE = strawberry.enum_value("AVAILABLE", description="Its bytes are stored.")
     DELETED = strawberry.enum_value(
-        "DELETED", description="Its bytes are deleted; only this record (a tombstone) remains."
+        "DELETED",
+        description=(
+            "Deleted: nobody can download it any more, its bytes are gone (or going, "
+            "within moments), and only this record (a tombstone) remains."
+        ),
     )
 
 
@@ -386,8 +390,15 @@ class TrainingDatasetType(Node):
     def expires_at(self) -> datetime | None:
         return as_utc(self.row.expires_at)
 
-    @strawberry.field(description="When the bytes were deleted; null while they exist.")
+    @strawberry.field(
+        description=(
+            "When the dataset was deleted (access ended then; the bytes are gone within "
+            "moments); null while it exists."
+        )
+    )
     def deleted_at(self) -> datetime | None:
+        if self.row.status == db.DatasetStatus.DELETING:
+            return as_utc(self.row.claimed_at)  # access ended at the claim
         return as_utc(self.row.deleted_at)
 
     @strawberry.field(description="Why the bytes were deleted; null while they exist.")

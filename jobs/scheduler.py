@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,6 +25,9 @@ from storage.config import Settings
 from storage.models import DatasetStatus, TrainingDataset, Visibility
 
 log = logging.getLogger("lorashelf.scheduler")
+
+SCHEDULE_TIMEOUT = 3.0  # seconds a request may wait on Redis
+RETRY_AFTER = 15.0  # seconds without trying Redis after it failed
 
 
 class Scheduler(Protocol):
@@ -104,6 +108,7 @@ class ArqScheduler:
         self._settings = settings
         self._clock = clock
         self._pool: ArqRedis | None = None
+        self._down_until = 0.0  # after a failure, don't wait on Redis for a while
 
     async def _connect(self) -> ArqRedis:
         if self._pool is None:
@@ -116,9 +121,13 @@ class ArqScheduler:
             self._pool = None
 
     async def dataset_changed(self, dataset_id: int) -> None:
+        if time.monotonic() < self._down_until:
+            log.warning("Redis unavailable: dataset %s left to the sweep", dataset_id)
+            return
         try:
-            await asyncio.wait_for(self._schedule(dataset_id), timeout=3)
+            await asyncio.wait_for(self._schedule(dataset_id), timeout=SCHEDULE_TIMEOUT)
         except Exception as exc:  # Redis down or slow: the sweep catches up later
+            self._down_until = time.monotonic() + RETRY_AFTER
             log.warning(
                 "could not schedule retention jobs for dataset %s (%s); the sweep will do it",
                 dataset_id,

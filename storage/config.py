@@ -138,14 +138,24 @@ def _secret_key(data_dir: Path, env: Mapping[str, str], *, create: bool) -> str:
             raise ConfigError("LORASHELF_SECRET_KEY must be at least 16 characters long")
         return key
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    if not create:
+    if not path.exists() and create:
+        # Write a temporary file, then link it into place: a process starting at the
+        # same moment either wins or reads the complete key written by the winner.
+        temp = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    if not path.exists():
         return "not-a-secret-for-schema-export"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    key = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+    key = path.read_text().strip()
+    if len(key) < 16:
+        raise ConfigError(f"LORASHELF_SECRET_KEY: the key file {path} is too short; remove it")
     return key
 
 
