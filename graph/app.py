@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from graph.context import Context, Loaders, Services
+from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, upload
 from graph.schema import build_schema
 from jobs.notifier import InAppNotifier
@@ -93,6 +94,7 @@ def create_app(
         blobs=blobs,
         signer=Signer(settings.secret_key),
         scheduler=scheduler,
+        limiter=RateLimiter(settings),
     )
 
     @contextlib.asynccontextmanager

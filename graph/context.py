@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
+from graph.ratelimit import RateLimiter
 from jobs.scheduler import Scheduler
 from storage import catalog, datasets, events
 from storage.blobs import BlobStore
@@ -37,6 +38,7 @@ class Services:
     blobs: BlobStore
     signer: Signer
     scheduler: Scheduler
+    limiter: RateLimiter
 
 
 V = TypeVar("V")
@@ -103,6 +105,11 @@ class Context:
 
     def now(self) -> datetime:
         return self.services.clock.now()
+
+    @property
+    def client_address(self) -> str:
+        client = self.request.client
+        return client.host if client else "unknown"
 
 
 Info = strawberry.Info[Context, None]

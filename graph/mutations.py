@@ -45,6 +45,11 @@ INPUT = strawberry.argument(description="The mutation's input.")
 ERRORS = strawberry.field(description="Expected failures; empty when the mutation succeeded.")
 
 
+RATE_LIMITED = UserError(
+    field=None, message="Too many attempts; wait a little and try again.", code="RATE_LIMITED"
+)
+
+
 # Inputs ----------------------------------------------------------------------
 
 VISIBILITY_HELP = "Private datasets are visible only to you."  # replaced per configuration
@@ -204,7 +209,10 @@ class MarkNotificationsReadPayload:
 class Mutation:
     @strawberry.mutation(description="Create an account and sign in to it.")
     async def sign_up(self, info: Info, input: Annotated[SignUpInput, INPUT]) -> SignUpPayload:
-        settings = info.context.services.settings
+        ctx = info.context
+        settings = ctx.services.settings
+        if not await ctx.services.limiter.allow_signup(address=ctx.client_address):
+            return SignUpPayload(token=None, user=None, user_errors=[RATE_LIMITED])
         try:
             user, token = await accounts.sign_up(
                 username=input.username,
@@ -218,7 +226,13 @@ class Mutation:
 
     @strawberry.mutation(description="Sign in; returns a new bearer token.")
     async def log_in(self, info: Info, input: Annotated[LogInInput, INPUT]) -> LogInPayload:
-        settings = info.context.services.settings
+        ctx = info.context
+        settings = ctx.services.settings
+        allowed = await ctx.services.limiter.allow_login(
+            username=input.username, address=ctx.client_address
+        )
+        if not allowed:
+            return LogInPayload(token=None, user=None, user_errors=[RATE_LIMITED])
         try:
             user, token = await accounts.log_in(
                 username=input.username,

@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -102,6 +102,83 @@ def describe_duration(seconds: int) -> str:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Abuse limits (all configurable; the defaults are deliberately tight)."""
+
+    max_body_bytes: int = 100_000  # a /graphql request body
+    max_tokens: int = 2000
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_directives: int = 50
+    max_cost: int = 20_000
+    login_rate_username: str = "10/minute"
+    login_rate_address: str = "30/minute"
+    signup_rate_address: str = "10/hour"
+    zip_max_ratio: int = 100  # uncompressed total / archive size
+    max_datasets_per_user: int = 200
+    max_bytes_per_user: int = 50 * 1024**3
+
+
+def _rate(name: str, raw: str) -> str:
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a rate (use e.g. 10/minute, 100/hour)") from None
+    return raw
+
+
+def _count(name: str, raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a whole number above zero")
+    return int(raw)
+
+
+def load_limits(env: Mapping[str, str]) -> Limits:
+    d = Limits()
+
+    def get(name: str, default: object) -> str:
+        return env.get(name, "").strip() or str(default)
+
+    return Limits(
+        max_body_bytes=parse_size(
+            "LORASHELF_MAX_BODY_BYTES", get("LORASHELF_MAX_BODY_BYTES", d.max_body_bytes)
+        ),
+        max_tokens=_count("LORASHELF_MAX_TOKENS", get("LORASHELF_MAX_TOKENS", d.max_tokens)),
+        max_depth=_count("LORASHELF_MAX_DEPTH", get("LORASHELF_MAX_DEPTH", d.max_depth)),
+        max_aliases=_count("LORASHELF_MAX_ALIASES", get("LORASHELF_MAX_ALIASES", d.max_aliases)),
+        max_directives=_count(
+            "LORASHELF_MAX_DIRECTIVES", get("LORASHELF_MAX_DIRECTIVES", d.max_directives)
+        ),
+        max_cost=_count("LORASHELF_MAX_COST", get("LORASHELF_MAX_COST", d.max_cost)),
+        login_rate_username=_rate(
+            "LORASHELF_LOGIN_RATE_PER_USERNAME",
+            get("LORASHELF_LOGIN_RATE_PER_USERNAME", d.login_rate_username),
+        ),
+        login_rate_address=_rate(
+            "LORASHELF_LOGIN_RATE_PER_ADDRESS",
+            get("LORASHELF_LOGIN_RATE_PER_ADDRESS", d.login_rate_address),
+        ),
+        signup_rate_address=_rate(
+            "LORASHELF_SIGNUP_RATE_PER_ADDRESS",
+            get("LORASHELF_SIGNUP_RATE_PER_ADDRESS", d.signup_rate_address),
+        ),
+        zip_max_ratio=_count(
+            "LORASHELF_ZIP_MAX_RATIO", get("LORASHELF_ZIP_MAX_RATIO", d.zip_max_ratio)
+        ),
+        max_datasets_per_user=_count(
+            "LORASHELF_MAX_DATASETS_PER_USER",
+            get("LORASHELF_MAX_DATASETS_PER_USER", d.max_datasets_per_user),
+        ),
+        max_bytes_per_user=parse_size(
+            "LORASHELF_MAX_BYTES_PER_USER",
+            get("LORASHELF_MAX_BYTES_PER_USER", d.max_bytes_per_user),
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -116,6 +193,7 @@ class Settings:
     graphiql: bool
     blob_url: str
     token_lifetime: int
+    limits: Limits = field(default_factory=lambda: Limits())
     upload_url_lifetime: int = 3600
     download_url_lifetime: int = 300
 
@@ -220,4 +298,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
         token_lifetime=parse_duration(
             "LORASHELF_TOKEN_LIFETIME", env.get("LORASHELF_TOKEN_LIFETIME", "30d")
         ),
+        limits=load_limits(env),
     )

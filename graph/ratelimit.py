@@ -1,0 +1,50 @@
+"""Rate limits for the account mutations (the ``limits`` library).
+
+In memory by default; shared through Redis when ``LORASHELF_REDIS_URL`` is set, so
+that several servers count together. Counting never depends on whether a username
+exists, so a limited answer reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from storage.config import Settings
+
+log = logging.getLogger("lorashelf.ratelimit")
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings):
+        limits = settings.limits
+        storage: Storage = MemoryStorage()
+        if settings.redis_url:
+            found = storage_from_string("async+" + settings.redis_url, implementation="redispy")
+            assert isinstance(found, Storage)
+            storage = found
+        self._strategy = MovingWindowRateLimiter(storage)
+        self._fallback = MovingWindowRateLimiter(MemoryStorage())
+        self.login_username: RateLimitItem = parse(limits.login_rate_username)
+        self.login_address: RateLimitItem = parse(limits.login_rate_address)
+        self.signup_address: RateLimitItem = parse(limits.signup_rate_address)
+
+    async def _hit(self, item: RateLimitItem, *keys: str) -> bool:
+        try:
+            return await self._strategy.hit(item, *keys)
+        except Exception as exc:  # Redis down: keep limiting, per process
+            log.warning("rate-limit store unavailable (%s); counting in memory", exc)
+            return await self._fallback.hit(item, *keys)
+
+    async def allow_login(self, *, username: str, address: str) -> bool:
+        """Count one attempt for both the username and the address."""
+        by_name = await self._hit(self.login_username, "login-user", username.strip().lower())
+        by_address = await self._hit(self.login_address, "login-address", address)
+        return by_name and by_address
+
+    async def allow_signup(self, *, address: str) -> bool:
+        return await self._hit(self.signup_address, "signup-address", address)
