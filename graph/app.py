@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, upload
 from graph.schema import build_schema
+from graph.transport import GraphQLRequestGuard, SecurityHeaders
 from jobs.notifier import InAppNotifier
 from jobs.retention import Deps
 from jobs.runner import EmbeddedRunner
@@ -54,6 +56,9 @@ class GraphQLApp(GraphQL[Context, None]):
             found = await accounts.authenticate(credentials.strip(), now=self.services.clock.now())
             if found is not None:
                 viewer, token = found
+        request_id = uuid.uuid4().hex
+        if isinstance(response, Response):
+            response.headers["x-request-id"] = request_id
         return Context(
             request=request,
             response=response if isinstance(response, Response) else None,
@@ -61,6 +66,7 @@ class GraphQLApp(GraphQL[Context, None]):
             viewer=viewer,
             token=token,
             loaders=Loaders(viewer=viewer.id if viewer else None),
+            request_id=request_id,
         )
 
 
@@ -122,7 +128,10 @@ def create_app(
         Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    middleware = []
+    # Outermost first: headers on every answer, CORS on refusals too, then the guard.
+    middleware = [
+        Middleware(SecurityHeaders, graphiql_path="/graphql" if settings.graphiql else None)
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -133,6 +142,11 @@ def create_app(
                 max_age=600,
             )
         )
+    middleware.append(
+        Middleware(
+            GraphQLRequestGuard, path="/graphql", max_body_bytes=settings.limits.max_body_bytes
+        )
+    )
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.services = services
     return app

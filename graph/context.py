@@ -98,6 +98,7 @@ class Context:
     viewer: User | None
     token: AuthToken | None
     loaders: Loaders
+    request_id: str
 
     @property
     def viewer_id(self) -> int | None:

@@ -6,11 +6,20 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLInputObjectType, print_schema
-from strawberry.extensions import DisableIntrospection, MaskErrors
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from graph import ids
 from graph.context import Info
+from graph.errors import MaskUnexpected, log_errors
+from graph.limits import limit_rules
 from graph.mutations import Mutation
 from graph.scalars import SCALARS
 from graph.types import (
@@ -126,14 +135,6 @@ class Query:
         )
 
 
-def _is_unexpected(error: GraphQLError) -> bool:
-    """Mask only errors raised by our code that are not expected, coded failures."""
-    original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
-        return False
-    return not isinstance(original, ServiceError)
-
-
 def visibility_help(settings: Settings) -> str:
     return (
         "PUBLIC shares the dataset with everyone once the version is published. PRIVATE: "
@@ -141,11 +142,27 @@ def visibility_help(settings: Settings) -> str:
     )
 
 
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors, execution_context)
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
-    extensions: list[Any] = [lambda: MaskErrors(should_mask_error=_is_unexpected)]
+    limits = settings.limits
+    rules = limit_rules(limits)  # built once per configuration, shared by every request
+    hide_suggestions = not settings.introspection
+    extensions: list[Any] = [
+        lambda: MaskUnexpected(hide_suggestions=hide_suggestions),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: ParserCache(maxsize=256),
+        lambda: AddValidationRules(list(rules)),
+        lambda: ValidationCache(maxsize=256),
+    ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    schema = strawberry.Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         types=[UserType, ModelType, ModelVersionType, TrainingDatasetType, NotificationType],

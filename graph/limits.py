@@ -1,0 +1,248 @@
+"""Document limits: depth, aliases, directives and cost, as GraphQL validation rules.
+
+The rule classes are built once per configuration (``limit_rules``), when the schema
+is built, never per request: the validation cache keys on the rule objects, so the
+same document validates once. Every refusal carries its limit in ``extensions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    VariableNode,
+)
+from graphql.language import Visitor
+
+from storage.config import Limits
+from storage.pages import DEFAULT_PAGE, MAX_PAGE
+
+INTROSPECTION_DEPTH = 15  # enough for GraphiQL's introspection query, bounded all the same
+
+
+def _error(message: str, node: Any, code: str, limit: int, actual: int) -> GraphQLError:
+    return GraphQLError(
+        message,
+        node,
+        extensions={"code": code, "limit": limit, "actual": actual},
+    )
+
+
+T = TypeVar("T")
+
+
+class _Walker:
+    """Follows fragment spreads, computing each fragment's value once (so a document
+    that spreads fragments exponentially costs linear time) and cutting cycles."""
+
+    def __init__(self, context: ValidationContext):
+        self.context = context
+        self.memo: dict[tuple[str, str], Any] = {}
+        self.active: set[tuple[str, str]] = set()
+
+    def through(
+        self,
+        kind: str,
+        spread: FragmentSpreadNode,
+        compute: Callable[[SelectionSetNode], T],
+        empty: T,
+    ) -> T:
+        key = (kind, spread.name.value)
+        if key in self.memo:
+            value: T = self.memo[key]
+            return value
+        fragment: FragmentDefinitionNode | None = self.context.get_fragment(key[1])
+        if fragment is None or key in self.active:
+            return empty  # unknown or cyclic: other rules report those
+        self.active.add(key)
+        try:
+            value = compute(fragment.selection_set)
+        finally:
+            self.active.discard(key)
+        self.memo[key] = value
+        return value
+
+
+def _depth(walker: _Walker, selection_set: SelectionSetNode | None) -> tuple[int, int]:
+    """(depth of ordinary fields, depth inside introspection fields)."""
+    if selection_set is None:
+        return 0, 0
+    deepest = introspection = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            name = selection.name.value
+            inner, inner_intro = _depth(walker, selection.selection_set)
+            if name.startswith("__"):
+                introspection = max(introspection, 1 + max(inner, inner_intro))
+            else:
+                deepest = max(deepest, 1 + inner)
+                introspection = max(introspection, inner_intro)
+        else:
+            if isinstance(selection, InlineFragmentNode):
+                inner, inner_intro = _depth(walker, selection.selection_set)
+            else:
+                assert isinstance(selection, FragmentSpreadNode)
+                inner, inner_intro = walker.through(
+                    "depth", selection, lambda sel: _depth(walker, sel), (0, 0)
+                )
+            deepest, introspection = max(deepest, inner), max(introspection, inner_intro)
+    return deepest, introspection
+
+
+def _page_size(field: FieldNode) -> int | None:
+    """How many items a connection field asks for; None for other fields."""
+    for argument in field.arguments or ():
+        if argument.name.value == "first":
+            if isinstance(argument.value, IntValueNode):
+                return max(0, min(int(argument.value.value), MAX_PAGE))
+            if isinstance(argument.value, VariableNode):
+                return MAX_PAGE  # unknown at validation time: assume the most
+    return None
+
+
+CONNECTION_FIELDS = {"models", "trainingDatasets", "notifications"}
+
+
+def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
+    """Each field costs 1 plus its children; a connection multiplies its children by
+    the page size it asks for (``first``, or the default)."""
+    if selection_set is None:
+        return 0
+    total = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            size = _page_size(selection)
+            if size is None and selection.name.value in CONNECTION_FIELDS:
+                size = DEFAULT_PAGE
+            children = _cost(walker, selection.selection_set)
+            total += 1 + (size if size is not None else 1) * children
+        elif isinstance(selection, InlineFragmentNode):
+            total += _cost(walker, selection.selection_set)
+        elif isinstance(selection, FragmentSpreadNode):
+            total += walker.through("cost", selection, lambda sel: _cost(walker, sel), 0)
+    return total
+
+
+def _count_aliases(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
+    if selection_set is None:
+        return 0
+    count = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            count += 1 if selection.alias else 0
+            count += _count_aliases(walker, selection.selection_set)
+        elif isinstance(selection, InlineFragmentNode):
+            count += _count_aliases(walker, selection.selection_set)
+        elif isinstance(selection, FragmentSpreadNode):
+            count += walker.through(
+                "aliases", selection, lambda sel: _count_aliases(walker, sel), 0
+            )
+    return count
+
+
+def _operation_rule(
+    check: Callable[[_Walker, OperationDefinitionNode], GraphQLError | None],
+) -> type[ValidationRule]:
+    class OperationRule(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
+            error = check(_Walker(self.context), node)
+            if error is not None:
+                self.report_error(error)
+
+    return OperationRule
+
+
+def _directives_rule(limit: int) -> type[ValidationRule]:
+    class DirectiveCount(ValidationRule):
+        """Directives anywhere in the document (no built-in rule counts them)."""
+
+        def __init__(self, context: ValidationContext):
+            super().__init__(context)
+            self.count = 0
+            self.reported = False
+
+        def enter_directive(self, node: Any, *_args: Any) -> Any:
+            self.count += 1
+            if self.count > limit and not self.reported:
+                self.reported = True
+                self.report_error(
+                    _error(
+                        f"The document has more than {limit} directives.",
+                        node,
+                        "TOO_MANY_DIRECTIVES",
+                        limit,
+                        self.count,
+                    )
+                )
+                return Visitor.BREAK
+            return None
+
+    return DirectiveCount
+
+
+def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
+    """The validation rules for one configuration; build once, reuse for every request."""
+
+    def depth(walker: _Walker, operation: OperationDefinitionNode) -> GraphQLError | None:
+        deepest, introspection = _depth(walker, operation.selection_set)
+        if deepest > limits.max_depth:
+            return _error(
+                f"The operation is {deepest} levels deep; at most {limits.max_depth} allowed.",
+                operation,
+                "TOO_DEEP",
+                limits.max_depth,
+                deepest,
+            )
+        if introspection > INTROSPECTION_DEPTH:
+            return _error(
+                f"The introspection query is {introspection} levels deep; "
+                f"at most {INTROSPECTION_DEPTH} allowed.",
+                operation,
+                "TOO_DEEP",
+                INTROSPECTION_DEPTH,
+                introspection,
+            )
+        return None
+
+    def aliases(walker: _Walker, operation: OperationDefinitionNode) -> GraphQLError | None:
+        count = _count_aliases(walker, operation.selection_set)
+        if count > limits.max_aliases:
+            return _error(
+                f"The operation uses {count} aliases; at most {limits.max_aliases} allowed.",
+                operation,
+                "TOO_MANY_ALIASES",
+                limits.max_aliases,
+                count,
+            )
+        return None
+
+    def cost(walker: _Walker, operation: OperationDefinitionNode) -> GraphQLError | None:
+        total = _cost(walker, operation.selection_set)
+        if total > limits.max_cost:
+            return _error(
+                f"The operation would cost {total}; at most {limits.max_cost} allowed "
+                "(each field costs 1, and a connection multiplies its fields by `first`).",
+                operation,
+                "TOO_COSTLY",
+                limits.max_cost,
+                total,
+            )
+        return None
+
+    return (
+        _operation_rule(depth),
+        _operation_rule(aliases),
+        _operation_rule(cost),
+        _directives_rule(limits.max_directives),
+    )
