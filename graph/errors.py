@@ -19,7 +19,7 @@ from storage.errors import ServiceError
 
 log = logging.getLogger("lorashelf.errors")
 
-_SUGGESTION = re.compile(r"\s*Did you mean .*\?\s*$", re.DOTALL)
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
