@@ -309,6 +309,8 @@ class Mutation:
                 now=ctx.now(),
                 max_bytes=settings.max_dataset_bytes,
                 url_lifetime=settings.upload_url_lifetime,
+                max_datasets_per_user=settings.limits.max_datasets_per_user,
+                max_bytes_per_user=settings.limits.max_bytes_per_user,
             )
         except ServiceError as exc:
             return StartDatasetUploadPayload(

@@ -41,10 +41,11 @@ class RateLimiter:
             return await self._fallback.hit(item, *keys)
 
     async def allow_login(self, *, username: str, address: str) -> bool:
-        """Count one attempt for both the username and the address."""
-        by_name = await self._hit(self.login_username, "login-user", username.strip().lower())
-        by_address = await self._hit(self.login_address, "login-address", address)
-        return by_name and by_address
+        """Count one attempt for the address, then (if that allows it) for the username:
+        a blocked address cannot use up anybody's allowance or fill memory with names."""
+        if not await self._hit(self.login_address, "login-address", address):
+            return False
+        return await self._hit(self.login_username, "login-user", username.strip().lower()[:64])
 
     async def allow_signup(self, *, address: str) -> bool:
         return await self._hit(self.signup_address, "signup-address", address)

@@ -37,6 +37,7 @@ async def upload(request: Request) -> Response:
             chunks=request.stream(),
             clock=services.clock,
             blobs=services.blobs,
+            zip_max_ratio=services.settings.limits.zip_max_ratio,
         )
     except datasets.UploadRejected as exc:
         return _error(exc.status, exc.code, exc.message)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import struct
 import unicodedata
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tortoise.expressions import Q
+from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from storage import access, events, retention
@@ -26,6 +29,7 @@ from storage.models import (
     EventKind,
     ModelVersion,
     TrainingDataset,
+    User,
     VersionStatus,
     Visibility,
 )
@@ -34,6 +38,7 @@ from storage.pages import Page, decode_position, page_size
 FILENAME_MAX = 200
 UPLOAD_HEARTBEAT = 30  # seconds between refreshes of an upload's claim while bytes arrive
 LIVE = retention.LIVE
+MAX_ZIP_ENTRIES = 100_000
 
 
 class UploadRejected(ServiceError):
@@ -87,6 +92,45 @@ async def owned_dataset(viewer: int | None, dataset_id: int | None) -> TrainingD
     return dataset
 
 
+def _bytes(count: int) -> str:
+    """``1,000 bytes``; past a KiB also in binary units: ``53,687,091,200 bytes (50 GiB)``."""
+    text = f"{count:,} byte{'' if count == 1 else 's'}"
+    if count < 1024:
+        return text
+    value, units = count / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{text} ({value:.3g} {units[0]})"
+
+
+async def _check_quota(
+    owner_id: int, *, replacing_version: int, size_bytes: int, max_datasets: int, max_bytes: int
+) -> None:
+    """Refuse a new dataset that would take the owner past a quota."""
+    usage = (
+        await TrainingDataset.filter(owner_id=owner_id)
+        .exclude(status=DatasetStatus.DELETED)
+        .exclude(version_id=replacing_version)
+        .annotate(count=Count("id"), used=Sum("size_bytes"))
+        .values("count", "used")
+    )
+    count = int(usage[0]["count"] or 0) if usage else 0
+    used = int(usage[0]["used"] or 0) if usage else 0
+    if count + 1 > max_datasets:
+        raise ServiceError(
+            f"You have {count:,} dataset{'' if count == 1 else 's'}; an account may keep at "
+            f"most {max_datasets:,}. Delete one to make room.",
+            code="QUOTA_DATASETS",
+        )
+    if used + size_bytes > max_bytes:
+        raise ServiceError(
+            f"Your datasets use {_bytes(used)} of your {_bytes(max_bytes)}; "
+            f"{_bytes(size_bytes)} more would not fit ({_bytes(max(max_bytes - used, 0))} left).",
+            field="sizeBytes",
+            code="QUOTA_BYTES",
+        )
+
+
 async def start_upload(
     *,
     viewer: int | None,
@@ -98,8 +142,15 @@ async def start_upload(
     now: datetime,
     max_bytes: int,
     url_lifetime: int,
+    max_datasets_per_user: int,
+    max_bytes_per_user: int,
 ) -> tuple[TrainingDataset, str]:
-    """Record a dataset awaiting its bytes; return it and the single-use upload nonce."""
+    """Record a dataset awaiting its bytes; return it and the single-use upload nonce.
+
+    The owner's quotas (number of datasets, total bytes) count every dataset that is
+    not ``DELETED``; the version's own dataset is left out, since a new upload either
+    replaces it (still pending) or is refused (``DATASET_EXISTS``).
+    """
     version = await owned_version(viewer, version_id)
     if version.status != VersionStatus.DRAFT:
         raise InvalidState(
@@ -128,6 +179,15 @@ async def start_upload(
         "expires_at": None,
     }
     async with in_transaction():
+        # One start at a time per owner (SQLite transactions are serialised anyway).
+        await User.select_for_update().filter(id=version.owner_id).first()
+        await _check_quota(
+            version.owner_id,
+            replacing_version=version.id,
+            size_bytes=size_bytes,
+            max_datasets=max_datasets_per_user,
+            max_bytes=max_bytes_per_user,
+        )
         existing = await TrainingDataset.get_or_none(version_id=version.id)
         if existing is not None and existing.status == DatasetStatus.DELETED:
             await existing.delete()  # a draft's tombstone makes room for a new upload
@@ -152,19 +212,108 @@ async def start_upload(
     return dataset, nonce
 
 
-def _check_zip(path: Path) -> None:
+# Zip records (APPNOTE 4.3): end of central directory, its zip64 locator and record,
+# and a central directory file header.
+_END = struct.Struct("<4s4H2LH")
+_END64_LOCATOR = struct.Struct("<4sLQL")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_END_SIG = b"PK\x05\x06"
+_LOCATOR_SIG = b"PK\x06\x07"
+_END64_SIG = b"PK\x06\x06"
+_CENTRAL_SIG = b"PK\x01\x02"
+
+
+def _count_entries(handle: IO[bytes], limit: int) -> int:
+    """How many entries the central directory holds, counted header by header and
+    only up to ``limit + 1``, so that a hostile directory costs no memory.
+
+    It finds the directory exactly as :mod:`zipfile` does; when it cannot (not a zip,
+    damaged), it answers 0 and leaves the verdict to :mod:`zipfile`.
+    """
+    size = handle.seek(0, os.SEEK_END)
+    tail_start = max(size - (1 << 16) - _END.size, 0)
+    handle.seek(tail_start)
+    tail = handle.read()
+    if tail[-_END.size :].startswith(_END_SIG) and tail.endswith(b"\0\0"):
+        at = len(tail) - _END.size  # no archive comment
+    else:
+        at = tail.rfind(_END_SIG)
+    if at < 0 or len(tail) - at < _END.size:
+        return 0
+    end_at = tail_start + at
+    (_, _, _, _, entries, directory_size, _, _) = _END.unpack_from(tail, at)
+    directory_end = end_at
+    if end_at >= _END64_LOCATOR.size + _END64.size:
+        handle.seek(end_at - _END64_LOCATOR.size)
+        if handle.read(4) == _LOCATOR_SIG:
+            handle.seek(end_at - _END64_LOCATOR.size - _END64.size)
+            record = handle.read(_END64.size)
+            if record.startswith(_END64_SIG):
+                fields = _END64.unpack(record)
+                entries, directory_size = fields[7], fields[8]
+                directory_end = end_at - _END64_LOCATOR.size - _END64.size
+    if entries > limit:
+        return int(entries)
+    # The count in the end record may lie; zipfile walks the directory by its size.
+    handle.seek(directory_end - directory_size if directory_end >= directory_size else 0)
+    counted = walked = 0
+    while walked < directory_size and counted <= limit:
+        header = handle.read(_CENTRAL.size)
+        if len(header) != _CENTRAL.size or not header.startswith(_CENTRAL_SIG):
+            break
+        name, extra, comment = struct.unpack_from("<3H", header, 28)
+        handle.seek(name + extra + comment, os.SEEK_CUR)
+        walked += _CENTRAL.size + name + extra + comment
+        counted += 1
+    return counted
+
+
+def _unsafe_name(name: str) -> bool:
+    """An absolute path, a drive letter or ``..`` anywhere: never allowed in an entry."""
+    return name.startswith(("/", "\\")) or ":" in name or ".." in re.split(r"[\\/]", name)
+
+
+def _check_zip(path: Path, *, max_ratio: int, max_entries: int = MAX_ZIP_ENTRIES) -> None:
+    """Refuse what is not a sound zip archive, reading only its central directory.
+
+    Nothing is decompressed: the entry count is bounded before :mod:`zipfile` builds
+    its table; the names must be relative and stay inside the archive; the declared
+    uncompressed total may be at most ``max_ratio`` times the archive's size (zip bombs,
+    including overlapping entries, declare far more than they occupy).
+    """
+    not_a_zip = UploadRejected("The body is not a zip archive.", code="NOT_A_ZIP", status=415)
     try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                name = info.filename
-                if name.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", name) or ":" in name:
-                    raise UploadRejected(
-                        "The archive contains an unsafe path.", code="UNSAFE_ARCHIVE", status=422
-                    )
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        with path.open("rb") as handle:
+            archive_size = handle.seek(0, os.SEEK_END)
+            entries = _count_entries(handle, max_entries)
+            if entries > max_entries:
+                raise UploadRejected(
+                    f"The archive has more than {max_entries:,} entries.",
+                    code="TOO_MANY_ENTRIES",
+                    status=422,
+                )
+            with zipfile.ZipFile(handle) as archive:
+                infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, struct.error):
+        raise not_a_zip from None
+    if len(infos) > max_entries:  # the walk above and zipfile disagree: trust neither
+        raise not_a_zip
+    for info in infos:
+        if _unsafe_name(info.filename) or _unsafe_name(info.orig_filename):
+            raise UploadRejected(
+                "The archive contains an unsafe path (absolute, a drive letter or '..').",
+                code="UNSAFE_ARCHIVE",
+                status=422,
+            )
+    expanded = sum(info.file_size for info in infos)
+    if expanded > max_ratio * archive_size:
         raise UploadRejected(
-            "The body is not a zip archive.", code="NOT_A_ZIP", status=415
-        ) from None
+            f"The archive would expand to {expanded:,} bytes, more than {max_ratio} times "
+            f"its own {archive_size:,} bytes; it looks like a zip bomb.",
+            code="ZIP_BOMB",
+            status=422,
+        )
 
 
 async def receive_upload(
@@ -174,13 +323,16 @@ async def receive_upload(
     chunks: AsyncIterator[bytes],
     clock: Clock,
     blobs: BlobStore,
+    zip_max_ratio: int,
 ) -> TrainingDataset:
     """Take the bytes for a pending dataset through its single-use nonce.
 
-    Streams to a temporary blob, hashing on the way; reads at most the declared
-    size plus one byte; only a complete zip archive of exactly the declared size
-    is moved into place and marks the dataset ``AVAILABLE``. While bytes keep
-    arriving the claim is refreshed, so only a stalled upload counts as abandoned.
+    Streams to a temporary blob, hashing on the way; stops reading at the first
+    chunk that passes the declared size; only a complete zip archive of exactly the
+    declared size whose central directory passes :func:`_check_zip` (entry count,
+    safe names, at most ``zip_max_ratio`` times its size uncompressed) is moved into
+    place and marks the dataset ``AVAILABLE``. While bytes keep arriving the claim
+    is refreshed, so only a stalled upload counts as abandoned.
     """
     now = clock.now()
     claimed = await TrainingDataset.filter(
@@ -224,7 +376,7 @@ async def receive_upload(
                 status=400,
             )
         await writer.seal()
-        await asyncio.to_thread(_check_zip, writer.temp_path)
+        await asyncio.to_thread(_check_zip, writer.temp_path, max_ratio=zip_max_ratio)
         key = await writer.commit()
     except BaseException:
         await writer.abort()
