@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -44,6 +45,17 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=True,
         )
         self.services = services
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """Only a JSON object (or an array, refused later as a batch) is a request;
+        anything else is the client's mistake: 400, never a server error."""
+        try:
+            value = self.decode_json(data)
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
+            raise HTTPException(400, "The request body is not valid JSON.") from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return value
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None

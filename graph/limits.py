@@ -7,10 +7,13 @@ same document validates once. Every refusal carries its limit in ``extensions``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -24,6 +27,8 @@ from graphql import (
     VariableNode,
 )
 from graphql.language import Visitor
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
 
 from storage.config import Limits
 from storage.pages import DEFAULT_PAGE, MAX_PAGE
@@ -46,8 +51,8 @@ class _Walker:
     """Follows fragment spreads, computing each fragment's value once (so a document
     that spreads fragments exponentially costs linear time) and cutting cycles."""
 
-    def __init__(self, context: ValidationContext):
-        self.context = context
+    def __init__(self, fragments: Callable[[str], FragmentDefinitionNode | None]):
+        self.fragments = fragments
         self.memo: dict[tuple[str, str], Any] = {}
         self.active: set[tuple[str, str]] = set()
 
@@ -62,7 +67,7 @@ class _Walker:
         if key in self.memo:
             value: T = self.memo[key]
             return value
-        fragment: FragmentDefinitionNode | None = self.context.get_fragment(key[1])
+        fragment = self.fragments(key[1])
         if fragment is None or key in self.active:
             return empty  # unknown or cyclic: other rules report those
         self.active.add(key)
@@ -151,12 +156,65 @@ def _count_aliases(walker: _Walker, selection_set: SelectionSetNode | None) -> i
     return count
 
 
+def _keys(walker: _Walker, selection_set: SelectionSetNode | None) -> Counter[str]:
+    """How often each response key occurs in one selection set, fragments merged in."""
+    keys: Counter[str] = Counter()
+    if selection_set is None:
+        return keys
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            keys[(selection.alias or selection.name).value] += 1
+        elif isinstance(selection, InlineFragmentNode):
+            keys.update(_keys(walker, selection.selection_set))
+        elif isinstance(selection, FragmentSpreadNode):
+            none: Counter[str] = Counter()
+            keys.update(walker.through("keys", selection, lambda sel: _keys(walker, sel), none))
+    return keys
+
+
+def _repeats(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
+    """The most times one response key is selected in any one selection set."""
+    if selection_set is None:
+        return 0
+    keys = _keys(walker, selection_set)
+    most = max(keys.values(), default=0)
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode | InlineFragmentNode):
+            most = max(most, _repeats(walker, selection.selection_set))
+        elif isinstance(selection, FragmentSpreadNode):
+            most = max(
+                most, walker.through("repeats", selection, lambda sel: _repeats(walker, sel), 0)
+            )
+    return most
+
+
+def repeated_fields_error(document: DocumentNode, limit: int) -> GraphQLError | None:
+    """Field duplication: checked before validation, whose overlap rule takes time
+    quadratic in the copies of one field."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    walker = _Walker(fragments.get)
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            repeats = _repeats(walker, definition.selection_set)
+            if repeats > limit:
+                return _error(
+                    f"A field is selected {repeats} times in one place; at most {limit} allowed.",
+                    definition,
+                    "TOO_MANY_REPEATS",
+                    limit,
+                    repeats,
+                )
+    return None
+
+
 def _operation_rule(
     check: Callable[[_Walker, OperationDefinitionNode], GraphQLError | None],
 ) -> type[ValidationRule]:
     class OperationRule(ValidationRule):
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
-            error = check(_Walker(self.context), node)
+            error = check(_Walker(self.context.get_fragment), node)
             if error is not None:
                 self.report_error(error)
 
@@ -246,3 +304,29 @@ def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
         _operation_rule(cost),
         _directives_rule(limits.max_directives),
     )
+
+
+_validate = lru_cache(maxsize=256)(validate_document)
+
+
+class GuardedValidation(SchemaExtension):
+    """Validation, cached per document (the parser cache hands back the same document
+    object for the same text), behind a linear check for field duplication that
+    must run before graphql-core's quadratic overlap rule."""
+
+    def __init__(self, *, max_repeats: int):
+        super().__init__()
+        self.max_repeats = max_repeats
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        assert document is not None
+        refused = repeated_fields_error(document, self.max_repeats)
+        if refused is not None:
+            context.pre_execution_errors = [refused]
+        else:
+            context.pre_execution_errors = _validate(
+                context.schema._schema, document, context.validation_rules
+            )
+        yield

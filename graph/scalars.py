@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types.scalar import ScalarDefinition
 
 MAX_SAFE = 2**53 - 1
@@ -13,10 +14,12 @@ BigInt = NewType("BigInt", int)
 
 
 def _parse_bigint(value: object) -> int:
+    # GraphQLError (not ValueError): a bad value is the client's mistake, reported
+    # as a validation error, never masked as an unexpected one.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("BigInt must be a whole number")
+        raise GraphQLError("BigInt must be a whole number")
     if not -MAX_SAFE <= value <= MAX_SAFE:
-        raise ValueError("BigInt must be between -(2^53 - 1) and 2^53 - 1")
+        raise GraphQLError("BigInt must be between -(2^53 - 1) and 2^53 - 1")
     return value
 
 

@@ -11,7 +11,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -19,7 +18,7 @@ from strawberry.types import ExecutionContext
 from graph import ids
 from graph.context import Info
 from graph.errors import MaskUnexpected, log_errors
-from graph.limits import limit_rules
+from graph.limits import GuardedValidation, limit_rules
 from graph.mutations import Mutation
 from graph.scalars import SCALARS
 from graph.types import (
@@ -158,7 +157,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(list(rules)),
-        lambda: ValidationCache(maxsize=256),
+        lambda: GuardedValidation(max_repeats=limits.max_field_repeats),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

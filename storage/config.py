@@ -111,6 +111,7 @@ class Limits:
     max_aliases: int = 30
     max_directives: int = 50
     max_cost: int = 20_000
+    max_field_repeats: int = 20  # copies of one field in one selection set
     login_rate_username: str = "10/minute"
     login_rate_address: str = "30/minute"
     signup_rate_address: str = "10/hour"
@@ -152,6 +153,9 @@ def load_limits(env: Mapping[str, str]) -> Limits:
             "LORASHELF_MAX_DIRECTIVES", get("LORASHELF_MAX_DIRECTIVES", d.max_directives)
         ),
         max_cost=_count("LORASHELF_MAX_COST", get("LORASHELF_MAX_COST", d.max_cost)),
+        max_field_repeats=_count(
+            "LORASHELF_MAX_FIELD_REPEATS", get("LORASHELF_MAX_FIELD_REPEATS", d.max_field_repeats)
+        ),
         login_rate_username=_rate(
             "LORASHELF_LOGIN_RATE_PER_USERNAME",
             get("LORASHELF_LOGIN_RATE_PER_USERNAME", d.login_rate_username),

@@ -162,12 +162,29 @@ async def test_aliases_hidden_in_fragments_count_too(api: Api) -> None:
     assert error["extensions"]["actual"] == 4 + 4 * 8
 
 
+async def test_field_duplication_is_refused_before_validation(api: Api) -> None:
+    def document(copies: int) -> str:
+        return "{ " + "viewer { id } " * copies + "}"
+
+    assert "errors" not in await api.raw(document(20))
+    error = refused(await api.raw(document(400)))
+    assert error["extensions"] == {"code": "TOO_MANY_REPEATS", "limit": 20, "actual": 400}
+
+
+async def test_field_duplication_through_fragments_is_refused(api: Api) -> None:
+    document = "{ viewer { " + "...F " * 30 + "} } fragment F on User { id }"
+    error = refused(await api.raw(document))
+    assert error["extensions"]["code"] == "TOO_MANY_REPEATS"
+    assert error["extensions"]["actual"] == 30
+
+
 async def test_field_duplication_is_bounded_by_the_token_limit(api: Api) -> None:
     document = "{ retentionPolicy { " + "notice " * 2100 + "} }"
     error = refused(await api.raw(document))
     assert "2000 tokens" in error["message"]
 
 
+@pytest.mark.env(LORASHELF_MAX_FIELD_REPEATS="100")  # let the repeats through to this rule
 async def test_directive_overloading_is_refused(api: Api) -> None:
     def document(count: int) -> str:
         return "{ retentionPolicy { " + "notice @include(if: true) " * count + "} }"
