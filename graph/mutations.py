@@ -45,6 +45,7 @@ INPUT = strawberry.argument(description="The mutation's input.")
 ERRORS = strawberry.field(description="Expected failures; empty when the mutation succeeded.")
 
 
+SIGN_IN_FIRST = UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")
 RATE_LIMITED = UserError(
     field=None, message="Too many attempts; wait a little and try again.", code="RATE_LIMITED"
 )
@@ -250,9 +251,7 @@ class Mutation:
         if token is None:
             return LogOutPayload(
                 ok=False,
-                user_errors=[
-                    UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")
-                ],
+                user_errors=[SIGN_IN_FIRST],
             )
         await accounts.log_out(token_id=token.id, now=info.context.now())
         return LogOutPayload(ok=True, user_errors=[])
@@ -444,9 +443,7 @@ class Mutation:
         if ctx.viewer_id is None:
             return MarkNotificationsReadPayload(
                 notifications=[],
-                user_errors=[
-                    UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")
-                ],
+                user_errors=[SIGN_IN_FIRST],
             )
         rows = await notifications.mark_read(
             user_id=ctx.viewer_id,
