@@ -30,7 +30,9 @@ from graphql.language import Visitor
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from storage.catalog import MAX_VERSIONS
 from storage.config import Limits
+from storage.events import HISTORY_LIMIT
 from storage.pages import DEFAULT_PAGE, MAX_PAGE
 
 INTROSPECTION_DEPTH = 15  # enough for GraphiQL's introspection query, bounded all the same
@@ -117,6 +119,8 @@ def _page_size(field: FieldNode) -> int | None:
 
 
 CONNECTION_FIELDS = {"models", "trainingDatasets", "notifications"}
+# Plain lists with a bound: counted as if full.
+LIST_FIELDS = {"versions": MAX_VERSIONS, "events": HISTORY_LIMIT}
 
 
 def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
@@ -130,6 +134,8 @@ def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
             size = _page_size(selection)
             if size is None and selection.name.value in CONNECTION_FIELDS:
                 size = DEFAULT_PAGE
+            if size is None:
+                size = LIST_FIELDS.get(selection.name.value)
             children = _cost(walker, selection.selection_set)
             total += 1 + (size if size is not None else 1) * children
         elif isinstance(selection, InlineFragmentNode):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import AsyncIterator
+from datetime import datetime
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -12,6 +15,8 @@ from graph import ids
 from graph.context import Services
 from storage import access, catalog, datasets, db
 from storage.signing import BadToken
+
+log = logging.getLogger("lorashelf.routes")
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -56,7 +61,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     """A single ``bytes=`` range as (start, end inclusive); None: whole file; "bad": 416."""
     if not header:
         return None
-    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    match = re.fullmatch(r"\s*bytes=(\d{0,19})-(\d{0,19})\s*", header)
     if not match or (not match.group(1) and not match.group(2)):
         return None  # unsupported forms (e.g. several ranges) get the whole file
     first, last = match.group(1), match.group(2)
@@ -109,12 +114,24 @@ async def download(request: Request) -> Response:
     if isinstance(wanted, tuple):
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    body = services.blobs.read(dataset.blob_key, start, end)
+    body = _until(services.blobs.read(dataset.blob_key, start, end), dataset.expires_at, services)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/zip")
     return StreamingResponse(
         body, status_code=status, headers=headers, media_type="application/zip"
     )
+
+
+async def _until(
+    chunks: AsyncIterator[bytes], expires_at: datetime | None, services: Services
+) -> AsyncIterator[bytes]:
+    """Stream a private dataset only until its window ends: a download that started
+    before ``expires_at`` is cut at that instant, not finished at leisure."""
+    async for chunk in chunks:
+        if expires_at is not None and services.clock.now() >= expires_at:
+            log.info("download cut at the end of the dataset's window")
+            return
+        yield chunk
 
 
 async def healthz(request: Request) -> Response:

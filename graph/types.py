@@ -277,7 +277,10 @@ class ModelType(Node):
         return UserType.of(user)
 
     @strawberry.field(
-        description="The versions you may see, newest first (drafts only for the owner)."
+        description=(
+            "The versions you may see, newest first (drafts only for the owner); a model "
+            "has at most 50."
+        )
     )
     async def versions(self, info: Info) -> list[ModelVersionType]:
         rows = await info.context.loaders.versions_of_model.load(self.row.id)
@@ -441,7 +444,10 @@ class TrainingDatasetType(Node):
         return str(ctx.request.url_for("download", token=token))
 
     @strawberry.field(
-        description="The dataset's history, oldest first; only the owner sees it (else null)."
+        description=(
+            "The dataset's history (its most recent 100 events), oldest first; only the "
+            "owner sees it (else null)."
+        )
     )
     async def events(self, info: Info) -> list[DatasetEventType] | None:
         if not access.can_manage(info.context.viewer_id, self.row.owner_id):

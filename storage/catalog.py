@@ -6,7 +6,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from storage import access, events, retention
@@ -26,6 +25,7 @@ from storage.models import (
 from storage.pages import Page, newest_first
 
 NAME_MAX = 200
+MAX_VERSIONS = 50  # per model, deleted ones included: bounds Model.versions
 DESCRIPTION_MAX = 20_000
 
 
@@ -83,13 +83,38 @@ async def owned_version(viewer: int | None, version_id: int | None) -> ModelVers
     return version
 
 
+async def lock_draft(version_id: int) -> ModelVersion:
+    """Inside a transaction: the version, locked, still a live draft."""
+    version = await ModelVersion.select_for_update().get_or_none(id=version_id, deleted_at=None)
+    if version is None:
+        raise NotFound("No such model version.", field="versionId")
+    if version.status != VersionStatus.DRAFT:
+        raise InvalidState(
+            "A published version's dataset cannot be replaced.",
+            field="versionId",
+            code="VERSION_PUBLISHED",
+        )
+    return version
+
+
 async def create_version(
     *, viewer: int | None, model_id: int | None, name: str, now: datetime
 ) -> ModelVersion:
     model = await owned_model(viewer, model_id)
-    return await ModelVersion.create(
-        model_id=model.id, owner_id=model.owner_id, name=_clean_name(name), created_at=now
-    )
+    clean = _clean_name(name)
+    async with in_transaction():  # not onto a model being deleted at this moment
+        live = await LoraModel.select_for_update().filter(id=model.id, deleted_at=None).exists()
+        if not live:
+            raise NotFound("No such model.", field="modelId")
+        if await ModelVersion.filter(model_id=model.id).count() >= MAX_VERSIONS:
+            raise ServiceError(
+                f"A model may have at most {MAX_VERSIONS} versions; delete one first.",
+                field="modelId",
+                code="TOO_MANY_VERSIONS",
+            )
+        return await ModelVersion.create(
+            model_id=model.id, owner_id=model.owner_id, name=clean, created_at=now
+        )
 
 
 async def publish_version(
@@ -176,9 +201,7 @@ async def _erase_datasets(dataset_ids: list[int], *, now: datetime, blobs: BlobS
 
 async def _claim_for_model_deletion(dataset_ids: list[int], *, now: datetime) -> None:
     for dataset_id in dataset_ids:
-        await retention.claim_deletion(
-            Q(id=dataset_id), reason=DeletionReason.MODEL_DELETED, now=now
-        )
+        await retention.claim(dataset_id, reason=DeletionReason.MODEL_DELETED, now=now)
 
 
 async def _refresh_published(model_id: int) -> None:
@@ -195,9 +218,9 @@ async def delete_version(
 ) -> tuple[ModelVersion, list[int]]:
     """Delete a version; its dataset's bytes go now, leaving the owner a tombstone."""
     version = await owned_version(viewer, version_id)
-    ids = [d.id for d in await TrainingDataset.filter(version_id=version.id).only("id")]
     async with in_transaction():  # the version goes and its dataset is claimed, or neither
         await ModelVersion.filter(id=version.id, deleted_at=None).update(deleted_at=now)
+        ids = [d.id for d in await TrainingDataset.filter(version_id=version.id).only("id")]
         await _claim_for_model_deletion(ids, now=now)
         await _refresh_published(version.model_id)
     await _erase_datasets(ids, now=now, blobs=blobs)
@@ -210,11 +233,11 @@ async def delete_model(
 ) -> tuple[LoraModel, list[int]]:
     """Delete a model and its versions; their datasets' bytes go now."""
     model = await owned_model(viewer, model_id)
-    rows = await TrainingDataset.filter(version__model_id=model.id).only("id")
-    ids = [d.id for d in rows]
     async with in_transaction():  # everything is marked and claimed, or nothing
         await LoraModel.filter(id=model.id, deleted_at=None).update(deleted_at=now)
         await ModelVersion.filter(model_id=model.id, deleted_at=None).update(deleted_at=now)
+        rows = await TrainingDataset.filter(version__model_id=model.id).only("id")
+        ids = [d.id for d in rows]
         await _claim_for_model_deletion(ids, now=now)
     await _erase_datasets(ids, now=now, blobs=blobs)
     await model.refresh_from_db()

@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 
 from storage import access, events, retention
 from storage.blobs import BlobStore
-from storage.catalog import owned_version, require_viewer
+from storage.catalog import lock_draft, owned_version, require_viewer
 from storage.clock import Clock
 from storage.errors import InvalidState, NotFound, ServiceError
 from storage.models import (
@@ -33,7 +33,7 @@ from storage.models import (
     VersionStatus,
     Visibility,
 )
-from storage.pages import Page, decode_position, page_size
+from storage.pages import Page, cursor_number, decode_position, page_size
 
 FILENAME_MAX = 200
 UPLOAD_HEARTBEAT = 30  # seconds between refreshes of an upload's claim while bytes arrive
@@ -153,11 +153,7 @@ async def start_upload(
     """
     version = await owned_version(viewer, version_id)
     if version.status != VersionStatus.DRAFT:
-        raise InvalidState(
-            "A published version's dataset cannot be replaced.",
-            field="versionId",
-            code="VERSION_PUBLISHED",
-        )
+        await lock_draft(version.id)  # raises VERSION_PUBLISHED
     if size_bytes <= 0:
         raise ServiceError("sizeBytes must be positive.", field="sizeBytes", code="INVALID_SIZE")
     if size_bytes > max_bytes:
@@ -179,6 +175,7 @@ async def start_upload(
         "expires_at": None,
     }
     async with in_transaction():
+        await lock_draft(version.id)  # checked again: a publish or delete may have won
         # One start at a time per owner (SQLite transactions are serialised anyway).
         await User.select_for_update().filter(id=version.owner_id).first()
         await _check_quota(
@@ -417,24 +414,28 @@ async def set_visibility(
     _require_rights(visibility, owns_rights)
     if dataset.visibility == visibility:
         return dataset  # nothing changes; in particular a window is never extended
-    version = await ModelVersion.get(id=dataset.version_id)
-    expires_at = next_reminder_at = None
-    if visibility == Visibility.PRIVATE and version.status == VersionStatus.PUBLISHED:
-        expires_at, next_reminder_at = retention.window(
-            now, retention=retention_seconds, offsets=reminders
-        )
-    still_live = Q(expires_at=None) | Q(expires_at__gt=now)
-    changed = await TrainingDataset.filter(
-        still_live, id=dataset.id, status__in=LIVE, visibility=dataset.visibility
-    ).update(visibility=visibility, expires_at=expires_at, next_reminder_at=next_reminder_at)
-    if not changed:
-        raise InvalidState(
-            "This dataset changed meanwhile; reload it and try again.",
-            field="datasetId",
-            code="CONFLICT",
-        )
-    kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
-    await events.record(dataset.id, kind, now)
+    # Read the version and change the dataset in one transaction (the version row
+    # locked), so a publish at the same moment cannot leave a private dataset of a
+    # published version without a window.
+    async with in_transaction():
+        version = await ModelVersion.select_for_update().get(id=dataset.version_id)
+        expires_at = next_reminder_at = None
+        if visibility == Visibility.PRIVATE and version.status == VersionStatus.PUBLISHED:
+            expires_at, next_reminder_at = retention.window(
+                now, retention=retention_seconds, offsets=reminders
+            )
+        still_live = Q(expires_at=None) | Q(expires_at__gt=now)
+        changed = await TrainingDataset.filter(
+            still_live, id=dataset.id, status__in=LIVE, visibility=dataset.visibility
+        ).update(visibility=visibility, expires_at=expires_at, next_reminder_at=next_reminder_at)
+        if not changed:
+            raise InvalidState(
+                "This dataset changed meanwhile; reload it and try again.",
+                field="datasetId",
+                code="CONFLICT",
+            )
+        kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
+        await events.record(dataset.id, kind, now)
     return await TrainingDataset.get(id=dataset.id)
 
 
@@ -443,9 +444,7 @@ async def delete_dataset(
 ) -> TrainingDataset:
     """The owner deletes a dataset now: bytes gone, tombstone left. Idempotent."""
     dataset = await owned_dataset(viewer, dataset_id)
-    if await retention.claim_deletion(
-        Q(id=dataset.id), reason=DeletionReason.OWNER_REQUEST, now=now
-    ):
+    if await retention.claim(dataset.id, reason=DeletionReason.OWNER_REQUEST, now=now):
         await retention.complete_deletion(dataset.id, now=now, blobs=blobs)
     return await TrainingDataset.get(id=dataset.id)
 
@@ -502,17 +501,19 @@ async def datasets_page(
         Q(expires_at__isnull=True) | Q(status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED))
     )
     if after is not None:
-        micros, _, pk = decode_position(after).partition(".")
-        if not pk.isdigit() or not (micros == "-" or micros.isdigit()):
-            raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+        micros, _, pk_text = decode_position(after).partition(".")
+        pk = cursor_number(pk_text)
         if micros == "-":
             past_expiring = True
-            open_ended = open_ended.filter(id__lt=int(pk))
+            open_ended = open_ended.filter(id__lt=pk)
         else:
-            moment = EPOCH + int(micros) * MICROSECOND
-            expiring = expiring.filter(
-                Q(expires_at__gt=moment) | Q(expires_at=moment, id__gt=int(pk))
-            )
+            try:
+                moment = EPOCH + cursor_number(micros) * MICROSECOND
+            except OverflowError:
+                raise ServiceError(
+                    "Malformed cursor.", field="after", code="INVALID_CURSOR"
+                ) from None
+            expiring = expiring.filter(Q(expires_at__gt=moment) | Q(expires_at=moment, id__gt=pk))
     if size == 0:
         return Page([], False, _expiry_position)
     rows = (

@@ -13,9 +13,20 @@ async def record(dataset_id: int, kind: EventKind, at: datetime, detail: str = "
     await DatasetEvent.create(dataset_id=dataset_id, kind=kind, at=at, detail=detail)
 
 
+HISTORY_LIMIT = 100  # events shown per dataset: the most recent ones
+
+
 async def events_by_dataset_ids(ids: Iterable[int]) -> dict[int, list[DatasetEvent]]:
-    """Each dataset's events, oldest first."""
+    """Each dataset's most recent ``HISTORY_LIMIT`` events, oldest first.
+
+    One bounded query per dataset (a popular public dataset may have many download
+    events); the owner asks for few datasets' histories at a time, and the cost
+    limit counts each history as ``HISTORY_LIMIT`` items.
+    """
     grouped: dict[int, list[DatasetEvent]] = defaultdict(list)
-    for event in await DatasetEvent.filter(dataset_id__in=list(ids)).order_by("at", "id"):
-        grouped[event.dataset_id].append(event)
+    for dataset_id in ids:
+        recent = (
+            await DatasetEvent.filter(dataset_id=dataset_id).order_by("-id").limit(HISTORY_LIMIT)
+        )
+        grouped[dataset_id] = sorted(recent, key=lambda e: (e.at, e.id))
     return grouped

@@ -164,8 +164,11 @@ class Notification(Model):
     )
     kind = fields.CharEnumField(NotificationKind, max_length=32)
     # Seconds before expiry for a reminder, 0 for a deletion notice: with the
-    # unique constraint, one notification per dataset, kind and offset, ever.
+    # unique constraint, one notification per dataset, kind, offset and window, ever.
     offset_seconds = fields.IntField(default=0)
+    # The end of the window the notification is about: a new window (private again
+    # after being public) gets its own reminders.
+    window_end = fields.DatetimeField()
     message = fields.TextField()
     created_at = fields.DatetimeField()
     read_at = fields.DatetimeField(null=True)
@@ -175,7 +178,7 @@ class Notification(Model):
 
     class Meta:
         table = "notifications"
-        unique_together = (("dataset", "kind", "offset_seconds"),)
+        unique_together = (("dataset", "kind", "offset_seconds", "window_end"),)
         indexes = (Index(fields=("user", "read_at"), name="notification_user_read"),)
 
 

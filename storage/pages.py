@@ -35,7 +35,8 @@ def encode_cursor(position: str) -> str:
 
 def decode_position(cursor: str) -> str:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.urlsafe_b64decode(padded).decode() if len(cursor) <= 200 else ""
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raw = ""
     prefix, _, value = raw.partition(":")
@@ -44,11 +45,15 @@ def decode_position(cursor: str) -> str:
     return value
 
 
-def decode_cursor(cursor: str) -> int:
-    value = decode_position(cursor)
-    if not value.isdigit():
+def cursor_number(value: str) -> int:
+    """A whole number from a cursor: ASCII digits, at most 19 of them."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):
         raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
     return int(value)
+
+
+def decode_cursor(cursor: str) -> int:
+    return cursor_number(decode_position(cursor))
 
 
 def page_size(first: int | None) -> int:

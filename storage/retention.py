@@ -73,6 +73,17 @@ async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime)
     return claimed > 0
 
 
+async def claim(dataset_id: int, *, reason: DeletionReason, now: datetime) -> bool:
+    """Claim a dataset for deletion by its owner or with its model. A private dataset
+    whose window has already ended is recorded as expired (and its owner notified),
+    whatever asked for the deletion."""
+    if await claim_deletion(
+        expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
+    ):
+        return True
+    return await claim_deletion(Q(id=dataset_id), reason=reason, now=now)
+
+
 async def complete_deletion(
     dataset_id: int, *, now: datetime, blobs: BlobStore
 ) -> Notification | None | bool:
@@ -176,6 +187,7 @@ async def record_reminder(
                 dataset_id=dataset.id,
                 kind=NotificationKind.DATASET_EXPIRING,
                 offset_seconds=offset,
+                window_end=dataset.expires_at,
                 message=message,
                 created_at=now,
             )
@@ -264,6 +276,7 @@ async def _deletion_notice(dataset: TrainingDataset, *, now: datetime) -> Notifi
         dataset_id=dataset.id,
         kind=NotificationKind.DATASET_DELETED,
         offset_seconds=0,
+        window_end=dataset.expires_at or now,
         message=message,
         created_at=now,
     )

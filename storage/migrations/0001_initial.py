@@ -107,11 +107,12 @@ class Migration(migrations.Migration):
                 ('dataset', fields.ForeignKeyField('models.TrainingDataset', source_field='dataset_id', null=True, db_constraint=True, to_field='id', related_name='notifications', on_delete=OnDelete.SET_NULL)),
                 ('kind', fields.CharEnumField(description='DATASET_EXPIRING: DATASET_EXPIRING\nDATASET_DELETED: DATASET_DELETED', enum_type=NotificationKind, max_length=32)),
                 ('offset_seconds', fields.IntField(default=0)),
+                ('window_end', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('message', fields.TextField(unique=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('read_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'notifications', 'app': 'models', 'unique_together': (('dataset', 'kind', 'offset_seconds'),), 'indexes': [Index(fields=['user', 'read_at'], name='notification_user_read')], 'pk_attr': 'id'},
+            options={'table': 'notifications', 'app': 'models', 'unique_together': (('dataset', 'kind', 'offset_seconds', 'window_end'),), 'indexes': [Index(fields=['user', 'read_at'], name='notification_user_read')], 'pk_attr': 'id'},
             bases=['Model'],
         ),
     ]

@@ -534,8 +534,9 @@ async def test_a_sweep_works_through_more_than_one_batch(
     # given more overdue private datasets than one batch holds
     count = BATCH + 20
     owner = await api.sign_up()
-    model_id = await api.create_model(owner)
     for n in range(count):
+        if n % 40 == 0:  # a model holds at most 50 versions
+            model_id = await api.create_model(owner, f"Model {n // 40}")
         version_id = await api.create_version(owner, model_id, f"v{n}")
         await api.upload(owner, version_id, "PRIVATE")
         await api.publish(owner, version_id)
