@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from jobs.notifier import Notifier
@@ -55,7 +55,7 @@ def reminder_grace(settings: Settings) -> int:
     return 2 * settings.sweep_interval
 
 
-async def _deliver(deps: Deps, notice: Notification | None | bool) -> None:
+async def _deliver(deps: Deps, notice: Notification | bool | None) -> None:
     if isinstance(notice, Notification):
         await deps.notifier.deliver(notice)
 
@@ -209,8 +209,3 @@ async def collect_orphan_blobs(ctx: Ctx) -> int:
     if removed:
         log.info("removed %s orphan blob files", removed)
     return removed
-
-
-def due_time(dt: datetime) -> int:
-    """Whole milliseconds since the epoch, for deterministic job ids."""
-    return int(dt.timestamp() * 1000)

@@ -86,7 +86,7 @@ async def claim(dataset_id: int, *, reason: DeletionReason, now: datetime) -> bo
 
 async def complete_deletion(
     dataset_id: int, *, now: datetime, blobs: BlobStore
-) -> Notification | None | bool:
+) -> Notification | bool:
     """Delete the bytes of a claimed dataset, then leave the tombstone. Safe to rerun.
 
     The tombstone, its history entry and (for an expiry) the owner's deletion notice

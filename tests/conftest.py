@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -228,9 +228,28 @@ class Api:
         return model_id, version_id, dataset_id
 
 
+SET_VISIBILITY = (
+    "mutation($i: SetDatasetVisibilityInput!) { setDatasetVisibility(input: $i) "
+    "{ dataset { visibility } userErrors { code } } }"
+)
+
+
+async def set_visibility(api: Api, owner: Person, dataset_id: str, visibility: str) -> None:
+    """Make a dataset public (confirming the rights) or private; it must succeed."""
+    await api.mutate(
+        "setDatasetVisibility",
+        SET_VISIBILITY,
+        {
+            "i": {
+                "datasetId": dataset_id,
+                "visibility": visibility,
+                "ownsRights": visibility == "PUBLIC",
+            }
+        },
+        owner.token,
+    )
+
+
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
-
-
-Factory = Callable[..., Any]

@@ -14,7 +14,7 @@ from jobs.notifier import InAppNotifier
 from jobs.retention import Deps, expire_dataset, send_reminder
 from storage.blobs import open_blob_store
 from storage.config import Settings
-from tests.conftest import Api, MutableClock, Person
+from tests.conftest import Api, MutableClock, Person, set_visibility
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
@@ -34,10 +34,6 @@ USER_DATASETS = (
 DATASET = (
     "query($id: ID!) { node(id: $id) { ... on TrainingDataset { id status expiresAt "
     "deletedAt deletionReason downloadUrl events { kind at detail } } } }"
-)
-SET_VISIBILITY = (
-    "mutation($i: SetDatasetVisibilityInput!) { setDatasetVisibility(input: $i) "
-    "{ dataset { visibility } userErrors { code } } }"
 )
 DELETE_DATASET = (
     "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
@@ -105,21 +101,6 @@ async def dataset(api: Api, dataset_id: str, who: Person | None) -> dict[str, An
         await api.gql(DATASET, {"id": dataset_id}, who.token if who else None)
     )["node"]
     return node
-
-
-async def set_visibility(api: Api, owner: Person, dataset_id: str, visibility: str) -> None:
-    await api.mutate(
-        "setDatasetVisibility",
-        SET_VISIBILITY,
-        {
-            "i": {
-                "datasetId": dataset_id,
-                "visibility": visibility,
-                "ownsRights": visibility == "PUBLIC",
-            }
-        },
-        owner.token,
-    )
 
 
 async def models_listed(api: Api, who: Person | None) -> list[str]:

@@ -25,10 +25,6 @@ NOTIFICATIONS = (
     "{ viewer { unreadNotificationCount notifications(first: 100) { edges { node "
     "{ id kind message createdAt readAt dataset { id status deletionReason } } } } } }"
 )
-SET_VISIBILITY = (
-    "mutation($i: SetDatasetVisibilityInput!) { setDatasetVisibility(input: $i) "
-    "{ dataset { visibility expiresAt } userErrors { field code message } } }"
-)
 
 
 @pytest.fixture
@@ -68,18 +64,3 @@ async def owner_view(api: Api, owner: Person, dataset_id: str) -> dict[str, Any]
 async def notifications_of(api: Api, person: Person) -> list[dict[str, Any]]:
     viewer = (await api.gql(NOTIFICATIONS, token=person.token))["viewer"]
     return [edge["node"] for edge in viewer["notifications"]["edges"]]
-
-
-async def set_visibility(api: Api, owner: Person, dataset_id: str, visibility: str) -> None:
-    await api.mutate(
-        "setDatasetVisibility",
-        SET_VISIBILITY,
-        {
-            "i": {
-                "datasetId": dataset_id,
-                "visibility": visibility,
-                "ownsRights": visibility == "PUBLIC",
-            }
-        },
-        owner.token,
-    )

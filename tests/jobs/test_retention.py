@@ -24,14 +24,13 @@ from storage import retention
 from storage.blobs import LocalBlobStore
 from storage.config import Settings
 from storage.models import DeletionReason, TrainingDataset
-from tests.conftest import Api, MutableClock, Person, make_zip
+from tests.conftest import Api, MutableClock, Person, make_zip, set_visibility
 from tests.jobs.conftest import (
     at,
     blob_files,
     notifications_of,
     owner_view,
     raw_id,
-    set_visibility,
 )
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from jobs.retention import sweep
-from tests.conftest import Api, MutableClock
-from tests.jobs.conftest import notifications_of, set_visibility
+from tests.conftest import Api, MutableClock, set_visibility
+from tests.jobs.conftest import notifications_of
 
 
 @pytest.mark.env(
