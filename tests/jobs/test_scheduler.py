@@ -9,8 +9,8 @@ import pytest
 from jobs.scheduler import PlannedJob, planned_jobs
 from storage import datasets
 from storage.models import TrainingDataset
-from tests.conftest import Api, MutableClock, Person
-from tests.jobs.conftest import raw_id, set_visibility
+from tests.conftest import Api, MutableClock, Person, set_visibility
+from tests.jobs.conftest import raw_id
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
