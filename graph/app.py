@@ -24,13 +24,13 @@ from graph.routes import download, healthz, upload
 from graph.schema import build_schema
 from graph.transport import GraphQLRequestGuard, SecurityHeaders
 from jobs.notifier import InAppNotifier
-from jobs.retention import Deps
 from jobs.runner import EmbeddedRunner
-from jobs.scheduler import ArqScheduler, Scheduler
+from jobs.scheduler import ArqScheduler
 from storage import accounts, db
 from storage.blobs import BlobStore, open_blob_store
 from storage.clock import Clock, SystemClock
 from storage.config import Settings
+from storage.runtime import Runtime, Scheduler
 from storage.signing import Signer
 
 log = logging.getLogger("lorashelf")
@@ -65,7 +65,8 @@ class GraphQLApp(GraphQL[Context, None]):
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
-            found = await accounts.authenticate(credentials.strip(), now=self.services.clock.now())
+            now = self.services.runtime.clock.now()
+            found = await accounts.authenticate(credentials.strip(), now=now)
             if found is not None:
                 viewer, token = found
         request_id = uuid.uuid4().hex
@@ -104,15 +105,16 @@ def create_app(
         if settings.redis_url:
             scheduler = arq = ArqScheduler(settings, clock)
         else:
-            deps = Deps(settings=settings, clock=clock, blobs=blobs, notifier=InAppNotifier())
-            scheduler = runner = EmbeddedRunner(deps)
-    services = Services(
+            scheduler = runner = EmbeddedRunner()
+    runtime = Runtime(
         settings=settings,
         clock=clock,
         blobs=blobs,
-        signer=Signer(settings.secret_key),
         scheduler=scheduler,
-        limiter=RateLimiter(settings),
+        notifier=InAppNotifier(),
+    )
+    services = Services(
+        runtime=runtime, signer=Signer(settings.secret_key), limiter=RateLimiter(settings)
     )
 
     @contextlib.asynccontextmanager
@@ -122,7 +124,7 @@ def create_app(
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
         if runner is not None:
-            runner.start()
+            runner.start(runtime)
         try:
             yield
         finally:

@@ -5,27 +5,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
+from tortoise.models import Model
 
 from graph.ratelimit import RateLimiter
-from jobs.scheduler import Scheduler
-from storage import catalog, datasets, events
-from storage.blobs import BlobStore
-from storage.clock import Clock
+from storage import catalog, datasets, events, lookups
 from storage.config import Settings
-from storage.models import (
-    AuthToken,
-    DatasetEvent,
-    LoraModel,
-    ModelVersion,
-    TrainingDataset,
-    User,
-)
+from storage.lookups import Kind
+from storage.models import AuthToken, DatasetEvent, ModelVersion, TrainingDataset, User
+from storage.runtime import Runtime
 from storage.signing import Signer
 
 
@@ -33,15 +26,17 @@ from storage.signing import Signer
 class Services:
     """Built once at start and shared by every request."""
 
-    settings: Settings
-    clock: Clock
-    blobs: BlobStore
+    runtime: Runtime
     signer: Signer
-    scheduler: Scheduler
     limiter: RateLimiter
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
 
 
 V = TypeVar("V")
+M = TypeVar("M", bound=Model)
 
 
 def _loader(fetch: Callable[[list[int]], Awaitable[Mapping[int, V]]]) -> DataLoader[int, V | None]:
@@ -64,16 +59,18 @@ def _list_loader(
 
 @dataclass
 class Loaders:
-    """Per-request batching: a page costs a constant number of queries."""
+    """Per-request batching: a page costs a constant number of queries.
+
+    Every loader filters by the viewer, with the rule from ``storage.access``: a row
+    the viewer may not see is never loaded, so a field can only ever hand out what
+    its viewer may see. (A type object therefore exists only for a visible row.)
+    """
 
     viewer: int | None
-    user: DataLoader[int, User | None] = field(init=False)
-    model: DataLoader[int, LoraModel | None] = field(init=False)
-    version: DataLoader[int, ModelVersion | None] = field(init=False)
     versions_of_model: DataLoader[int, list[ModelVersion]] = field(init=False)
-    dataset: DataLoader[int, TrainingDataset | None] = field(init=False)
     dataset_of_version: DataLoader[int, TrainingDataset | None] = field(init=False)
     events_of_dataset: DataLoader[int, list[DatasetEvent]] = field(init=False)
+    _by_kind: dict[str, DataLoader[int, Any]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         viewer = self.viewer
@@ -81,13 +78,28 @@ class Loaders:
         async def versions_of(ids: list[int]) -> dict[int, list[ModelVersion]]:
             return await catalog.versions_by_model_ids(ids, viewer=viewer)
 
-        self.user = _loader(catalog.users_by_ids)
-        self.model = _loader(catalog.models_by_ids)
-        self.version = _loader(catalog.versions_by_ids)
+        async def dataset_of(ids: list[int]) -> dict[int, TrainingDataset]:
+            return await datasets.datasets_by_version_ids(ids, viewer=viewer)
+
+        async def events_of(ids: list[int]) -> dict[int, list[DatasetEvent]]:
+            return await events.events_by_dataset_ids(ids, viewer=viewer)
+
         self.versions_of_model = _list_loader(versions_of)
-        self.dataset = _loader(datasets.datasets_by_ids)
-        self.dataset_of_version = _loader(datasets.datasets_by_version_ids)
-        self.events_of_dataset = _list_loader(events.events_by_dataset_ids)
+        self.dataset_of_version = _loader(dataset_of)
+        self.events_of_dataset = _list_loader(events_of)
+
+    def of(self, kind: Kind[M]) -> DataLoader[int, M | None]:
+        """The loader of objects of ``kind`` this viewer may see, by id."""
+        loader = self._by_kind.get(kind.name)
+        if loader is None:
+            viewer = self.viewer
+
+            async def fetch(ids: list[int]) -> dict[int, M]:
+                return await lookups.visible_many(kind, viewer, ids)
+
+            loader = self._by_kind[kind.name] = _loader(fetch)
+        typed: DataLoader[int, M | None] = loader
+        return typed
 
 
 @dataclass
@@ -104,8 +116,12 @@ class Context:
     def viewer_id(self) -> int | None:
         return self.viewer.id if self.viewer else None
 
+    @property
+    def runtime(self) -> Runtime:
+        return self.services.runtime
+
     def now(self) -> datetime:
-        return self.services.clock.now()
+        return self.services.runtime.clock.now()
 
     @property
     def client_address(self) -> str:

@@ -1,7 +1,10 @@
 """Errors: expected failures keep their message; unexpected ones are masked.
 
-An unexpected exception reaches the client as "Unexpected error." with a request id,
-and the server log has the traceback under the same id. Validation errors keep
+An expected failure raised in a query (a :class:`ServiceError`, e.g. a malformed
+cursor) reaches the client as a GraphQL error carrying its ``code`` and ``field``;
+in a mutation it becomes ``userErrors`` instead (``graph.mutations``). An unexpected
+exception reaches the client as "Unexpected error." with a request id, and the
+server log has the traceback under the same id. Validation errors keep
 their message; with introspection off they also lose any "Did you mean" hint, so
 the schema cannot be guessed through suggestions.
 """
@@ -69,10 +72,25 @@ class MaskUnexpected(MaskErrors):
         )
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed = super()._process_errors(errors)
+        processed = [_with_code(error) for error in super()._process_errors(errors)]
         if not self.hide_suggestions:
             return processed
         return [_without_suggestion(error) for error in processed]
+
+
+def _with_code(error: GraphQLError) -> GraphQLError:
+    """An expected failure keeps its message and gains its code and field."""
+    original = error.original_error
+    if not isinstance(original, ServiceError):
+        return error
+    return GraphQLError(
+        original.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": original.code, "field": original.field},
+    )
 
 
 def _without_suggestion(error: GraphQLError) -> GraphQLError:

@@ -1,17 +1,23 @@
 """Mutations: one ``input`` argument each, a payload with ``userErrors``.
 
-Resolvers translate: decode IDs, call one storage service, wrap the result.
-Expected failures (``ServiceError``) become ``userErrors`` with a stable code.
+Resolvers translate: decode IDs, call one storage service, wrap the result. Every
+mutation is declared with :func:`payload_mutation`, the one error path: an expected
+failure (a ``ServiceError`` raised anywhere below) becomes the payload's
+``userErrors`` with a stable code, and the payload's other fields keep their
+defaults (null, empty, false). A test checks that every mutation is declared so.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import strawberry
 
 from graph import ids
 from graph.context import Info
+from graph.enums import Visibility
 from graph.scalars import BigInt
 from graph.types import (
     ModelType,
@@ -19,11 +25,10 @@ from graph.types import (
     NotificationType,
     TrainingDatasetType,
     UserType,
-    Visibility,
 )
-from storage import accounts, catalog, datasets, notifications
+from storage import accounts, catalog, datasets, lookups, notifications
 from storage import models as db
-from storage.errors import ServiceError
+from storage.errors import ServiceError, Unauthenticated
 
 
 @strawberry.type(description="An expected failure of a mutation, with a stable code.")
@@ -42,13 +47,47 @@ class UserError:
 
 
 INPUT = strawberry.argument(description="The mutation's input.")
-ERRORS = strawberry.field(description="Expected failures; empty when the mutation succeeded.")
 
 
-SIGN_IN_FIRST = UserError(field=None, message="Sign in first.", code="UNAUTHENTICATED")
-RATE_LIMITED = UserError(
-    field=None, message="Too many attempts; wait a little and try again.", code="RATE_LIMITED"
-)
+def _errors() -> Any:
+    return strawberry.field(
+        default_factory=list,
+        description="Expected failures; empty when the mutation succeeded.",
+    )
+
+
+def _none(description: str) -> Any:
+    return strawberry.field(default=None, description=description)
+
+
+R = TypeVar("R")
+PAYLOAD_MUTATION = "__lorashelf_payload_mutation__"
+
+
+def payload_mutation(
+    description: str,
+) -> Callable[[Callable[..., Awaitable[R]]], Any]:
+    """Declare a mutation whose expected failures become its payload's ``userErrors``."""
+
+    def decorate(resolver: Callable[..., Awaitable[R]]) -> Any:
+        payload = get_type_hints(resolver)["return"]
+
+        @functools.wraps(resolver)
+        async def wrapper(*args: Any, **kwargs: Any) -> R:
+            try:
+                return await resolver(*args, **kwargs)
+            except ServiceError as exc:
+                failed: R = payload(user_errors=UserError.of(exc))
+                return failed
+
+        setattr(wrapper, PAYLOAD_MUTATION, True)
+        return strawberry.mutation(description=description)(wrapper)
+
+    return decorate
+
+
+def rate_limited() -> ServiceError:
+    return ServiceError("Too many attempts; wait a little and try again.", code="RATE_LIMITED")
 
 
 # Inputs ----------------------------------------------------------------------
@@ -133,323 +172,240 @@ class MarkNotificationsReadInput:
 
 # Payloads ----------------------------------------------------------------------
 
+BEARER = "A bearer token: send it as `Authorization: Bearer <token>`."
+
 
 @strawberry.type(description="The result of signUp.")
 class SignUpPayload:
-    token: str | None = strawberry.field(
-        description="A bearer token: send it as `Authorization: Bearer <token>`."
-    )
-    user: UserType | None = strawberry.field(description="The new account.")
-    user_errors: list[UserError] = ERRORS
+    token: str | None = _none(BEARER)
+    user: UserType | None = _none("The new account.")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of logIn.")
 class LogInPayload:
-    token: str | None = strawberry.field(
-        description="A bearer token: send it as `Authorization: Bearer <token>`."
-    )
-    user: UserType | None = strawberry.field(description="The account signed in to.")
-    user_errors: list[UserError] = ERRORS
+    token: str | None = _none(BEARER)
+    user: UserType | None = _none("The account signed in to.")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of logOut.")
 class LogOutPayload:
-    ok: bool = strawberry.field(description="Whether a token was revoked.")
-    user_errors: list[UserError] = ERRORS
+    ok: bool = strawberry.field(default=False, description="Whether a token was revoked.")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of createModel.")
 class CreateModelPayload:
-    model: ModelType | None = strawberry.field(description="The new model.")
-    user_errors: list[UserError] = ERRORS
+    model: ModelType | None = _none("The new model.")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(
     description="The result of createModelVersion, publishModelVersion or deleteModelVersion."
 )
 class ModelVersionPayload:
-    version: ModelVersionType | None = strawberry.field(description="The version.")
-    user_errors: list[UserError] = ERRORS
+    version: ModelVersionType | None = _none("The version.")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of startDatasetUpload.")
 class StartDatasetUploadPayload:
-    dataset: TrainingDatasetType | None = strawberry.field(description="The pending dataset.")
-    upload_url: str | None = strawberry.field(
-        description=(
-            "Send the zip file's bytes here with HTTP PUT. Single use, valid for an hour; "
-            "the body must be exactly sizeBytes long."
-        )
+    dataset: TrainingDatasetType | None = _none("The pending dataset.")
+    upload_url: str | None = _none(
+        "Send the zip file's bytes here with HTTP PUT. Single use, valid for an hour; "
+        "the body must be exactly sizeBytes long."
     )
-    user_errors: list[UserError] = ERRORS
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of setDatasetVisibility or deleteDataset.")
 class DatasetPayload:
-    dataset: TrainingDatasetType | None = strawberry.field(description="The dataset.")
-    user_errors: list[UserError] = ERRORS
+    dataset: TrainingDatasetType | None = _none("The dataset.")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of deleteModel.")
 class DeleteModelPayload:
-    model: ModelType | None = strawberry.field(
-        description="The model as it was deleted (it has no versions left)."
-    )
-    user_errors: list[UserError] = ERRORS
+    model: ModelType | None = _none("The model as it was deleted (it has no versions left).")
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="The result of markNotificationsRead.")
 class MarkNotificationsReadPayload:
     notifications: list[NotificationType] = strawberry.field(
-        description="The notifications now marked read."
+        default_factory=list, description="The notifications now marked read."
     )
-    user_errors: list[UserError] = ERRORS
+    user_errors: list[UserError] = _errors()
 
 
 @strawberry.type(description="Changes.")
 class Mutation:
-    @strawberry.mutation(description="Create an account and sign in to it.")
+    @payload_mutation("Create an account and sign in to it.")
     async def sign_up(self, info: Info, input: Annotated[SignUpInput, INPUT]) -> SignUpPayload:
         ctx = info.context
-        settings = ctx.services.settings
         if not await ctx.services.limiter.allow_signup(address=ctx.client_address):
-            return SignUpPayload(token=None, user=None, user_errors=[RATE_LIMITED])
-        try:
-            user, token = await accounts.sign_up(
-                username=input.username,
-                password=input.password,
-                now=info.context.now(),
-                token_lifetime=settings.token_lifetime,
-            )
-        except ServiceError as exc:
-            return SignUpPayload(token=None, user=None, user_errors=UserError.of(exc))
-        return SignUpPayload(token=token, user=UserType.of(user), user_errors=[])
+            raise rate_limited()
+        user, token = await accounts.sign_up(
+            username=input.username,
+            password=input.password,
+            now=ctx.now(),
+            token_lifetime=ctx.services.settings.token_lifetime,
+        )
+        return SignUpPayload(token=token, user=UserType.of(user))
 
-    @strawberry.mutation(description="Sign in; returns a new bearer token.")
+    @payload_mutation("Sign in; returns a new bearer token.")
     async def log_in(self, info: Info, input: Annotated[LogInInput, INPUT]) -> LogInPayload:
         ctx = info.context
-        settings = ctx.services.settings
         allowed = await ctx.services.limiter.allow_login(
             username=input.username, address=ctx.client_address
         )
         if not allowed:
-            return LogInPayload(token=None, user=None, user_errors=[RATE_LIMITED])
-        try:
-            user, token = await accounts.log_in(
-                username=input.username,
-                password=input.password,
-                now=info.context.now(),
-                token_lifetime=settings.token_lifetime,
-            )
-        except ServiceError as exc:
-            return LogInPayload(token=None, user=None, user_errors=UserError.of(exc))
-        return LogInPayload(token=token, user=UserType.of(user), user_errors=[])
+            raise rate_limited()
+        user, token = await accounts.log_in(
+            username=input.username,
+            password=input.password,
+            now=ctx.now(),
+            token_lifetime=ctx.services.settings.token_lifetime,
+        )
+        return LogInPayload(token=token, user=UserType.of(user))
 
-    @strawberry.mutation(description="Revoke the bearer token this request was sent with.")
+    @payload_mutation("Revoke the bearer token this request was sent with.")
     async def log_out(self, info: Info) -> LogOutPayload:
         token = info.context.token
         if token is None:
-            return LogOutPayload(
-                ok=False,
-                user_errors=[SIGN_IN_FIRST],
-            )
+            raise Unauthenticated("Sign in first.")
         await accounts.log_out(token_id=token.id, now=info.context.now())
-        return LogOutPayload(ok=True, user_errors=[])
+        return LogOutPayload(ok=True)
 
-    @strawberry.mutation(description="Create a model (private until a version is published).")
+    @payload_mutation("Create a model (private until a version is published).")
     async def create_model(
         self, info: Info, input: Annotated[CreateModelInput, INPUT]
     ) -> CreateModelPayload:
-        try:
-            row = await catalog.create_model(
-                viewer=info.context.viewer_id,
-                name=input.name,
-                description=input.description,
-                now=info.context.now(),
-            )
-        except ServiceError as exc:
-            return CreateModelPayload(model=None, user_errors=UserError.of(exc))
-        return CreateModelPayload(model=ModelType.of(row), user_errors=[])
+        ctx = info.context
+        row = await catalog.create_model(
+            ctx.runtime, viewer=ctx.viewer_id, name=input.name, description=input.description
+        )
+        return CreateModelPayload(model=ModelType.of(row))
 
-    @strawberry.mutation(description="Add a draft version to one of your models.")
+    @payload_mutation("Add a draft version to one of your models.")
     async def create_model_version(
         self, info: Info, input: Annotated[CreateModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
-        try:
-            row = await catalog.create_version(
-                viewer=info.context.viewer_id,
-                model_id=ids.decode(input.model_id, "Model"),
-                name=input.name,
-                now=info.context.now(),
-            )
-        except ServiceError as exc:
-            return ModelVersionPayload(version=None, user_errors=UserError.of(exc))
-        return ModelVersionPayload(version=ModelVersionType.of(row), user_errors=[])
-
-    @strawberry.mutation(
-        description=(
-            "Record the training dataset of a draft version and get a single-use upload URL. "
-            "PUBLIC needs ownsRights: true."
+        ctx = info.context
+        row = await catalog.create_version(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            model_id=ids.decode(input.model_id, lookups.MODEL.name),
+            name=input.name,
         )
+        return ModelVersionPayload(version=ModelVersionType.of(row))
+
+    @payload_mutation(
+        "Record the training dataset of a draft version and get a single-use upload URL. "
+        "PUBLIC needs ownsRights: true."
     )
     async def start_dataset_upload(
         self, info: Info, input: Annotated[StartDatasetUploadInput, INPUT]
     ) -> StartDatasetUploadPayload:
         ctx = info.context
-        settings = ctx.services.settings
-        try:
-            row, nonce = await datasets.start_upload(
-                viewer=ctx.viewer_id,
-                version_id=ids.decode(input.version_id, "ModelVersion"),
+        row, nonce = await datasets.start_upload(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            version_id=ids.decode(input.version_id, lookups.VERSION.name),
+            request=datasets.UploadRequest(
                 filename=input.filename,
                 size_bytes=int(input.size_bytes),
-                visibility=db.Visibility(input.visibility.name),
+                visibility=db.Visibility(input.visibility),
                 owns_rights=input.owns_rights,
-                now=ctx.now(),
-                max_bytes=settings.max_dataset_bytes,
-                url_lifetime=settings.upload_url_lifetime,
-                max_datasets_per_user=settings.limits.max_datasets_per_user,
-                max_bytes_per_user=settings.limits.max_bytes_per_user,
-            )
-        except ServiceError as exc:
-            return StartDatasetUploadPayload(
-                dataset=None, upload_url=None, user_errors=UserError.of(exc)
-            )
+            ),
+        )
         token = ctx.services.signer.upload_token(row.id, nonce)
         url = str(ctx.request.url_for("upload", token=token))
-        return StartDatasetUploadPayload(
-            dataset=TrainingDatasetType.of(row), upload_url=url, user_errors=[]
-        )
+        return StartDatasetUploadPayload(dataset=TrainingDatasetType.of(row), upload_url=url)
 
-    @strawberry.mutation(
-        description=(
-            "Publish a draft version. A private dataset's window starts now: it expires at "
-            "publishedAt + the retention period."
-        )
+    @payload_mutation(
+        "Publish a draft version. A private dataset's window starts now: it expires at "
+        "publishedAt + the retention period."
     )
     async def publish_model_version(
         self, info: Info, input: Annotated[PublishModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
         ctx = info.context
-        try:
-            row, dataset = await catalog.publish_version(
-                viewer=ctx.viewer_id,
-                version_id=ids.decode(input.version_id, "ModelVersion"),
-                now=ctx.now(),
-                retention_seconds=ctx.services.settings.private_retention,
-                reminders=ctx.services.settings.reminders,
-            )
-        except ServiceError as exc:
-            return ModelVersionPayload(version=None, user_errors=UserError.of(exc))
-        if dataset is not None:
-            await ctx.services.scheduler.dataset_changed(dataset.id)
-        return ModelVersionPayload(version=ModelVersionType.of(row), user_errors=[])
-
-    @strawberry.mutation(
-        description=(
-            "Make a dataset public (needs ownsRights: true; clears the expiry) or private "
-            "(a published version's dataset then gets a full window from now)."
+        row = await catalog.publish_version(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            version_id=ids.decode(input.version_id, lookups.VERSION.name),
         )
+        return ModelVersionPayload(version=ModelVersionType.of(row))
+
+    @payload_mutation(
+        "Make a dataset public (needs ownsRights: true; clears the expiry) or private "
+        "(a published version's dataset then gets a full window from now)."
     )
     async def set_dataset_visibility(
         self, info: Info, input: Annotated[SetDatasetVisibilityInput, INPUT]
     ) -> DatasetPayload:
         ctx = info.context
-        try:
-            row = await datasets.set_visibility(
-                viewer=ctx.viewer_id,
-                dataset_id=ids.decode(input.dataset_id, "TrainingDataset"),
-                visibility=db.Visibility(input.visibility.name),
-                owns_rights=input.owns_rights,
-                now=ctx.now(),
-                retention_seconds=ctx.services.settings.private_retention,
-                reminders=ctx.services.settings.reminders,
-            )
-        except ServiceError as exc:
-            return DatasetPayload(dataset=None, user_errors=UserError.of(exc))
-        await ctx.services.scheduler.dataset_changed(row.id)
-        return DatasetPayload(dataset=TrainingDatasetType.of(row), user_errors=[])
+        row = await datasets.set_visibility(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            dataset_id=ids.decode(input.dataset_id, lookups.DATASET.name),
+            visibility=db.Visibility(input.visibility),
+            owns_rights=input.owns_rights,
+        )
+        return DatasetPayload(dataset=TrainingDatasetType.of(row))
 
-    @strawberry.mutation(
-        description="Delete a dataset's bytes now; a tombstone (DELETED) remains for you."
-    )
+    @payload_mutation("Delete a dataset's bytes now; a tombstone (DELETED) remains for you.")
     async def delete_dataset(
         self, info: Info, input: Annotated[DeleteDatasetInput, INPUT]
     ) -> DatasetPayload:
         ctx = info.context
-        try:
-            row = await datasets.delete_dataset(
-                viewer=ctx.viewer_id,
-                dataset_id=ids.decode(input.dataset_id, "TrainingDataset"),
-                now=ctx.now(),
-                blobs=ctx.services.blobs,
-            )
-        except ServiceError as exc:
-            return DatasetPayload(dataset=None, user_errors=UserError.of(exc))
-        await ctx.services.scheduler.dataset_changed(row.id)
-        return DatasetPayload(dataset=TrainingDatasetType.of(row), user_errors=[])
-
-    @strawberry.mutation(
-        description=(
-            "Delete one of your models and all its versions. Their datasets' bytes are "
-            "deleted now; you keep tombstones with deletionReason MODEL_DELETED."
+        row = await datasets.delete_dataset(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            dataset_id=ids.decode(input.dataset_id, lookups.DATASET.name),
         )
+        return DatasetPayload(dataset=TrainingDatasetType.of(row))
+
+    @payload_mutation(
+        "Delete one of your models and all its versions. Their datasets' bytes are "
+        "deleted now; you keep tombstones with deletionReason MODEL_DELETED."
     )
     async def delete_model(
         self, info: Info, input: Annotated[DeleteModelInput, INPUT]
     ) -> DeleteModelPayload:
         ctx = info.context
-        try:
-            row, dataset_ids = await catalog.delete_model(
-                viewer=ctx.viewer_id,
-                model_id=ids.decode(input.model_id, "Model"),
-                now=ctx.now(),
-                blobs=ctx.services.blobs,
-            )
-        except ServiceError as exc:
-            return DeleteModelPayload(model=None, user_errors=UserError.of(exc))
-        for dataset_id in dataset_ids:
-            await ctx.services.scheduler.dataset_changed(dataset_id)
-        return DeleteModelPayload(model=ModelType.of(row), user_errors=[])
-
-    @strawberry.mutation(
-        description=(
-            "Delete one of your model versions. Its dataset's bytes are deleted now; you "
-            "keep a tombstone with deletionReason MODEL_DELETED."
+        row = await catalog.delete_model(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            model_id=ids.decode(input.model_id, lookups.MODEL.name),
         )
+        return DeleteModelPayload(model=ModelType.of(row))
+
+    @payload_mutation(
+        "Delete one of your model versions. Its dataset's bytes are deleted now; you "
+        "keep a tombstone with deletionReason MODEL_DELETED."
     )
     async def delete_model_version(
         self, info: Info, input: Annotated[DeleteModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
         ctx = info.context
-        try:
-            row, dataset_ids = await catalog.delete_version(
-                viewer=ctx.viewer_id,
-                version_id=ids.decode(input.version_id, "ModelVersion"),
-                now=ctx.now(),
-                blobs=ctx.services.blobs,
-            )
-        except ServiceError as exc:
-            return ModelVersionPayload(version=None, user_errors=UserError.of(exc))
-        for dataset_id in dataset_ids:
-            await ctx.services.scheduler.dataset_changed(dataset_id)
-        return ModelVersionPayload(version=ModelVersionType.of(row), user_errors=[])
+        row = await catalog.delete_version(
+            ctx.runtime,
+            viewer=ctx.viewer_id,
+            version_id=ids.decode(input.version_id, lookups.VERSION.name),
+        )
+        return ModelVersionPayload(version=ModelVersionType.of(row))
 
-    @strawberry.mutation(description="Mark some of your notifications read.")
+    @payload_mutation("Mark some of your notifications read.")
     async def mark_notifications_read(
         self, info: Info, input: Annotated[MarkNotificationsReadInput, INPUT]
     ) -> MarkNotificationsReadPayload:
         ctx = info.context
-        if ctx.viewer_id is None:
-            return MarkNotificationsReadPayload(
-                notifications=[],
-                user_errors=[SIGN_IN_FIRST],
-            )
         rows = await notifications.mark_read(
-            user_id=ctx.viewer_id,
-            ids=ids.decode_many([str(i) for i in input.ids], "Notification"),
+            user_id=lookups.require_viewer(ctx.viewer_id),
+            ids=ids.decode_many([str(i) for i in input.ids], lookups.NOTIFICATION.name),
             now=ctx.now(),
         )
-        return MarkNotificationsReadPayload(
-            notifications=[NotificationType.of(r) for r in rows], user_errors=[]
-        )
+        return MarkNotificationsReadPayload(notifications=[NotificationType.of(r) for r in rows])

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from graph import ids
 from graph.context import Services
-from storage import access, catalog, datasets, db
+from storage import datasets, db, lookups
+from storage.clock import Clock
 from storage.signing import BadToken
 
 log = logging.getLogger("lorashelf.routes")
@@ -37,19 +38,13 @@ async def upload(request: Request) -> Response:
         return _error(403, "INVALID_UPLOAD_URL", "This upload URL is not valid.")
     try:
         dataset = await datasets.receive_upload(
-            dataset_id=dataset_id,
-            nonce=nonce,
-            chunks=request.stream(),
-            clock=services.clock,
-            blobs=services.blobs,
-            zip_max_ratio=services.settings.limits.zip_max_ratio,
+            services.runtime, dataset_id=dataset_id, nonce=nonce, chunks=request.stream()
         )
     except datasets.UploadRejected as exc:
         return _error(exc.status, exc.code, exc.message)
-    await services.scheduler.dataset_changed(dataset.id)
     return JSONResponse(
         {
-            "id": ids.encode("TrainingDataset", dataset.id),
+            "id": ids.encode(lookups.DATASET.name, dataset.id),
             "status": "AVAILABLE",
             "sizeBytes": dataset.size_bytes,
             "sha256": dataset.sha256,
@@ -80,18 +75,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 async def download(request: Request) -> Response:
     """Stream a dataset through a signed URL; the rule is checked again right now."""
     services = _services(request)
-    now = services.clock.now()
+    rt = services.runtime
+    now = rt.clock.now()
     not_found = _error(404, "NOT_FOUND", "No such download.")
     try:
         grant = services.signer.read_download_token(request.path_params["token"], now=now)
     except BadToken:
         return not_found
-    found = await datasets.datasets_by_ids([grant.dataset_id])
-    dataset = found.get(grant.dataset_id)
+    dataset = await datasets.downloadable(grant.viewer, grant.dataset_id, now)
     if dataset is None:
-        return not_found
-    version = (await catalog.versions_by_ids([dataset.version_id])).get(dataset.version_id)
-    if version is None or not access.can_download(grant.viewer, dataset, version, now):
         return not_found
     assert dataset.blob_key is not None
     size = dataset.size_bytes
@@ -114,7 +106,7 @@ async def download(request: Request) -> Response:
     if isinstance(wanted, tuple):
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    body = _until(services.blobs.read(dataset.blob_key, start, end), dataset.expires_at, services)
+    body = _until(rt.blobs.read(dataset.blob_key, start, end), dataset.expires_at, rt.clock)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/zip")
     return StreamingResponse(
@@ -123,12 +115,12 @@ async def download(request: Request) -> Response:
 
 
 async def _until(
-    chunks: AsyncIterator[bytes], expires_at: datetime | None, services: Services
+    chunks: AsyncIterator[bytes], expires_at: datetime | None, clock: Clock
 ) -> AsyncIterator[bytes]:
     """Stream a private dataset only until its window ends: a download that started
     before ``expires_at`` is cut at that instant, not finished at leisure."""
     async for chunk in chunks:
-        if expires_at is not None and services.clock.now() >= expires_at:
+        if expires_at is not None and clock.now() >= expires_at:
             log.info("download cut at the end of the dataset's window")
             return
         yield chunk

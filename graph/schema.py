@@ -33,45 +33,35 @@ from graph.types import (
     TrainingDatasetType,
     UserType,
     connection,
-    query_error,
 )
-from storage import access, catalog, notifications
+from storage import catalog, lookups
 from storage.config import Settings
-from storage.errors import ServiceError
+from storage.lookups import Kind
+from storage.policy import RetentionPolicy as Policy
+
+# Every Node type with the kind of object behind it (its lookups). ``node(id)`` reads
+# this table; a new Node type adds one line (its class has ``of(row)``).
+NODE_TYPES: dict[str, tuple[Kind[Any], Any]] = {
+    kind.name: (kind, node_type)
+    for kind, node_type in (
+        (lookups.USER, UserType),
+        (lookups.MODEL, ModelType),
+        (lookups.VERSION, ModelVersionType),
+        (lookups.DATASET, TrainingDatasetType),
+        (lookups.NOTIFICATION, NotificationType),
+    )
+}
 
 
 async def resolve_node(info: Info, global_id: str) -> Node | None:
-    """``node(id)``: the same rule as every other path; not allowed is not found."""
+    """``node(id)``: the same visible-lookup as every other path; not allowed is not found."""
     decoded = ids.decode_any(global_id)
-    if decoded is None:
+    entry = NODE_TYPES.get(decoded[0]) if decoded else None
+    if decoded is None or entry is None:
         return None
-    kind, pk = decoded
-    ctx = info.context
-    viewer = ctx.viewer_id
-    loaders = ctx.loaders
-    if kind == "User":
-        user = await loaders.user.load(pk)
-        return UserType.of(user) if user else None
-    if kind == "Model":
-        model = await loaders.model.load(pk)
-        return ModelType.of(model) if model and access.can_see_model(viewer, model) else None
-    if kind == "ModelVersion":
-        version = await loaders.version.load(pk)
-        if version and access.can_see_version(viewer, version):
-            return ModelVersionType.of(version)
-        return None
-    if kind == "TrainingDataset":
-        dataset = await loaders.dataset.load(pk)
-        if dataset is None:
-            return None
-        version = await loaders.version.load(dataset.version_id)
-        if version and access.can_see_dataset(viewer, dataset, version):
-            return TrainingDatasetType.of(dataset)
-        return None
-    if kind == "Notification":
-        row = await notifications.notification_of(user_id=viewer, notification_id=pk)
-        return NotificationType.of(row) if row else None
-    return None
+    kind, node_type = entry
+    row = await info.context.loaders.of(kind).load(decoded[1])
+    return node_type.of(row) if row is not None else None  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="Reads.")
@@ -95,11 +85,9 @@ class Query:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The model's global ID.")],
     ) -> ModelType | None:
-        pk = ids.decode(str(id), "Model")
-        model = await info.context.loaders.model.load(pk) if pk else None
-        if model is None or not access.can_see_model(info.context.viewer_id, model):
-            return None
-        return ModelType.of(model)
+        pk = ids.decode(str(id), lookups.MODEL.name)
+        model = await info.context.loaders.of(lookups.MODEL).load(pk) if pk else None
+        return ModelType.of(model) if model is not None else None
 
     @strawberry.field(
         description="Models you may see, newest first: published ones, and your own drafts."
@@ -115,29 +103,26 @@ class Query:
     ) -> Connection[ModelType]:
         owner = None
         if owner_id is not None:
-            owner = ids.decode(str(owner_id), "User") or 0
-        try:
-            page = await catalog.models_page(
-                viewer=info.context.viewer_id, owner_id=owner, first=first, after=after
-            )
-        except ServiceError as exc:
-            raise query_error(exc) from None
+            owner = ids.decode(str(owner_id), lookups.USER.name) or 0
+        page = await catalog.models_page(
+            viewer=info.context.viewer_id, owner_id=owner, first=first, after=after
+        )
         return connection(page, ModelType.of)
 
     @strawberry.field(description="What happens to private datasets, and when.")
     def retention_policy(self, info: Info) -> RetentionPolicy:
-        settings = info.context.services.settings
+        policy = info.context.runtime.policy
         return RetentionPolicy(
-            private_retention_seconds=settings.private_retention,
-            reminder_offsets_seconds=list(settings.reminders),
-            notice=settings.retention_notice(),
+            private_retention_seconds=policy.private_retention,
+            reminder_offsets_seconds=list(policy.reminders),
+            notice=policy.notice(),
         )
 
 
 def visibility_help(settings: Settings) -> str:
     return (
         "PUBLIC shares the dataset with everyone once the version is published. PRIVATE: "
-        + settings.retention_notice()
+        + Policy.of(settings).notice()
     )
 
 
@@ -164,7 +149,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     schema = Schema(
         query=Query,
         mutation=Mutation,
-        types=[UserType, ModelType, ModelVersionType, TrainingDatasetType, NotificationType],
+        types=[node_type for _, node_type in NODE_TYPES.values()],
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
     )

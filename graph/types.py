@@ -1,21 +1,32 @@
-"""GraphQL object types. Resolvers translate rows; loading goes through DataLoaders
-and storage services, and every visibility decision through ``storage.access``."""
+"""GraphQL object types. Resolvers translate rows: loading goes through the
+per-request DataLoaders (which apply the privacy rule) and storage services.
+
+A type object is only ever built for a row its viewer may see (from a lookup, a
+loader or a listing, all filtered by ``storage.access``); fields check only what
+depends on more than seeing: downloading, and what is the owner's alone.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from typing import Annotated, Generic, TypeVar
 
 import strawberry
-from graphql import GraphQLError
 
 from graph import ids
 from graph.context import Info
+from graph.enums import (
+    DatasetEventKind,
+    DatasetStatus,
+    DeletionReason,
+    NotificationKind,
+    VersionStatus,
+    Visibility,
+    shown_status,
+)
 from graph.scalars import BigInt
-from storage import access, catalog, datasets, notifications
+from storage import access, catalog, datasets, lookups, notifications
 from storage import models as db
-from storage.errors import ServiceError
 from storage.pages import Page
 from storage.signing import DownloadGrant
 
@@ -24,98 +35,6 @@ T = TypeVar("T")
 
 def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
-
-
-def query_error(exc: ServiceError) -> GraphQLError:
-    """A ServiceError in a query becomes a GraphQL error with its code."""
-    return GraphQLError(exc.message, extensions={"code": exc.code, "field": exc.field})
-
-
-# Enums ---------------------------------------------------------------------
-
-
-@strawberry.enum(description="Whether a model version is still being prepared or is public.")
-class VersionStatus(Enum):
-    DRAFT = strawberry.enum_value("DRAFT", description="Being prepared; only the owner sees it.")
-    PUBLISHED = strawberry.enum_value(
-        "PUBLISHED", description="Published; everybody sees the version."
-    )
-
-
-@strawberry.enum(description="Who may see and download a training dataset.")
-class Visibility(Enum):
-    PUBLIC = strawberry.enum_value(
-        "PUBLIC",
-        description="Shared: anyone may see and download it once the version is published.",
-    )
-    PRIVATE = strawberry.enum_value(
-        "PRIVATE",
-        description=(
-            "Only the owner may see and download it, for a limited window after publishing; "
-            "then it is deleted automatically (see retentionPolicy)."
-        ),
-    )
-
-
-@strawberry.enum(description="Where a training dataset is in its life.")
-class DatasetStatus(Enum):
-    PENDING_UPLOAD = strawberry.enum_value(
-        "PENDING_UPLOAD", description="Recorded; its bytes have not arrived yet."
-    )
-    AVAILABLE = strawberry.enum_value("AVAILABLE", description="Its bytes are stored.")
-    DELETED = strawberry.enum_value(
-        "DELETED",
-        description=(
-            "Deleted: nobody can download it any more, its bytes are gone (or going, "
-            "within moments), and only this record (a tombstone) remains."
-        ),
-    )
-
-
-@strawberry.enum(description="Why a training dataset was deleted.")
-class DeletionReason(Enum):
-    EXPIRED = strawberry.enum_value(
-        "EXPIRED", description="A private dataset reached the end of its retention window."
-    )
-    OWNER_REQUEST = strawberry.enum_value("OWNER_REQUEST", description="The owner deleted it.")
-    MODEL_DELETED = strawberry.enum_value(
-        "MODEL_DELETED", description="Its model or model version was deleted."
-    )
-
-
-@strawberry.enum(description="What a notification is about.")
-class NotificationKind(Enum):
-    DATASET_EXPIRING = strawberry.enum_value(
-        "DATASET_EXPIRING", description="A private dataset will be deleted soon."
-    )
-    DATASET_DELETED = strawberry.enum_value(
-        "DATASET_DELETED", description="A private dataset has been deleted."
-    )
-
-
-@strawberry.enum(description="What happened to a training dataset.")
-class DatasetEventKind(Enum):
-    UPLOAD_STARTED = strawberry.enum_value(
-        "UPLOAD_STARTED", description="The owner asked for an upload URL."
-    )
-    UPLOADED = strawberry.enum_value("UPLOADED", description="The bytes arrived and were checked.")
-    PUBLISHED = strawberry.enum_value("PUBLISHED", description="Its model version was published.")
-    MADE_PRIVATE = strawberry.enum_value("MADE_PRIVATE", description="It was made private.")
-    MADE_PUBLIC = strawberry.enum_value("MADE_PUBLIC", description="It was made public.")
-    DOWNLOADED = strawberry.enum_value("DOWNLOADED", description="Somebody downloaded it.")
-    REMINDED = strawberry.enum_value(
-        "REMINDED", description="The owner was reminded of its coming deletion."
-    )
-    DELETED = strawberry.enum_value("DELETED", description="Its bytes were deleted.")
-
-
-_API_STATUS = {
-    db.DatasetStatus.PENDING_UPLOAD: DatasetStatus.PENDING_UPLOAD,
-    db.DatasetStatus.UPLOADING: DatasetStatus.PENDING_UPLOAD,
-    db.DatasetStatus.AVAILABLE: DatasetStatus.AVAILABLE,
-    db.DatasetStatus.DELETING: DatasetStatus.DELETED,
-    db.DatasetStatus.DELETED: DatasetStatus.DELETED,
-}
 
 
 # Relay plumbing ------------------------------------------------------------
@@ -182,12 +101,9 @@ class UserType(Node):
     async def models(
         self, info: Info, first: FirstArg = None, after: AfterArg = None
     ) -> Connection[ModelType]:
-        try:
-            page = await catalog.models_page(
-                viewer=info.context.viewer_id, owner_id=self.row.id, first=first, after=after
-            )
-        except ServiceError as exc:
-            raise query_error(exc) from None
+        page = await catalog.models_page(
+            viewer=info.context.viewer_id, owner_id=self.row.id, first=first, after=after
+        )
         return connection(page, ModelType.of)
 
     @strawberry.field(
@@ -206,17 +122,13 @@ class UserType(Node):
             DatasetStatus | None, strawberry.argument(description="Only datasets in this state.")
         ] = None,
     ) -> Connection[TrainingDatasetType]:
-        wanted = db.DatasetStatus(status.name) if status else None
-        try:
-            page = await datasets.datasets_page(
-                viewer=info.context.viewer_id,
-                owner_id=self.row.id,
-                status=wanted,
-                first=first,
-                after=after,
-            )
-        except ServiceError as exc:
-            raise query_error(exc) from None
+        page = await datasets.datasets_page(
+            viewer=info.context.viewer_id,
+            owner_id=self.row.id,
+            status=db.DatasetStatus(status) if status else None,
+            first=first,
+            after=after,
+        )
         return connection(page, TrainingDatasetType.of)
 
     @strawberry.field(
@@ -231,21 +143,18 @@ class UserType(Node):
             bool, strawberry.argument(description="Only notifications not yet read.")
         ] = False,
     ) -> Connection[NotificationType] | None:
-        if info.context.viewer_id != self.row.id:
+        if not access.owns(info.context.viewer_id, self.row.id):
             return None
-        try:
-            page = await notifications.notifications_page(
-                user_id=self.row.id, unread_only=unread_only, first=first, after=after
-            )
-        except ServiceError as exc:
-            raise query_error(exc) from None
+        page = await notifications.notifications_page(
+            user_id=self.row.id, unread_only=unread_only, first=first, after=after
+        )
         return connection(page, NotificationType.of)
 
     @strawberry.field(
         description="How many of your notifications are unread; null for anybody but yourself."
     )
     async def unread_notification_count(self, info: Info) -> int | None:
-        if info.context.viewer_id != self.row.id:
+        if not access.owns(info.context.viewer_id, self.row.id):
             return None
         return await notifications.unread_count(self.row.id)
 
@@ -272,8 +181,8 @@ class ModelType(Node):
 
     @strawberry.field(description="Who published the model.")
     async def owner(self, info: Info) -> UserType:
-        user = await info.context.loaders.user.load(self.row.owner_id)
-        assert user is not None
+        user = await info.context.loaders.of(lookups.USER).load(self.row.owner_id)
+        assert user is not None  # the owner of a visible model is visible
         return UserType.of(user)
 
     @strawberry.field(
@@ -284,8 +193,7 @@ class ModelType(Node):
     )
     async def versions(self, info: Info) -> list[ModelVersionType]:
         rows = await info.context.loaders.versions_of_model.load(self.row.id)
-        viewer = info.context.viewer_id
-        return [ModelVersionType.of(v) for v in rows if access.can_see_version(viewer, v)]
+        return [ModelVersionType.of(v) for v in rows]
 
 
 @strawberry.type(name="ModelVersion", description="One trained version of a model.")
@@ -302,7 +210,7 @@ class ModelVersionType(Node):
 
     @strawberry.field(description="Draft or published.")
     def status(self) -> VersionStatus:
-        return VersionStatus(self.row.status.value)
+        return self.row.status
 
     @strawberry.field(description="When the version was published; null for a draft.")
     def published_at(self) -> datetime | None:
@@ -314,8 +222,8 @@ class ModelVersionType(Node):
 
     @strawberry.field(description="The model this version belongs to.")
     async def model(self, info: Info) -> ModelType:
-        model = await info.context.loaders.model.load(self.row.model_id)
-        assert model is not None
+        model = await info.context.loaders.of(lookups.MODEL).load(self.row.model_id)
+        assert model is not None  # the model of a visible version is visible
         return ModelType.of(model)
 
     @strawberry.field(
@@ -326,9 +234,7 @@ class ModelVersionType(Node):
     )
     async def training_dataset(self, info: Info) -> TrainingDatasetType | None:
         dataset = await info.context.loaders.dataset_of_version.load(self.row.id)
-        if dataset is None or not access.can_see_dataset(info.context.viewer_id, dataset, self.row):
-            return None
-        return TrainingDatasetType.of(dataset)
+        return TrainingDatasetType.of(dataset) if dataset is not None else None
 
 
 @strawberry.type(name="DatasetEvent", description="One entry in a dataset's history.")
@@ -337,7 +243,7 @@ class DatasetEventType:
 
     @strawberry.field(description="What happened.")
     def kind(self) -> DatasetEventKind:
-        return DatasetEventKind(self.row.kind.value)
+        return self.row.kind
 
     @strawberry.field(description="When it happened.")
     def at(self) -> datetime:
@@ -377,11 +283,11 @@ class TrainingDatasetType(Node):
 
     @strawberry.field(description="Public or private.")
     def visibility(self) -> Visibility:
-        return Visibility(self.row.visibility.value)
+        return self.row.visibility
 
     @strawberry.field(description="Waiting for its bytes, available, or deleted.")
     def status(self) -> DatasetStatus:
-        return _API_STATUS[self.row.status]
+        return shown_status(self.row.status)
 
     @strawberry.field(
         description=(
@@ -406,8 +312,7 @@ class TrainingDatasetType(Node):
 
     @strawberry.field(description="Why the bytes were deleted; null while they exist.")
     def deletion_reason(self) -> DeletionReason | None:
-        reason = self.row.deletion_reason
-        return DeletionReason(reason.value) if reason else None
+        return self.row.deletion_reason
 
     @strawberry.field(description="When the dataset was recorded.")
     def created_at(self) -> datetime:
@@ -419,10 +324,8 @@ class TrainingDatasetType(Node):
 
     @strawberry.field(description="The model version trained on this dataset.")
     async def version(self, info: Info) -> ModelVersionType | None:
-        version = await info.context.loaders.version.load(self.row.version_id)
-        if version is None or not access.can_see_version(info.context.viewer_id, version):
-            return None
-        return ModelVersionType.of(version)
+        version = await info.context.loaders.of(lookups.VERSION).load(self.row.version_id)
+        return ModelVersionType.of(version) if version is not None else None
 
     @strawberry.field(
         description=(
@@ -434,8 +337,7 @@ class TrainingDatasetType(Node):
     async def download_url(self, info: Info) -> str | None:
         ctx = info.context
         now = ctx.now()
-        version = await ctx.loaders.version.load(self.row.version_id)
-        if version is None or not access.can_download(ctx.viewer_id, self.row, version, now):
+        if not access.downloadable(self.row, now):
             return None
         lifetime = ctx.services.settings.download_url_lifetime
         expires = now + timedelta(seconds=lifetime)
@@ -450,7 +352,7 @@ class TrainingDatasetType(Node):
         )
     )
     async def events(self, info: Info) -> list[DatasetEventType] | None:
-        if not access.can_manage(info.context.viewer_id, self.row.owner_id):
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
             return None
         rows = await info.context.loaders.events_of_dataset.load(self.row.id)
         return [DatasetEventType(row=r) for r in rows]
@@ -466,7 +368,7 @@ class NotificationType(Node):
 
     @strawberry.field(description="What it is about.")
     def kind(self) -> NotificationKind:
-        return NotificationKind(self.row.kind.value)
+        return self.row.kind
 
     @strawberry.field(description="The message, naming the model, version, file and date.")
     def message(self) -> str:
@@ -484,10 +386,8 @@ class NotificationType(Node):
     async def dataset(self, info: Info) -> TrainingDatasetType | None:
         if self.row.dataset_id is None:
             return None
-        dataset = await info.context.loaders.dataset.load(self.row.dataset_id)
-        if dataset is None or not access.can_manage(info.context.viewer_id, dataset.owner_id):
-            return None
-        return TrainingDatasetType.of(dataset)
+        dataset = await info.context.loaders.of(lookups.DATASET).load(self.row.dataset_id)
+        return TrainingDatasetType.of(dataset) if dataset is not None else None
 
 
 @strawberry.type(description="What happens to private datasets, from the configured values.")

@@ -1,25 +1,19 @@
 """Delivering notifications to their owners.
 
-Every notification is first stored (``storage.retention``) in the same transaction as
-the change it reports: the stored row *is* the in-app notification, and the record
-that it was sent. A notifier then delivers it on further channels; an e-mail or
-webhook sender implements the same one-method interface.
+Every notification is first stored (``storage.notifications``) in the same
+transaction as the change it reports: the stored row *is* the in-app notification,
+and the record that it was sent. A notifier (the ``storage.runtime.Notifier``
+interface) then delivers it on further channels; an e-mail or webhook sender
+implements the same one-method interface.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 from storage.models import Notification
 
 log = logging.getLogger("lorashelf.notify")
-
-
-class Notifier(Protocol):
-    async def deliver(self, notification: Notification) -> None:
-        """Send a stored notification on this channel. Must not raise for a bad address."""
-        ...
 
 
 class InAppNotifier:

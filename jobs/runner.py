@@ -13,8 +13,9 @@ import logging
 import time
 from datetime import timedelta
 
-from jobs.retention import Deps, collect_orphan_blobs, sweep
+from jobs.tasks import collect_orphan_blobs, sweep
 from storage import retention
+from storage.runtime import Runtime
 
 log = logging.getLogger("lorashelf.runner")
 
@@ -23,16 +24,18 @@ FAILURE_BACKOFF = 5.0  # seconds to wait when items keep failing
 
 
 class EmbeddedRunner:
-    def __init__(self, deps: Deps):
-        self._deps = deps
+    """The scheduler of a ``serve`` without Redis: it runs the jobs itself, with the
+    runtime it is started with (whose scheduler is this runner)."""
+
+    def __init__(self) -> None:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def dataset_changed(self, dataset_id: int) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="lorashelf-retention")
+    def start(self, runtime: Runtime) -> None:
+        self._task = asyncio.create_task(self._run(runtime), name="lorashelf-retention")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -41,10 +44,10 @@ class EmbeddedRunner:
                 await self._task
             self._task = None
 
-    async def _run(self) -> None:
-        ctx = {"deps": self._deps}
-        clock = self._deps.clock
-        interval = timedelta(seconds=self._deps.settings.sweep_interval)
+    async def _run(self, runtime: Runtime) -> None:
+        ctx = {"runtime": runtime}
+        clock = runtime.clock
+        interval = timedelta(seconds=runtime.settings.sweep_interval)
         next_sweep = clock.now()  # sweep at start: catch up on what fell due while down
         last_orphans = -ORPHAN_EVERY
         while True:

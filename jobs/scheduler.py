@@ -1,7 +1,8 @@
 """How the API tells the retention machinery that a dataset changed.
 
-The database is the source of truth; a scheduler only makes work happen on time.
-Implementations: ``ArqScheduler`` (Redis; ``lorashelf worker`` runs the jobs) and
+The database is the source of truth; a scheduler (the ``storage.runtime.Scheduler``
+interface, which the services call) only makes work happen on time. Implementations:
+``ArqScheduler`` (Redis; ``lorashelf worker`` runs the jobs) and
 ``jobs.runner.EmbeddedRunner`` (in-process, the default without Redis).
 """
 
@@ -13,37 +14,23 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from arq.constants import default_queue_name, job_key_prefix
 
-from storage import datasets
+from storage import retention
 from storage.clock import Clock
 from storage.config import Settings
 from storage.models import DatasetStatus, TrainingDataset, Visibility
+from storage.runtime import NoScheduler, Scheduler
+
+__all__ = ["ArqScheduler", "NoScheduler", "PlannedJob", "Scheduler", "planned_jobs"]
 
 log = logging.getLogger("lorashelf.scheduler")
 
 SCHEDULE_TIMEOUT = 3.0  # seconds a request may wait on Redis
 RETRY_AFTER = 15.0  # seconds without trying Redis after it failed
-
-
-class Scheduler(Protocol):
-    async def dataset_changed(self, dataset_id: int) -> None:
-        """(Re)schedule the exact-time work for this dataset from its current row.
-
-        Never raises: if scheduling fails, the periodic sweep does the work.
-        """
-        ...
-
-
-class NoScheduler:
-    """Schedules nothing: the sweep alone does the work (tools and some tests)."""
-
-    async def dataset_changed(self, dataset_id: int) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -139,7 +126,7 @@ class ArqScheduler:
                     await pool.aclose()
 
     async def _schedule(self, dataset_id: int) -> None:
-        row = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+        row = await retention.dataset_by_id(dataset_id)
         wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
         pool = await self._connect()
         index = f"lorashelf:dataset-jobs:{dataset_id}"

@@ -18,13 +18,14 @@ from arq import Retry, cron, func
 from arq.typing import WorkerCoroutine
 from arq.worker import check_health, run_worker
 
-from jobs import retention
+from jobs import tasks
 from jobs.notifier import InAppNotifier
 from jobs.scheduler import redis_settings
 from storage import db
 from storage.blobs import open_blob_store
 from storage.clock import SystemClock
 from storage.config import Settings, cron_fields
+from storage.runtime import NoScheduler, Runtime
 
 log = logging.getLogger("lorashelf.worker")
 
@@ -61,10 +62,11 @@ def worker_settings(settings: Settings) -> type:
             except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
                 log.warning("could not apply migrations (%s); serve may be doing it", exc)
         ctx["tortoise"] = await db.connect(settings.database_url)
-        ctx["deps"] = retention.Deps(
+        ctx["runtime"] = Runtime(
             settings=settings,
             clock=SystemClock(),
             blobs=open_blob_store(settings.blob_url),
+            scheduler=NoScheduler(),  # the worker runs jobs; stale queued ones no-op
             notifier=InAppNotifier(),
         )
         log.info("worker ready: sweep every %ss", settings.sweep_interval)
@@ -80,14 +82,14 @@ def worker_settings(settings: Settings) -> type:
         (),
         {
             "functions": [
-                job(retention.expire_dataset, timeout=300),
-                job(retention.send_reminder, timeout=60),
-                job(retention.sweep, timeout=600),
-                job(retention.collect_orphan_blobs, timeout=1800),
+                job(tasks.expire_dataset, timeout=300),
+                job(tasks.send_reminder, timeout=60),
+                job(tasks.sweep, timeout=600),
+                job(tasks.collect_orphan_blobs, timeout=1800),
             ],
             "cron_jobs": [
                 cron(
-                    retrying(retention.sweep),
+                    retrying(tasks.sweep),
                     name="cron:sweep",
                     unique=True,
                     run_at_startup=True,
@@ -95,7 +97,7 @@ def worker_settings(settings: Settings) -> type:
                     **cron_fields(settings.sweep_interval),  # type: ignore[arg-type]
                 ),
                 cron(
-                    retrying(retention.collect_orphan_blobs),
+                    retrying(tasks.collect_orphan_blobs),
                     name="cron:collect_orphan_blobs",
                     unique=True,
                     minute=17,

@@ -1,9 +1,18 @@
-"""The privacy rule, in one place: who may see a model, a version, a dataset.
+"""The privacy rule, in one place: who may see and who may change each kind of object.
 
-Every path (GraphQL fields, ``node``, connections, mutations, the upload and
-download routes) asks these functions. Each rule is written twice, side by
-side: as a predicate over loaded rows and as a query filter for listings, and
-the tests check that both agree. Not allowed looks exactly like not found.
+Each rule is a query filter, so that a lookup, a DataLoader batch, a listing and a
+count all ask the database the same question, and an object the viewer may not see
+is exactly as absent as one that does not exist. :mod:`storage.lookups` applies these
+filters; nothing else decides visibility.
+
+- A model is visible to everyone once one of its versions is published, and to its
+  owner always; a deleted one to nobody.
+- A version is visible to everyone once published, a draft to its owner only.
+- A training dataset is visible to its owner in every state (tombstones included);
+  to anybody else only when it is PUBLIC, its bytes are AVAILABLE and its version is
+  published. A private dataset is never visible to anybody but its owner.
+- Notifications and a dataset's history are their owner's only.
+- Only the owner changes anything.
 """
 
 from __future__ import annotations
@@ -12,23 +21,14 @@ from datetime import datetime
 
 from tortoise.expressions import Q
 
-from storage.models import (
-    DatasetStatus,
-    LoraModel,
-    ModelVersion,
-    TrainingDataset,
-    VersionStatus,
-    Visibility,
-)
+from storage.models import DatasetStatus, TrainingDataset, VersionStatus, Visibility
 
 ViewerId = int | None
 
 
-def can_see_model(viewer: ViewerId, model: LoraModel) -> bool:
-    """A model is public once a version is published; before that, owner only."""
-    if model.deleted_at is not None:
-        return False
-    return model.owner_id == viewer or model.published_at is not None
+def visible_users_q(viewer: ViewerId) -> Q:
+    """Every account is visible (its username and public models)."""
+    return Q()
 
 
 def visible_models_q(viewer: ViewerId) -> Q:
@@ -38,34 +38,11 @@ def visible_models_q(viewer: ViewerId) -> Q:
     return public | Q(deleted_at=None, owner_id=viewer)
 
 
-def can_see_version(viewer: ViewerId, version: ModelVersion) -> bool:
-    """A draft version is visible to its owner only."""
-    if version.deleted_at is not None:
-        return False
-    return version.owner_id == viewer or version.status == VersionStatus.PUBLISHED
-
-
 def visible_versions_q(viewer: ViewerId) -> Q:
     public = Q(deleted_at=None, status=VersionStatus.PUBLISHED)
     if viewer is None:
         return public
     return public | Q(deleted_at=None, owner_id=viewer)
-
-
-def can_see_dataset(viewer: ViewerId, dataset: TrainingDataset, version: ModelVersion) -> bool:
-    """The owner sees their dataset in every state, tombstones included.
-
-    Anybody else sees it only when it is public, its bytes are available and its
-    version is published. A private dataset is never visible to anybody else.
-    """
-    if dataset.owner_id == viewer:
-        return True
-    return (
-        dataset.visibility == Visibility.PUBLIC
-        and dataset.status == DatasetStatus.AVAILABLE
-        and version.status == VersionStatus.PUBLISHED
-        and version.deleted_at is None
-    )
 
 
 def visible_datasets_q(viewer: ViewerId) -> Q:
@@ -80,20 +57,39 @@ def visible_datasets_q(viewer: ViewerId) -> Q:
     return public | Q(owner_id=viewer)
 
 
-def can_download(
-    viewer: ViewerId, dataset: TrainingDataset, version: ModelVersion, now: datetime
-) -> bool:
-    """Downloading needs the bytes, and for a private dataset an open window.
+def visible_notifications_q(viewer: ViewerId) -> Q:
+    return Q(user_id=viewer)  # NULL for anonymous: matches nothing
 
-    Access ends at ``expires_at`` exactly, whether or not deletion has run yet.
-    """
-    if not can_see_dataset(viewer, dataset, version):
-        return False
+
+def visible_events_q(viewer: ViewerId) -> Q:
+    return Q(dataset__owner_id=viewer)
+
+
+def owned_models_q(owner: int) -> Q:
+    return Q(owner_id=owner, deleted_at=None)
+
+
+def owned_versions_q(owner: int) -> Q:
+    return Q(owner_id=owner, deleted_at=None)
+
+
+def owned_datasets_q(owner: int) -> Q:
+    return Q(owner_id=owner)  # tombstones included: deleting one again is a no-op
+
+
+def owned_notifications_q(owner: int) -> Q:
+    return Q(user_id=owner)
+
+
+def owns(viewer: ViewerId, owner_id: int) -> bool:
+    """Owner-only fields (history, notifications) of an object already visible."""
+    return viewer is not None and viewer == owner_id
+
+
+def downloadable(dataset: TrainingDataset, now: datetime) -> bool:
+    """A dataset the viewer may see can be downloaded while its bytes exist and, for a
+    private one, its window is open: access ends at ``expires_at`` exactly, whether or
+    not deletion has run yet."""
     if dataset.status != DatasetStatus.AVAILABLE or dataset.blob_key is None:
         return False
     return dataset.expires_at is None or now < dataset.expires_at
-
-
-def can_manage(viewer: ViewerId, owner_id: int) -> bool:
-    """Only the owner changes anything; everybody else gets "not found"."""
-    return viewer is not None and viewer == owner_id

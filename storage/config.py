@@ -1,7 +1,11 @@
 """Configuration: read once from the environment, validated at start.
 
-Every problem is a :class:`ConfigError` whose message is one line naming the
-variable, so the process can stop with exactly that line.
+Every variable is declared once, in :data:`VARIABLES`: the settings field it fills,
+its name, its parser, its default and what it means. The same table loads the
+settings and writes the README's configuration tables (``python -m storage.config``;
+a test checks that the README matches). Every problem is a :class:`ConfigError`
+whose message is one line naming the variable, so the process can stop with
+exactly that line.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE_UNITS = {
@@ -33,6 +38,9 @@ MAX_DURATION = 10 * 366 * 86400
 
 class ConfigError(Exception):
     """A configuration value is missing or malformed."""
+
+
+# Parsers: (variable name, raw text) -> value, raising ConfigError naming the variable.
 
 
 def parse_duration(name: str, raw: str) -> int:
@@ -64,6 +72,12 @@ def cron_fields(seconds: int) -> dict[str, set[int] | int]:
     )
 
 
+def parse_sweep_interval(name: str, raw: str) -> int:
+    seconds = parse_duration(name, raw)
+    cron_fields(seconds)
+    return seconds
+
+
 def parse_durations(name: str, raw: str) -> tuple[int, ...]:
     """A comma-separated list of durations; empty means none. Sorted, largest first."""
     parts = [p for p in (s.strip() for s in raw.split(",")) if p]
@@ -92,6 +106,57 @@ def parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
+def parse_count(name: str, raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a whole number above zero")
+    return int(raw)
+
+
+def parse_rate(name: str, raw: str) -> str:
+    from limits import parse
+
+    try:
+        parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a rate (use e.g. 10/minute, 100/hour)") from None
+    return raw.strip()
+
+
+def parse_origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            raise ConfigError(f"{name}: {origin!r} is not an origin like https://host")
+    return origins
+
+
+def parse_database_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    if not re.match(r"^(sqlite|postgres|postgresql|asyncpg)://", url):
+        raise ConfigError(
+            f"{name} must start with sqlite:// or postgres:// (got {url.split('://')[0]!r})"
+        )
+    return url
+
+
+def parse_redis_url(name: str, raw: str) -> str | None:
+    url = raw.strip()
+    if url and not re.match(r"^rediss?://", url):
+        raise ConfigError(f"{name} must start with redis:// or rediss://")
+    return url or None
+
+
+def parse_blob_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    if not url.startswith("file://"):
+        raise ConfigError(f"{name}: only file:// blob stores are supported in this version")
+    return url
+
+
+def parse_text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
 def describe_duration(seconds: int) -> str:
     """Human wording for a duration: ``30 days``, ``1 hour``, ``90 seconds``."""
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -101,85 +166,257 @@ def describe_duration(seconds: int) -> str:
     return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
+# The table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One configuration variable: declared once, loaded and documented from here."""
+
+    field: str  # the Settings (or Limits) attribute it fills
+    name: str  # the environment variable
+    parse: Callable[[str, str], Any]
+    default: str | None  # raw text, parsed like a set value; None: computed at load
+    meaning: str
+    table: str = "settings"  # which README table documents it: "settings" or "limits"
+    shown_default: str | None = None  # how the README shows a computed default
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "data_dir",
+        "LORASHELF_DATA_DIR",
+        parse_text,
+        "./var",
+        "where the SQLite file, the secret key and local blobs live",
+    ),
+    Variable(
+        "database_url",
+        "LORASHELF_DATABASE_URL",
+        parse_database_url,
+        None,
+        "`postgres://…` for PostgreSQL",
+        shown_default="`sqlite://<data dir>/lorashelf.sqlite3`",
+    ),
+    Variable(
+        "redis_url",
+        "LORASHELF_REDIS_URL",
+        parse_redis_url,
+        "",
+        "set: jobs go through ARQ and `lorashelf worker`",
+        shown_default="unset",
+    ),
+    Variable(
+        "secret_key",
+        "LORASHELF_SECRET_KEY",
+        parse_text,
+        None,
+        "signs upload/download URLs (16+ characters)",
+        shown_default="generated once into the data dir (mode 0600)",
+    ),
+    Variable(
+        "private_retention",
+        "LORASHELF_PRIVATE_RETENTION",
+        parse_duration,
+        "30d",
+        "window after publish: `30d`, `12h`, `15m`, `90s` or plain seconds (at most 10 years)",
+    ),
+    Variable(
+        "reminders",
+        "LORASHELF_REMINDERS",
+        parse_durations,
+        "7d,1d",
+        "reminders before deletion, same format, comma-separated; empty for none",
+    ),
+    Variable(
+        "sweep_interval",
+        "LORASHELF_SWEEP_INTERVAL",
+        parse_sweep_interval,
+        "60s",
+        "how often the safety-net sweep runs; must divide a minute, an hour or a day",
+    ),
+    Variable(
+        "max_dataset_bytes",
+        "LORASHELF_MAX_DATASET_BYTES",
+        parse_size,
+        "2GiB",
+        "upload size limit: plain bytes or `500MB`, `2GiB`",
+    ),
+    Variable(
+        "cors_origins",
+        "LORASHELF_CORS_ORIGINS",
+        parse_origins,
+        "",
+        "comma-separated origins of the web app",
+        shown_default="empty (same origin only)",
+    ),
+    Variable(
+        "introspection",
+        "LORASHELF_INTROSPECTION",
+        parse_bool,
+        "true",
+        'schema introspection (and "Did you mean" hints); switch off in production if wanted',
+    ),
+    Variable(
+        "graphiql",
+        "LORASHELF_GRAPHIQL",
+        parse_bool,
+        "true",
+        "the GraphiQL page on a browser GET of `/graphql`",
+    ),
+    Variable(
+        "blob_url",
+        "LORASHELF_BLOB_URL",
+        parse_blob_url,
+        None,
+        "where dataset bytes live (only `file://` in this version)",
+        shown_default="`file://<data dir>/blobs`",
+    ),
+    Variable(
+        "token_lifetime",
+        "LORASHELF_TOKEN_LIFETIME",
+        parse_duration,
+        "30d",
+        "how long a bearer token from `signUp`/`logIn` is valid",
+    ),
+    # Abuse limits.
+    Variable(
+        "max_body_bytes",
+        "LORASHELF_MAX_BODY_BYTES",
+        parse_size,
+        "100000",
+        "a `/graphql` request body or GET query string (413/414 before parsing)",
+        table="limits",
+    ),
+    Variable(
+        "max_tokens",
+        "LORASHELF_MAX_TOKENS",
+        parse_count,
+        "2000",
+        "tokens in a document (the parser stops there)",
+        table="limits",
+    ),
+    Variable(
+        "max_depth",
+        "LORASHELF_MAX_DEPTH",
+        parse_count,
+        "10",
+        "selection depth (introspection has its own bound, 15)",
+        table="limits",
+    ),
+    Variable(
+        "max_aliases",
+        "LORASHELF_MAX_ALIASES",
+        parse_count,
+        "30",
+        "aliases per operation, fragments included",
+        table="limits",
+    ),
+    Variable(
+        "max_directives",
+        "LORASHELF_MAX_DIRECTIVES",
+        parse_count,
+        "50",
+        "directives per document",
+        table="limits",
+    ),
+    Variable(
+        "max_cost",
+        "LORASHELF_MAX_COST",
+        parse_count,
+        "20000",
+        "fields, each connection multiplying its fields by `first` (at most 100)",
+        table="limits",
+    ),
+    Variable(
+        "max_field_repeats",
+        "LORASHELF_MAX_FIELD_REPEATS",
+        parse_count,
+        "20",
+        "copies of one field in one selection set (checked before validation)",
+        table="limits",
+    ),
+    Variable(
+        "login_rate_username",
+        "LORASHELF_LOGIN_RATE_PER_USERNAME",
+        parse_rate,
+        "10/minute",
+        "`logIn` attempts per username",
+        table="limits",
+    ),
+    Variable(
+        "login_rate_address",
+        "LORASHELF_LOGIN_RATE_PER_ADDRESS",
+        parse_rate,
+        "30/minute",
+        "`logIn` attempts per client address",
+        table="limits",
+    ),
+    Variable(
+        "signup_rate_address",
+        "LORASHELF_SIGNUP_RATE_PER_ADDRESS",
+        parse_rate,
+        "10/hour",
+        "`signUp` per client address",
+        table="limits",
+    ),
+    Variable(
+        "zip_max_ratio",
+        "LORASHELF_ZIP_MAX_RATIO",
+        parse_count,
+        "100",
+        "uncompressed size of an upload over its size (zip bombs)",
+        table="limits",
+    ),
+    Variable(
+        "max_datasets_per_user",
+        "LORASHELF_MAX_DATASETS_PER_USER",
+        parse_count,
+        "200",
+        "datasets a user holds (deleted ones don't count)",
+        table="limits",
+    ),
+    Variable(
+        "max_bytes_per_user",
+        "LORASHELF_MAX_BYTES_PER_USER",
+        parse_size,
+        "50GiB",
+        "bytes a user's datasets hold",
+        table="limits",
+    ),
+)
+
+
+def _value(variable: Variable, env: Mapping[str, str]) -> Any:
+    raw = env.get(variable.name, "")
+    if not raw.strip():
+        if variable.default is None:
+            return None
+        raw = variable.default
+    return variable.parse(variable.name, raw)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Abuse limits (all configurable; the defaults are deliberately tight)."""
 
-    max_body_bytes: int = 100_000  # a /graphql request body
-    max_tokens: int = 2000
-    max_depth: int = 10
-    max_aliases: int = 30
-    max_directives: int = 50
-    max_cost: int = 20_000
-    max_field_repeats: int = 20  # copies of one field in one selection set
-    login_rate_username: str = "10/minute"
-    login_rate_address: str = "30/minute"
-    signup_rate_address: str = "10/hour"
-    zip_max_ratio: int = 100  # uncompressed total / archive size
-    max_datasets_per_user: int = 200
-    max_bytes_per_user: int = 50 * 1024**3
-
-
-def _rate(name: str, raw: str) -> str:
-    from limits import parse
-
-    try:
-        parse(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a rate (use e.g. 10/minute, 100/hour)") from None
-    return raw
-
-
-def _count(name: str, raw: str) -> int:
-    if not raw.strip().isdigit() or int(raw) <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a whole number above zero")
-    return int(raw)
+    max_body_bytes: int
+    max_tokens: int
+    max_depth: int
+    max_aliases: int
+    max_directives: int
+    max_cost: int
+    max_field_repeats: int
+    login_rate_username: str
+    login_rate_address: str
+    signup_rate_address: str
+    zip_max_ratio: int
+    max_datasets_per_user: int
+    max_bytes_per_user: int
 
 
 def load_limits(env: Mapping[str, str]) -> Limits:
-    d = Limits()
-
-    def get(name: str, default: object) -> str:
-        return env.get(name, "").strip() or str(default)
-
-    return Limits(
-        max_body_bytes=parse_size(
-            "LORASHELF_MAX_BODY_BYTES", get("LORASHELF_MAX_BODY_BYTES", d.max_body_bytes)
-        ),
-        max_tokens=_count("LORASHELF_MAX_TOKENS", get("LORASHELF_MAX_TOKENS", d.max_tokens)),
-        max_depth=_count("LORASHELF_MAX_DEPTH", get("LORASHELF_MAX_DEPTH", d.max_depth)),
-        max_aliases=_count("LORASHELF_MAX_ALIASES", get("LORASHELF_MAX_ALIASES", d.max_aliases)),
-        max_directives=_count(
-            "LORASHELF_MAX_DIRECTIVES", get("LORASHELF_MAX_DIRECTIVES", d.max_directives)
-        ),
-        max_cost=_count("LORASHELF_MAX_COST", get("LORASHELF_MAX_COST", d.max_cost)),
-        max_field_repeats=_count(
-            "LORASHELF_MAX_FIELD_REPEATS", get("LORASHELF_MAX_FIELD_REPEATS", d.max_field_repeats)
-        ),
-        login_rate_username=_rate(
-            "LORASHELF_LOGIN_RATE_PER_USERNAME",
-            get("LORASHELF_LOGIN_RATE_PER_USERNAME", d.login_rate_username),
-        ),
-        login_rate_address=_rate(
-            "LORASHELF_LOGIN_RATE_PER_ADDRESS",
-            get("LORASHELF_LOGIN_RATE_PER_ADDRESS", d.login_rate_address),
-        ),
-        signup_rate_address=_rate(
-            "LORASHELF_SIGNUP_RATE_PER_ADDRESS",
-            get("LORASHELF_SIGNUP_RATE_PER_ADDRESS", d.signup_rate_address),
-        ),
-        zip_max_ratio=_count(
-            "LORASHELF_ZIP_MAX_RATIO", get("LORASHELF_ZIP_MAX_RATIO", d.zip_max_ratio)
-        ),
-        max_datasets_per_user=_count(
-            "LORASHELF_MAX_DATASETS_PER_USER",
-            get("LORASHELF_MAX_DATASETS_PER_USER", d.max_datasets_per_user),
-        ),
-        max_bytes_per_user=parse_size(
-            "LORASHELF_MAX_BYTES_PER_USER",
-            get("LORASHELF_MAX_BYTES_PER_USER", d.max_bytes_per_user),
-        ),
-    )
+    return Limits(**{v.field: _value(v, env) for v in VARIABLES if v.table == "limits"})
 
 
 @dataclass(frozen=True)
@@ -197,7 +434,7 @@ class Settings:
     graphiql: bool
     blob_url: str
     token_lifetime: int
-    limits: Limits = field(default_factory=lambda: Limits())
+    limits: Limits = field(default_factory=lambda: load_limits({}))
     upload_url_lifetime: int = 3600
     download_url_lifetime: int = 300
 
@@ -206,19 +443,12 @@ class Settings:
         """The local blob directory (``file://`` blob URLs only)."""
         return Path(self.blob_url.removeprefix("file://"))
 
-    def retention_notice(self) -> str:
-        """The sentence the upload form shows next to the sharing option."""
-        return (
-            "Private datasets are visible only to you and are deleted automatically "
-            f"{describe_duration(self.private_retention)} after the model is published."
-        )
 
-
-def _secret_key(data_dir: Path, env: Mapping[str, str], *, create: bool) -> str:
-    if key := env.get("LORASHELF_SECRET_KEY", "").strip():
-        if len(key) < 16:
+def _secret_key(data_dir: Path, configured: str | None, *, create: bool) -> str:
+    if configured:
+        if len(configured) < 16:
             raise ConfigError("LORASHELF_SECRET_KEY must be at least 16 characters long")
-        return key
+        return configured
     path = data_dir / "secret_key"
     if not path.exists() and create:
         # Write a temporary file, then link it into place: a process starting at the
@@ -244,7 +474,8 @@ def _secret_key(data_dir: Path, env: Mapping[str, str], *, create: bool) -> str:
 def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) -> Settings:
     """Read and validate every variable; with ``create`` make the data dir and key file."""
     env = os.environ if env is None else env
-    data_dir = Path(env.get("LORASHELF_DATA_DIR", "") or "./var").resolve()
+    values = {v.field: _value(v, env) for v in VARIABLES if v.table == "settings"}
+    data_dir = Path(values["data_dir"]).resolve()
     if create:
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -252,55 +483,32 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
             raise ConfigError(
                 f"LORASHELF_DATA_DIR={str(data_dir)!r} cannot be created: {exc.strerror}"
             ) from exc
-    database_url = env.get("LORASHELF_DATABASE_URL", "").strip()
-    if not database_url:
-        database_url = f"sqlite://{data_dir / 'lorashelf.sqlite3'}"
-    if not re.match(r"^(sqlite|postgres|asyncpg)://", database_url):
-        raise ConfigError(
-            "LORASHELF_DATABASE_URL must start with sqlite:// or postgres:// "
-            f"(got {database_url.split('://')[0]!r})"
-        )
-    redis_url = env.get("LORASHELF_REDIS_URL", "").strip() or None
-    if redis_url and not re.match(r"^rediss?://", redis_url):
-        raise ConfigError("LORASHELF_REDIS_URL must start with redis:// or rediss://")
-    blob_url = env.get("LORASHELF_BLOB_URL", "").strip() or f"file://{data_dir / 'blobs'}"
-    if not blob_url.startswith("file://"):
-        raise ConfigError(
-            "LORASHELF_BLOB_URL: only file:// blob stores are supported in this version"
-        )
-    cors = tuple(
-        o.strip().rstrip("/") for o in env.get("LORASHELF_CORS_ORIGINS", "").split(",") if o.strip()
+    values["data_dir"] = data_dir
+    values["database_url"] = values["database_url"] or f"sqlite://{data_dir / 'lorashelf.sqlite3'}"
+    values["blob_url"] = values["blob_url"] or f"file://{data_dir / 'blobs'}"
+    values["secret_key"] = _secret_key(data_dir, values["secret_key"], create=create)
+    return Settings(**values, limits=load_limits(env))
+
+
+# Documentation -----------------------------------------------------------------------
+
+
+def markdown_table(table: str) -> str:
+    """The README's table of one group of variables, generated from :data:`VARIABLES`."""
+    header = (
+        "| variable | default | meaning |\n|---|---|---|"
+        if table == "settings"
+        else "| variable | default | what it bounds |\n|---|---|---|"
     )
-    for origin in cors:
-        if not re.match(r"^https?://[^/\s]+$", origin):
-            raise ConfigError(
-                f"LORASHELF_CORS_ORIGINS: {origin!r} is not an origin like https://host"
-            )
-    sweep_interval = parse_duration(
-        "LORASHELF_SWEEP_INTERVAL", env.get("LORASHELF_SWEEP_INTERVAL", "60s")
-    )
-    cron_fields(sweep_interval)
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=_secret_key(data_dir, env, create=create),
-        private_retention=parse_duration(
-            "LORASHELF_PRIVATE_RETENTION", env.get("LORASHELF_PRIVATE_RETENTION", "30d")
-        ),
-        reminders=parse_durations("LORASHELF_REMINDERS", env.get("LORASHELF_REMINDERS", "7d,1d")),
-        sweep_interval=sweep_interval,
-        max_dataset_bytes=parse_size(
-            "LORASHELF_MAX_DATASET_BYTES", env.get("LORASHELF_MAX_DATASET_BYTES", "2GiB")
-        ),
-        cors_origins=cors,
-        introspection=parse_bool(
-            "LORASHELF_INTROSPECTION", env.get("LORASHELF_INTROSPECTION", "true")
-        ),
-        graphiql=parse_bool("LORASHELF_GRAPHIQL", env.get("LORASHELF_GRAPHIQL", "true")),
-        blob_url=blob_url,
-        token_lifetime=parse_duration(
-            "LORASHELF_TOKEN_LIFETIME", env.get("LORASHELF_TOKEN_LIFETIME", "30d")
-        ),
-        limits=load_limits(env),
-    )
+    rows = []
+    for variable in VARIABLES:
+        if variable.table != table:
+            continue
+        default = variable.shown_default or f"`{variable.default}`"
+        rows.append(f"| `{variable.name}` | {default} | {variable.meaning} |")
+    return "\n".join([header, *rows])
+
+
+if __name__ == "__main__":
+    for name in ("settings", "limits"):
+        print(f"<!-- config:{name} -->\n{markdown_table(name)}\n<!-- /config:{name} -->\n")

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from storage import access
 from storage.models import DatasetEvent, EventKind
 
 
@@ -16,8 +17,11 @@ async def record(dataset_id: int, kind: EventKind, at: datetime, detail: str = "
 HISTORY_LIMIT = 100  # events shown per dataset: the most recent ones
 
 
-async def events_by_dataset_ids(ids: Iterable[int]) -> dict[int, list[DatasetEvent]]:
-    """Each dataset's most recent ``HISTORY_LIMIT`` events, oldest first.
+async def events_by_dataset_ids(
+    ids: Iterable[int], *, viewer: access.ViewerId
+) -> dict[int, list[DatasetEvent]]:
+    """Each dataset's most recent ``HISTORY_LIMIT`` events, oldest first, for its owner
+    (anybody else gets none).
 
     One bounded query per dataset (a popular public dataset may have many download
     events); the owner asks for few datasets' histories at a time, and the cost
@@ -26,7 +30,9 @@ async def events_by_dataset_ids(ids: Iterable[int]) -> dict[int, list[DatasetEve
     grouped: dict[int, list[DatasetEvent]] = defaultdict(list)
     for dataset_id in ids:
         recent = (
-            await DatasetEvent.filter(dataset_id=dataset_id).order_by("-id").limit(HISTORY_LIMIT)
+            await DatasetEvent.filter(access.visible_events_q(viewer), dataset_id=dataset_id)
+            .order_by("-id")
+            .limit(HISTORY_LIMIT)
         )
         grouped[dataset_id] = sorted(recent, key=lambda e: (e.at, e.id))
     return grouped

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
+from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -75,3 +78,54 @@ async def newest_first(query: QuerySet[M], *, first: int | None, after: str | No
         return Page([], False)
     rows = await query.order_by("-id").limit(size + 1)
     return Page(rows[:size], len(rows) > size)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def _expiry_position(live: Sequence[StrEnum]) -> Callable[[Any], str]:
+    def position(row: Any) -> str:
+        expires = row.expires_at if row.status in live else None
+        return f"{(expires - EPOCH) // MICROSECOND if expires else '-'}.{row.id}"
+
+    return position
+
+
+async def soonest_expiry_first(
+    query: QuerySet[M],
+    *,
+    live: Sequence[StrEnum],
+    first: int | None,
+    after: str | None,
+) -> Page[M]:
+    """Rows that are ``live`` and will expire, soonest first; then the rest (no expiry,
+    or not live), newest first. Keyset-paged on (expires_at, id) in at most two queries.
+    """
+    size = page_size(first)
+    position = _expiry_position(live)
+    expiring = query.filter(expires_at__isnull=False, status__in=list(live))
+    past_expiring = False
+    open_ended = query.filter(Q(expires_at__isnull=True) | ~Q(status__in=list(live)))
+    if after is not None:
+        micros, _, pk_text = decode_position(after).partition(".")
+        pk = cursor_number(pk_text)
+        if micros == "-":
+            past_expiring = True
+            open_ended = open_ended.filter(id__lt=pk)
+        else:
+            try:
+                moment = EPOCH + cursor_number(micros) * MICROSECOND
+            except OverflowError:
+                raise ServiceError(
+                    "Malformed cursor.", field="after", code="INVALID_CURSOR"
+                ) from None
+            expiring = expiring.filter(Q(expires_at__gt=moment) | Q(expires_at=moment, id__gt=pk))
+    if size == 0:
+        return Page([], False, position)
+    rows = (
+        [] if past_expiring else list(await expiring.order_by("expires_at", "id").limit(size + 1))
+    )
+    if len(rows) <= size:
+        rows += await open_ended.order_by("-id").limit(size + 1 - len(rows))
+    return Page(rows[:size], len(rows) > size, position)

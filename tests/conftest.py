@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
+from graph import ids
 from graph.app import create_app
-from jobs.scheduler import NoScheduler
+from jobs.notifier import InAppNotifier
 from storage import db
+from storage.blobs import LocalBlobStore, open_blob_store
 from storage.config import Settings, load_settings
+from storage.runtime import NoScheduler, Runtime
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -44,6 +47,26 @@ def make_zip(files: dict[str, bytes] | None = None) -> bytes:
         for name, data in (files or {"images/cat.txt": b"meow" * 50}).items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def at(value: str | None) -> datetime:
+    """A DateTime from the API."""
+    assert value is not None
+    return datetime.fromisoformat(value)
+
+
+def blob_files(root: Path) -> set[Path]:
+    """Every committed blob under a blob directory (temp files excluded)."""
+    if not root.exists():
+        return set()
+    return {p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(root).parts}
+
+
+def raw_id(global_id: str, type_name: str = "TrainingDataset") -> int:
+    """The database key behind a global ID (for tests that call job functions)."""
+    pk = ids.decode(global_id, type_name)
+    assert pk is not None
+    return pk
 
 
 @pytest.fixture
@@ -74,6 +97,25 @@ async def database(settings: Settings) -> AsyncIterator[None]:
     await db.connect(settings.database_url)
     yield
     await db.disconnect()
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalBlobStore:
+    return open_blob_store(settings.blob_url)
+
+
+@pytest.fixture
+def ctx(settings: Settings, clock: MutableClock, store: LocalBlobStore) -> dict[str, Any]:
+    """What a runner passes to the job functions: the same settings, clock and blob
+    store the ``api`` fixture uses, so data set up through GraphQL is what they act on."""
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        blobs=store,
+        scheduler=NoScheduler(),
+        notifier=InAppNotifier(),
+    )
+    return {"runtime": runtime}
 
 
 @pytest.fixture

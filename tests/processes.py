@@ -502,14 +502,6 @@ def zip_bytes(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def blob_files(data_dir: Path) -> list[Path]:
-    """The stored blobs (not temp files) under ``<data dir>/blobs``."""
-    root = data_dir / "blobs"
-    if not root.exists():
-        return []
-    return sorted(p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.parts)
-
-
 def wait_for_reminder(owner: Owner, dataset_id: str, timeout: float = 10) -> dict[str, Any]:
     """Poll as the owner until a DATASET_EXPIRING notification about the dataset appears."""
     found = wait_for(

@@ -18,6 +18,7 @@ from graphql import (
 
 from graph.schema import build_schema, export_sdl
 from storage.config import load_settings
+from storage.policy import RetentionPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +105,9 @@ def test_schema_uses_bigint_for_byte_counts() -> None:
 def test_visibility_description_states_the_configured_retention() -> None:
     # given a schema built for a 12-hour window
     schema = built({"LORASHELF_PRIVATE_RETENTION": "12h"})
-    notice = load_settings({"LORASHELF_PRIVATE_RETENTION": "12h"}, create=False).retention_notice()
+    notice = RetentionPolicy.of(
+        load_settings({"LORASHELF_PRIVATE_RETENTION": "12h"}, create=False)
+    ).notice()
     # when the visibility inputs are read
     for type_name in ("StartDatasetUploadInput", "SetDatasetVisibilityInput"):
         input_type = schema.type_map[type_name]

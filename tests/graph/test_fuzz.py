@@ -534,9 +534,7 @@ def test_fuzz_request_bodies(target: Target) -> None:
     ],
     ids=["null", "string", "number", "boolean", "not-utf8", "nested-array", "nested-variables"],
 )
-def test_an_unusable_json_body_is_refused_not_a_server_error(
-    target: Target, body: bytes
-) -> None:
+def test_an_unusable_json_body_is_refused_not_a_server_error(target: Target, body: bytes) -> None:
     try:
         response = target.client.post(
             "/graphql", data=body, headers={"content-type": "application/json"}

@@ -3,17 +3,13 @@ read, and that nobody but the recipient ever sees them."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pytest
 
 from graph import ids
-from jobs.notifier import InAppNotifier
-from jobs.retention import Deps, expire_dataset
-from storage.blobs import open_blob_store
-from storage.config import Settings
-from tests.conftest import Api, MutableClock, Person
+from jobs.tasks import expire_dataset
+from tests.conftest import Api, MutableClock, Person, at
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="")
 
@@ -29,17 +25,6 @@ MARK_READ = (
     "mutation($i: MarkNotificationsReadInput!) { markNotificationsRead(input: $i) "
     "{ notifications { id readAt } userErrors { field code message } } }"
 )
-
-
-@pytest.fixture
-def ctx(settings: Settings, clock: MutableClock) -> Ctx:
-    blobs = open_blob_store(settings.blob_url)
-    return {"deps": Deps(settings=settings, clock=clock, blobs=blobs, notifier=InAppNotifier())}
-
-
-def at(value: str | None) -> datetime:
-    assert value is not None
-    return datetime.fromisoformat(value)
 
 
 async def notifications(

@@ -3,18 +3,15 @@ filters and paging; deleting versions and models; a dataset's history."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from graph import ids
-from jobs.notifier import InAppNotifier
-from jobs.retention import Deps, expire_dataset, send_reminder
-from storage.blobs import open_blob_store
+from jobs.tasks import expire_dataset, send_reminder
 from storage.config import Settings
-from tests.conftest import Api, MutableClock, Person, set_visibility
+from tests.conftest import Api, MutableClock, Person, at, blob_files, raw_id, set_visibility
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
@@ -48,28 +45,6 @@ DELETE_MODEL = (
     "{ model { id } userErrors { field code message } } }"
 )
 MODELS = "{ models(first: 100) { edges { node { id versions { id } } } } }"
-
-
-@pytest.fixture
-def ctx(settings: Settings, clock: MutableClock) -> Ctx:
-    blobs = open_blob_store(settings.blob_url)
-    return {"deps": Deps(settings=settings, clock=clock, blobs=blobs, notifier=InAppNotifier())}
-
-
-def at(value: str | None) -> datetime:
-    assert value is not None
-    return datetime.fromisoformat(value)
-
-
-def blob_files(settings: Settings) -> set[Path]:
-    root = settings.blob_dir
-    return {p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(root).parts}
-
-
-def raw_id(global_id: str) -> int:
-    pk = ids.decode(global_id, "TrainingDataset")
-    assert pk is not None
-    return pk
 
 
 async def my_datasets(
@@ -295,12 +270,12 @@ async def test_deleting_a_version_deletes_its_dataset_now(
     v2 = await api.create_version(alice, model_id, "v2")
     public = await api.upload(alice, v2, "PUBLIC")
     await api.publish(alice, v2)
-    assert len(blob_files(settings)) == 2
+    assert len(blob_files(settings.blob_dir)) == 2
     clock.advance(10)
     # when she deletes v2
     await api.mutate("deleteModelVersion", DELETE_VERSION, {"i": {"versionId": v2}}, alice.token)
     # then its dataset's bytes are gone now, with a tombstone for her only
-    assert len(blob_files(settings)) == 1
+    assert len(blob_files(settings.blob_dir)) == 1
     view = await dataset(api, public, alice)
     assert view is not None
     assert (view["status"], view["deletionReason"], view["downloadUrl"]) == (
@@ -319,7 +294,7 @@ async def test_deleting_a_version_deletes_its_dataset_now(
     clock.advance(10)
     await api.mutate("deleteModelVersion", DELETE_VERSION, {"i": {"versionId": v1}}, alice.token)
     # then the private dataset is deleted too, and the model is no longer public
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     view = await dataset(api, private, alice)
     assert view is not None
     assert (view["status"], view["deletionReason"]) == ("DELETED", "MODEL_DELETED")
@@ -352,12 +327,12 @@ async def test_deleting_a_model_deletes_all_its_datasets_now(
         shelf.append(await api.upload(alice, version_id, visibility))
         if publish:
             await api.publish(alice, version_id)
-    assert len(blob_files(settings)) == 3
+    assert len(blob_files(settings.blob_dir)) == 3
     clock.advance(10)
     # when she deletes the model
     await api.mutate("deleteModel", DELETE_MODEL, {"i": {"modelId": model_id}}, alice.token)
     # then every dataset's bytes are gone now and she keeps the tombstones
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     connection = await my_datasets(api, alice)
     assert {e["node"]["id"] for e in connection["edges"]} == set(shelf)
     for edge in connection["edges"]:
@@ -407,7 +382,7 @@ async def test_deleting_someone_elses_model_or_version_is_not_found(
         (e["field"], e["code"]) for e in as_bob["version"]["deleteModelVersion"]["userErrors"]
     ] == [("versionId", "NOT_FOUND")]
     # and nothing was deleted
-    assert len(blob_files(settings)) == 1
+    assert len(blob_files(settings.blob_dir)) == 1
     view = await dataset(api, dataset_id, alice)
     assert view is not None and view["status"] == "AVAILABLE"
     assert await models_listed(api, None) == [model_id]

@@ -14,9 +14,7 @@ from storage.config import Settings, load_settings
 from tests.conftest import MutableClock
 from tests.processes import RedisServer, redis_server
 
-LOG_IN = (
-    "mutation($i: LogInInput!) { logIn(input: $i) { token userErrors { code message } } }"
-)
+LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { token userErrors { code message } } }"
 
 
 @pytest.fixture
@@ -52,7 +50,10 @@ async def two_servers(
 async def attempt(client: httpx.AsyncClient, username: str) -> dict[str, object]:
     response = await client.post(
         "/graphql",
-        json={"query": LOG_IN, "variables": {"i": {"username": username, "password": "wrong-password"}}},
+        json={
+            "query": LOG_IN,
+            "variables": {"i": {"username": username, "password": "wrong-password"}},
+        },
     )
     payload: dict[str, object] = response.json()["data"]["logIn"]
     return payload
@@ -63,7 +64,11 @@ async def test_two_servers_count_log_ins_together(
 ) -> None:
     first, second = two_servers
     # given three failed attempts spread over two servers
-    answers = [await attempt(first, "alice"), await attempt(second, "alice"), await attempt(first, "alice")]
+    answers = [
+        await attempt(first, "alice"),
+        await attempt(second, "alice"),
+        await attempt(first, "alice"),
+    ]
     assert all(a["userErrors"][0]["code"] == "INVALID_CREDENTIALS" for a in answers)  # type: ignore[index]
     # when a fourth arrives at either server
     fourth = await attempt(second, "alice")

@@ -89,7 +89,10 @@ async def test_mutations_over_get_are_refused(api: Api) -> None:
     [
         ("application/x-www-form-urlencoded", "query=%7B%20viewer%20%7B%20id%20%7D%20%7D"),
         ("text/plain", '{"query": "{ viewer { id } }"}'),
-        ("multipart/form-data; boundary=x", '--x\r\nContent-Disposition: form-data; name="query"\r\n\r\n{ viewer { id } }\r\n--x--'),
+        (
+            "multipart/form-data; boundary=x",
+            '--x\r\nContent-Disposition: form-data; name="query"\r\n\r\n{ viewer { id } }\r\n--x--',
+        ),
         ("", '{"query": "{ viewer { id } }"}'),
     ],
     ids=["urlencoded", "text-plain", "multipart", "none"],
@@ -155,8 +158,12 @@ async def test_alias_overloading_is_refused_with_its_limit(api: Api) -> None:
 
 
 async def test_aliases_hidden_in_fragments_count_too(api: Api) -> None:
-    fragment = "fragment F on RetentionPolicy { " + " ".join(f"n{i}: notice" for i in range(8)) + " }"
-    document = "{ " + " ".join(f"p{i}: retentionPolicy {{ ...F }}" for i in range(4)) + " } " + fragment
+    fragment = (
+        "fragment F on RetentionPolicy { " + " ".join(f"n{i}: notice" for i in range(8)) + " }"
+    )
+    document = (
+        "{ " + " ".join(f"p{i}: retentionPolicy {{ ...F }}" for i in range(4)) + " } " + fragment
+    )
     error = refused(await api.raw(document))
     assert error["extensions"]["code"] == "TOO_MANY_ALIASES"
     assert error["extensions"]["actual"] == 4 + 4 * 8

@@ -12,7 +12,9 @@ from tests.conftest import make_zip
 from tests.processes import serve
 
 
-def gql(url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+def gql(
+    url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     response = httpx.post(
         f"{url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers
@@ -84,4 +86,6 @@ def test_first_start_with_no_configuration_serves_the_walkthrough(tmp_path: Path
             {"id": version},
         )
         assert anonymous == {"node": {"trainingDataset": None}}
-        assert gql(server.url, "query($id: ID!) { node(id: $id) { id } }", {"id": started["dataset"]["id"]}) == {"node": None}
+        assert gql(
+            server.url, "query($id: ID!) { node(id: $id) { id } }", {"id": started["dataset"]["id"]}
+        ) == {"node": None}

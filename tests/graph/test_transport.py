@@ -7,14 +7,21 @@ import pytest
 
 from tests.conftest import Api
 
-PREFLIGHT = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+PREFLIGHT = {
+    "access-control-request-method": "POST",
+    "access-control-request-headers": "content-type",
+}
 
 
 @pytest.mark.env(LORASHELF_CORS_ORIGINS="https://app.example")
 async def test_cors_allows_only_the_configured_origin(client: httpx.AsyncClient) -> None:
     # when
-    allowed = await client.options("/graphql", headers={"origin": "https://app.example", **PREFLIGHT})
-    refused = await client.options("/graphql", headers={"origin": "https://evil.example", **PREFLIGHT})
+    allowed = await client.options(
+        "/graphql", headers={"origin": "https://app.example", **PREFLIGHT}
+    )
+    refused = await client.options(
+        "/graphql", headers={"origin": "https://evil.example", **PREFLIGHT}
+    )
     # then
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.config import Settings
-from tests.conftest import Api, MutableClock, Person
+from tests.conftest import Api, MutableClock, Person, at
 
 DATASET = (
     "query($id: ID!) { node(id: $id) { ... on TrainingDataset { id status visibility "
@@ -24,10 +24,6 @@ DELETE = (
     "{ dataset { status deletedAt deletionReason downloadUrl } userErrors { code } } }"
 )
 RETENTION = timedelta(days=30)
-
-
-def at(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 async def dataset(api: Api, dataset_id: str, who: Person | None) -> dict[str, Any] | None:
@@ -81,9 +77,7 @@ async def test_making_private_after_publish_starts_a_full_window(
     assert await dataset(api, dataset_id, None) is None
 
 
-async def test_making_private_again_never_moves_the_window(
-    api: Api, clock: MutableClock
-) -> None:
+async def test_making_private_again_never_moves_the_window(api: Api, clock: MutableClock) -> None:
     # given a private published dataset
     owner = await api.sign_up()
     _, _, dataset_id = await api.model_with_dataset(owner, "PRIVATE")
@@ -190,9 +184,7 @@ async def test_delete_removes_the_bytes_and_leaves_a_tombstone(
     kinds = [e["kind"] for e in (await dataset(api, dataset_id, owner) or {})["events"]]
     assert kinds[-1] == "DELETED"
     # and deleting again changes nothing
-    again = (await api.gql(DELETE, {"i": {"datasetId": dataset_id}}, owner.token))[
-        "deleteDataset"
-    ]
+    again = (await api.gql(DELETE, {"i": {"datasetId": dataset_id}}, owner.token))["deleteDataset"]
     assert again == payload
 
 
@@ -212,7 +204,9 @@ async def test_only_the_owner_sees_the_history(api: Api) -> None:
 @pytest.mark.env(LORASHELF_PRIVATE_RETENTION="2h", LORASHELF_REMINDERS="10m,1h")
 async def test_retention_policy_comes_from_configuration(api: Api) -> None:
     # when
-    data = await api.gql("{ retentionPolicy { privateRetentionSeconds reminderOffsetsSeconds notice } }")
+    data = await api.gql(
+        "{ retentionPolicy { privateRetentionSeconds reminderOffsetsSeconds notice } }"
+    )
     # then
     assert data["retentionPolicy"] == {
         "privateRetentionSeconds": 7200,

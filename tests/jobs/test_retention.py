@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobs.retention import (
+from jobs.tasks import (
     BATCH,
     ORPHAN_AGE,
     STUCK_AFTER,
@@ -24,14 +24,17 @@ from storage import retention
 from storage.blobs import LocalBlobStore
 from storage.config import Settings
 from storage.models import DeletionReason, TrainingDataset
-from tests.conftest import Api, MutableClock, Person, make_zip, set_visibility
-from tests.jobs.conftest import (
+from tests.conftest import (
+    Api,
+    MutableClock,
+    Person,
     at,
     blob_files,
-    notifications_of,
-    owner_view,
+    make_zip,
     raw_id,
+    set_visibility,
 )
+from tests.jobs.conftest import notifications_of, owner_view
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
@@ -66,13 +69,13 @@ async def test_expiry_before_the_window_ends_changes_nothing(
     # given a private dataset published now, a second before its window ends
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    files = blob_files(settings)
+    files = blob_files(settings.blob_dir)
     clock.advance(RETENTION - 1)
     # when
     done = await expire_dataset(ctx, raw_id(dataset_id))
     # then
     assert done is False
-    assert blob_files(settings) == files and len(files) == 1
+    assert blob_files(settings.blob_dir) == files and len(files) == 1
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "AVAILABLE"
     assert view["deletedAt"] is None and view["deletionReason"] is None
@@ -85,13 +88,13 @@ async def test_expiry_at_the_exact_instant_deletes_bytes_and_leaves_a_tombstone(
     # given a private dataset whose window ends exactly now
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    assert len(blob_files(settings)) == 1
+    assert len(blob_files(settings.blob_dir)) == 1
     clock.advance(RETENTION)
     # when
     done = await expire_dataset(ctx, raw_id(dataset_id))
     # then the bytes are gone and the owner sees a tombstone
     assert done is True
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "DELETED"
     assert at(view["deletedAt"]) == clock.now()
@@ -150,7 +153,7 @@ async def test_concurrent_expiries_delete_once(
     )
     # then exactly one of them wrote the tombstone
     assert sorted(results) == [False, True]
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "DELETED"
     assert kinds(view["events"]).count("DELETED") == 1
@@ -182,7 +185,7 @@ async def test_rerun_after_a_crash_between_blob_deletion_and_tombstone_converges
 ) -> None:
     # given a deletion that crashed half-way: claimed (DELETING) and bytes gone
     owner, dataset_id = await given_crash_after_blob_deletion(api, clock, store)
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     # the half-done deletion (DELETING) already reads as DELETED
     assert (await owner_view(api, owner, dataset_id))["status"] == "DELETED"
     assert await notifications_of(api, owner) == []
@@ -243,7 +246,7 @@ async def test_datasets_without_a_window_are_never_expired(
     # then the dataset is untouched
     assert expired is False
     assert swept == {}
-    assert len(blob_files(settings)) == 1
+    assert len(blob_files(settings.blob_dir)) == 1
     view = await owner_view(api, owner, dataset_id)
     assert (view["status"], view["expiresAt"], view["deletedAt"]) == ("AVAILABLE", None, None)
     assert view["downloadUrl"] is not None
@@ -422,7 +425,7 @@ async def test_private_public_private_starts_a_new_window(
     # then the dataset is still there; only the new window's 30 s reminder (12:00:50) is due
     assert await sweep(ctx) == {"reminded": 1}
     assert (await owner_view(api, owner, dataset_id))["status"] == "AVAILABLE"
-    assert len(blob_files(settings)) == 1
+    assert len(blob_files(settings.blob_dir)) == 1
     # when the new expiry comes
     clock.set(new_expiry)
     assert await expire_dataset(ctx, pk) is True
@@ -430,7 +433,7 @@ async def test_private_public_private_starts_a_new_window(
     view = await owner_view(api, owner, dataset_id)
     assert (view["status"], view["deletionReason"]) == ("DELETED", "EXPIRED")
     assert at(view["deletedAt"]) == new_expiry
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     assert kinds(view["events"]) == [
         "UPLOAD_STARTED",
         "UPLOADED",
@@ -482,7 +485,7 @@ async def test_one_sweep_does_all_the_overdue_work(
     assert [n["kind"] for n in await notifications_of(api, stuck_owner)] == ["DATASET_DELETED"]
     notices = await notifications_of(api, owner)
     assert sorted(n["kind"] for n in notices) == ["DATASET_DELETED"] * 3 + ["DATASET_EXPIRING"]
-    assert len(blob_files(settings)) == 1  # only the reminded dataset's bytes are left
+    assert len(blob_files(settings.blob_dir)) == 1  # only the reminded dataset's bytes are left
     # and the abandoned upload is gone
     listed = (await api.gql(VIEWER_DATASETS, token=owner.token))["viewer"]["trainingDatasets"]
     listed_ids = [e["node"]["id"] for e in listed["edges"]]
@@ -539,13 +542,13 @@ async def test_a_sweep_works_through_more_than_one_batch(
         version_id = await api.create_version(owner, model_id, f"v{n}")
         await api.upload(owner, version_id, "PRIVATE")
         await api.publish(owner, version_id)
-    assert len(blob_files(settings)) == count
+    assert len(blob_files(settings.blob_dir)) == count
     clock.advance(RETENTION)
     # when one sweep runs
     counts = await sweep(ctx)
     # then all of them are deleted
     assert counts == {"expired": count}
-    assert blob_files(settings) == set()
+    assert blob_files(settings.blob_dir) == set()
     unread = await api.gql("{ viewer { unreadNotificationCount } }", token=owner.token)
     assert unread["viewer"]["unreadNotificationCount"] == count
     assert await sweep(ctx) == {}
@@ -560,7 +563,7 @@ async def test_orphan_blobs_and_stale_temp_files_are_collected(
     # given a dataset's blob (referenced), written long ago
     owner = await api.sign_up()
     await given_private_published(api, owner)
-    (referenced,) = blob_files(settings)
+    (referenced,) = blob_files(settings.blob_dir)
     written = clock.now().timestamp()
 
     async def orphan() -> str:
@@ -592,6 +595,6 @@ async def test_orphan_blobs_and_stale_temp_files_are_collected(
     assert referenced.exists()
     assert young_orphan.exists()
     assert young_temp.exists()
-    assert blob_files(settings) == {referenced, young_orphan}
+    assert blob_files(settings.blob_dir) == {referenced, young_orphan}
     # and a second run finds nothing
     assert await collect_orphan_blobs(ctx) == 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jobs.retention import sweep
+from jobs.tasks import sweep
 from tests.conftest import Api, MutableClock, set_visibility
 from tests.jobs.conftest import notifications_of
 

@@ -7,10 +7,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from jobs.scheduler import PlannedJob, planned_jobs
-from storage import datasets
+from storage import retention
 from storage.models import TrainingDataset
-from tests.conftest import Api, MutableClock, Person, set_visibility
-from tests.jobs.conftest import raw_id
+from tests.conftest import Api, MutableClock, Person, raw_id, set_visibility
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
@@ -26,7 +25,7 @@ def ms(moment: datetime) -> int:
 
 
 async def row(dataset_id: str) -> TrainingDataset:
-    found = (await datasets.datasets_by_ids([raw_id(dataset_id)])).get(raw_id(dataset_id))
+    found = await retention.dataset_by_id(raw_id(dataset_id))
     assert found is not None
     return found
 

@@ -19,6 +19,7 @@ from storage.config import (
     parse_durations,
     parse_size,
 )
+from storage.policy import RetentionPolicy
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,7 +282,7 @@ def test_retention_notice_states_the_window(tmp_path: Path, retention: str, word
     # given a configured retention
     env = {"LORASHELF_DATA_DIR": str(tmp_path), "LORASHELF_PRIVATE_RETENTION": retention}
     # when the notice is produced
-    notice = load_settings(env, create=False).retention_notice()
+    notice = RetentionPolicy.of(load_settings(env, create=False)).notice()
     # then it states the window in words
     assert notice == (
         "Private datasets are visible only to you and are deleted automatically "
@@ -293,7 +294,7 @@ def test_default_notice_is_the_documented_sentence(tmp_path: Path) -> None:
     # given no retention configured
     settings = load_settings({"LORASHELF_DATA_DIR": str(tmp_path)}, create=False)
     # when / then the notice is the sentence PRODUCT.md documents
-    assert settings.retention_notice() == (
+    assert RetentionPolicy.of(settings).notice() == (
         "Private datasets are visible only to you and are deleted automatically 30 days after "
         "the model is published."
     )

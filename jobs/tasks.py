@@ -1,9 +1,10 @@
 """The retention jobs: plain ``async def f(ctx, ...)`` functions, arq style.
 
 Both runners (the ARQ worker and the embedded runner in ``serve``) call these same
-functions with a ``ctx`` dict holding ``ctx["deps"]``. Each is idempotent and safe
-to run twice, late, concurrently or after a crash: the state they act on is
-re-read from the database and changed only by conditional updates.
+functions with a ``ctx`` dict holding ``ctx["runtime"]`` (a
+:class:`storage.runtime.Runtime`). Each is idempotent and safe to run twice, late,
+concurrently or after a crash: the state they act on is re-read from the database
+and changed only by conditional updates.
 """
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from jobs.notifier import Notifier
-from storage import datasets, retention
-from storage.blobs import BlobStore
-from storage.clock import Clock
+from storage import notifications, retention
 from storage.config import Settings
-from storage.models import DatasetStatus, DeletionReason, Notification, Visibility
+from storage.models import DatasetStatus, DeletionReason, Visibility
+from storage.runtime import Runtime
 
 log = logging.getLogger("lorashelf.jobs")
 
@@ -31,33 +29,17 @@ STUCK_AFTER = 300  # seconds a DELETING or UPLOADING claim may last before it is
 EARLY_TOLERANCE = 0.05  # seconds an expiry job may start early and still wait for its time
 ORPHAN_AGE = 3600  # seconds an unreferenced blob or temp file is kept before removal
 
-
-@dataclass(frozen=True)
-class Deps:
-    """What the jobs need; built once by each runner."""
-
-    settings: Settings
-    clock: Clock
-    blobs: BlobStore
-    notifier: Notifier
-
-
 Ctx = dict[str, Any]
 
 
-def _deps(ctx: Ctx) -> Deps:
-    deps: Deps = ctx["deps"]
-    return deps
+def runtime_of(ctx: Ctx) -> Runtime:
+    rt: Runtime = ctx["runtime"]
+    return rt
 
 
 def reminder_grace(settings: Settings) -> int:
     """How late a reminder may still be sent: two sweep intervals (one may run late)."""
     return 2 * settings.sweep_interval
-
-
-async def _deliver(deps: Deps, notice: Notification | bool | None) -> None:
-    if isinstance(notice, Notification):
-        await deps.notifier.deliver(notice)
 
 
 async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
@@ -67,22 +49,21 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
     then writes the tombstone and the owner's notice. A rerun after a crash finishes
     a claim left in ``DELETING``. Returns whether this call wrote the tombstone.
     """
-    deps = _deps(ctx)
-    now = deps.clock.now()
-    row = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+    rt = runtime_of(ctx)
+    now = rt.clock.now()
+    row = await retention.dataset_by_id(dataset_id)
     if row is not None and row.expires_at is not None:
         early = (row.expires_at - now).total_seconds()
         if 0 < early <= EARLY_TOLERANCE:  # a queue may round the due time down a little
             await asyncio.sleep(early)
-            now = deps.clock.now()
+            now = rt.clock.now()
     await retention.claim_deletion(
         retention.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
     )
-    notice = await retention.complete_deletion(dataset_id, now=now, blobs=deps.blobs)
-    await _deliver(deps, notice)
-    if notice:
+    done = await retention.complete_deletion(rt, dataset_id, now=now)
+    if done:
         log.info("dataset %s expired and deleted", dataset_id)
-    return bool(notice)
+    return done
 
 
 async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
@@ -92,9 +73,9 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
     the reminder's time passed by more than the grace period. Returns whether a
     notification was stored by this call.
     """
-    deps = _deps(ctx)
-    now = deps.clock.now()
-    dataset = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+    rt = runtime_of(ctx)
+    now = rt.clock.now()
+    dataset = await retention.dataset_by_id(dataset_id)
     if (
         dataset is None
         or dataset.status != DatasetStatus.AVAILABLE
@@ -108,16 +89,14 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
         return False  # the window moved later; another job is scheduled for the new time
     sent = None
     late = (now - due).total_seconds()
-    settings = deps.settings
-    timely = late <= reminder_grace(settings)
-    # A reminder due before the window opened (offset >= the window) is never sent.
-    if timely and offset in settings.reminders and offset < settings.private_retention:
-        sent = await retention.record_reminder(dataset, offset=offset, now=now)
-        await _deliver(deps, sent)
+    timely = late <= reminder_grace(rt.settings)
+    if timely and rt.policy.sends(offset):
+        sent = await notifications.record_reminder(dataset, offset=offset, now=now)
+        await rt.deliver(sent)
     else:
         log.info("reminder for dataset %s (%ss) is stale by %.0fs", dataset_id, offset, late)
     if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due:
-        await retention.advance_reminder(dataset, past=due, offsets=deps.settings.reminders)
+        await retention.advance_reminder(dataset, past=due, offsets=rt.policy.reminders)
     return sent is not None
 
 
@@ -148,21 +127,19 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
 
     Uses the indexes in bounded batches. Returns what it did, by kind.
     """
-    deps = _deps(ctx)
-    now = deps.clock.now()
+    rt = runtime_of(ctx)
+    now = rt.clock.now()
     counts: Counter[str] = Counter()
 
     async def remind(dataset_id: int) -> bool:
-        row = (await datasets.datasets_by_ids([dataset_id])).get(dataset_id)
+        row = await retention.dataset_by_id(dataset_id)
         if row is None or row.expires_at is None or row.next_reminder_at is None:
             return False
         offset = round((row.expires_at - row.next_reminder_at).total_seconds())
         return await send_reminder(ctx, dataset_id, offset)
 
     async def finish(dataset_id: int) -> bool:
-        notice = await retention.complete_deletion(dataset_id, now=now, blobs=deps.blobs)
-        await _deliver(deps, notice)
-        return bool(notice)
+        return await retention.complete_deletion(rt, dataset_id, now=now)
 
     async def discard(dataset_id: int) -> bool:
         return await retention.discard_upload(dataset_id, now=now, older_than=STUCK_AFTER)
@@ -197,14 +174,14 @@ async def collect_orphan_blobs(ctx: Ctx) -> int:
     Only files older than an hour are considered, so an upload in flight is never
     touched. Returns how many files were removed.
     """
-    deps = _deps(ctx)
-    cutoff = deps.clock.now() - timedelta(seconds=ORPHAN_AGE)
-    removed = await deps.blobs.remove_stale_temp_files(older_than=cutoff)
-    async for keys in deps.blobs.keys_older_than(cutoff):
+    rt = runtime_of(ctx)
+    cutoff = rt.clock.now() - timedelta(seconds=ORPHAN_AGE)
+    removed = await rt.blobs.remove_stale_temp_files(older_than=cutoff)
+    async for keys in rt.blobs.keys_older_than(cutoff):
         referenced = await retention.referenced_blob_keys(keys)
         for key in keys:
             if key not in referenced:
-                await deps.blobs.delete(key)
+                await rt.blobs.delete(key)
                 removed += 1
     if removed:
         log.info("removed %s orphan blob files", removed)

@@ -1,0 +1,102 @@
+"""The rule applied: one visible-lookup and one owned-lookup per kind of object.
+
+Every path that turns an id into an object goes through here: ``node(id)`` and the
+typed root fields, every DataLoader, the download route, and every mutation. A
+lookup is one query whose filter is the rule from :mod:`storage.access`, so an
+object the viewer may not see costs the same and answers the same as one that does
+not exist.
+
+A new kind of object plugs in with one :class:`Kind` below: its model, its visible
+and owned filters from :mod:`storage.access`, and its not-found wording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from tortoise.expressions import Q
+from tortoise.models import Model
+
+from storage import access
+from storage.errors import NotFound, Unauthenticated
+from storage.models import LoraModel, ModelVersion, Notification, TrainingDataset, User
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[M]):
+    name: str  # the API's type name, e.g. "TrainingDataset"
+    model: type[M]
+    visible: Callable[[access.ViewerId], Q]
+    owned: Callable[[int], Q]
+    missing: str  # the not-found message
+    field: str  # the input field an id of this kind arrives in
+
+
+USER: Kind[User] = Kind(
+    "User", User, access.visible_users_q, lambda owner: Q(id=owner), "No such user.", "userId"
+)
+MODEL: Kind[LoraModel] = Kind(
+    "Model",
+    LoraModel,
+    access.visible_models_q,
+    access.owned_models_q,
+    "No such model.",
+    "modelId",
+)
+VERSION: Kind[ModelVersion] = Kind(
+    "ModelVersion",
+    ModelVersion,
+    access.visible_versions_q,
+    access.owned_versions_q,
+    "No such model version.",
+    "versionId",
+)
+DATASET: Kind[TrainingDataset] = Kind(
+    "TrainingDataset",
+    TrainingDataset,
+    access.visible_datasets_q,
+    access.owned_datasets_q,
+    "No such training dataset.",
+    "datasetId",
+)
+NOTIFICATION: Kind[Notification] = Kind(
+    "Notification",
+    Notification,
+    access.visible_notifications_q,
+    access.owned_notifications_q,
+    "No such notification.",
+    "ids",
+)
+
+
+def require_viewer(viewer: access.ViewerId) -> int:
+    if viewer is None:
+        raise Unauthenticated("Sign in first.")
+    return viewer
+
+
+async def visible(kind: Kind[M], viewer: access.ViewerId, pk: int | None) -> M | None:
+    """The object if the viewer may see it; None if not, or if there is no such id."""
+    found = await visible_many(kind, viewer, [] if pk is None else [pk])
+    return found.get(pk) if pk is not None else None
+
+
+async def visible_many(kind: Kind[M], viewer: access.ViewerId, pks: Iterable[int]) -> dict[int, M]:
+    """Those of ``pks`` the viewer may see, by id: one query (DataLoaders batch here)."""
+    wanted = list(pks)
+    rows = await kind.model.filter(kind.visible(viewer), id__in=wanted)
+    return {row.pk: row for row in rows}
+
+
+async def owned(kind: Kind[M], viewer: access.ViewerId, pk: int | None) -> M:
+    """The viewer's own object, for a change. Anybody else's, a deleted one, a
+    malformed id and a missing one all raise the same :class:`NotFound`."""
+    owner = require_viewer(viewer)
+    row = await kind.model.filter(kind.owned(owner), id=-1 if pk is None else pk).first()
+    if row is None:
+        raise NotFound(kind.missing, field=kind.field)
+    return row

@@ -1,0 +1,58 @@
+"""What the services need, built once per process and handed to every service call.
+
+The services own their side effects: a change to a dataset tells the ``scheduler``
+(so exact-time work is (re)planned), and a stored notification is handed to the
+``notifier`` (so it reaches its owner on other channels). Both are interfaces
+declared here and implemented above this layer (``jobs``): the ARQ scheduler, the
+embedded runner, the in-app notifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from storage.blobs import BlobStore
+from storage.clock import Clock
+from storage.config import Settings
+from storage.models import Notification
+from storage.policy import RetentionPolicy
+
+
+class Scheduler(Protocol):
+    async def dataset_changed(self, dataset_id: int) -> None:
+        """(Re)schedule the exact-time work for this dataset from its current row.
+
+        Never raises: if scheduling fails, the periodic sweep does the work.
+        """
+        ...
+
+
+class Notifier(Protocol):
+    async def deliver(self, notification: Notification) -> None:
+        """Send a stored notification on this channel. Never raises for a bad address."""
+        ...
+
+
+class NoScheduler:
+    """Schedules nothing: the sweep alone does the work (tools, jobs and some tests)."""
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    clock: Clock
+    blobs: BlobStore
+    scheduler: Scheduler
+    notifier: Notifier
+
+    @property
+    def policy(self) -> RetentionPolicy:
+        return RetentionPolicy.of(self.settings)
+
+    async def deliver(self, notification: Notification | None) -> None:
+        if notification is not None:
+            await self.notifier.deliver(notification)
