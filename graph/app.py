@@ -14,10 +14,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from graph import graphiql
 from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, upload
@@ -45,6 +47,10 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=True,
         )
         self.services = services
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our own GraphiQL page (same-origin assets only), not strawberry's CDN one."""
+        return graphiql.page_response()
 
     def parse_json(self, data: str | bytes) -> Any:
         """Only a JSON object (or an array, refused later as a batch) is a request;
@@ -142,6 +148,10 @@ def create_app(
         Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if settings.graphiql:
+        routes.append(Mount(graphiql.URL_PREFIX, StaticFiles(directory=graphiql.STATIC_DIR)))
+        if absent := graphiql.missing():
+            log.warning(graphiql.missing_message(absent))
     # Outermost first: headers on every answer, CORS on refusals too, then the guard.
     middleware = [
         Middleware(SecurityHeaders, graphiql_path="/graphql" if settings.graphiql else None)

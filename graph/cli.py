@@ -1,4 +1,4 @@
-"""The ``lorashelf`` command: serve, worker, migrate, export-schema."""
+"""The ``lorashelf`` command: serve, worker, migrate, export-schema, fetch-graphiql."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from graph import graphiql
 from storage.config import ConfigError, Settings, load_settings
 
 
@@ -67,6 +68,15 @@ def _export_schema(args: argparse.Namespace) -> None:
     sys.stdout.write(export_sdl(load_settings({}, create=False)))
 
 
+def _fetch_graphiql(args: argparse.Namespace) -> None:
+    try:
+        graphiql.fetch(registry=args.registry, say=lambda line: print(f"lorashelf: {line}"))
+    except (graphiql.FetchError, OSError) as exc:
+        print(f"lorashelf: fetch-graphiql failed: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"lorashelf: GraphiQL's files are in {graphiql.VENDOR_DIR}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lorashelf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +89,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     work.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=_export_schema)
+    fetch = sub.add_parser(
+        "fetch-graphiql",
+        help="download GraphiQL's pinned files from npm, verify them, install them (idempotent)",
+    )
+    fetch.add_argument(
+        "--registry",
+        default=graphiql.DEFAULT_REGISTRY,
+        help="npm registry or mirror to download from (default: %(default)s); "
+        "the pinned integrity hashes are checked whatever the source",
+    )
+    fetch.set_defaults(func=_fetch_graphiql)
     args = parser.parse_args(argv)
     args.func(args)
 
