@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
 from starlette.requests import Request
@@ -37,6 +37,8 @@ class Services:
 
 V = TypeVar("V")
 M = TypeVar("M", bound=Model)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _loader(fetch: Callable[[list[int]], Awaitable[Mapping[int, V]]]) -> DataLoader[int, V | None]:
@@ -122,6 +124,15 @@ class Context:
 
     def now(self) -> datetime:
         return self.services.runtime.clock.now()
+
+    async def call(
+        self,
+        service: Callable[Concatenate[Runtime, int | None, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Call a storage service as this request's viewer: ``service(runtime, viewer, ...)``."""
+        return await service(self.services.runtime, self.viewer_id, *args, **kwargs)
 
     @property
     def client_address(self) -> str:

@@ -86,6 +86,11 @@ def payload_mutation(
     return decorate
 
 
+def pk(kind: lookups.Kind[Any], global_id: strawberry.ID) -> int | None:
+    """The key behind a global ID of this kind; None (then: not found) for anything else."""
+    return ids.decode(str(global_id), kind.name)
+
+
 def rate_limited() -> ServiceError:
     return ServiceError("Too many attempts; wait a little and try again.", code="RATE_LIMITED")
 
@@ -282,9 +287,8 @@ class Mutation:
     async def create_model(
         self, info: Info, input: Annotated[CreateModelInput, INPUT]
     ) -> CreateModelPayload:
-        ctx = info.context
-        row = await catalog.create_model(
-            ctx.runtime, viewer=ctx.viewer_id, name=input.name, description=input.description
+        row = await info.context.call(
+            catalog.create_model, name=input.name, description=input.description
         )
         return CreateModelPayload(model=ModelType.of(row))
 
@@ -292,12 +296,8 @@ class Mutation:
     async def create_model_version(
         self, info: Info, input: Annotated[CreateModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
-        ctx = info.context
-        row = await catalog.create_version(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            model_id=ids.decode(input.model_id, lookups.MODEL.name),
-            name=input.name,
+        row = await info.context.call(
+            catalog.create_version, model_id=pk(lookups.MODEL, input.model_id), name=input.name
         )
         return ModelVersionPayload(version=ModelVersionType.of(row))
 
@@ -309,10 +309,9 @@ class Mutation:
         self, info: Info, input: Annotated[StartDatasetUploadInput, INPUT]
     ) -> StartDatasetUploadPayload:
         ctx = info.context
-        row, nonce = await datasets.start_upload(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            version_id=ids.decode(input.version_id, lookups.VERSION.name),
+        row, nonce = await ctx.call(
+            datasets.start_upload,
+            version_id=pk(lookups.VERSION, input.version_id),
             request=datasets.UploadRequest(
                 filename=input.filename,
                 size_bytes=int(input.size_bytes),
@@ -331,11 +330,8 @@ class Mutation:
     async def publish_model_version(
         self, info: Info, input: Annotated[PublishModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
-        ctx = info.context
-        row = await catalog.publish_version(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            version_id=ids.decode(input.version_id, lookups.VERSION.name),
+        row = await info.context.call(
+            catalog.publish_version, version_id=pk(lookups.VERSION, input.version_id)
         )
         return ModelVersionPayload(version=ModelVersionType.of(row))
 
@@ -346,11 +342,9 @@ class Mutation:
     async def set_dataset_visibility(
         self, info: Info, input: Annotated[SetDatasetVisibilityInput, INPUT]
     ) -> DatasetPayload:
-        ctx = info.context
-        row = await datasets.set_visibility(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            dataset_id=ids.decode(input.dataset_id, lookups.DATASET.name),
+        row = await info.context.call(
+            datasets.set_visibility,
+            dataset_id=pk(lookups.DATASET, input.dataset_id),
             visibility=db.Visibility(input.visibility),
             owns_rights=input.owns_rights,
         )
@@ -360,11 +354,8 @@ class Mutation:
     async def delete_dataset(
         self, info: Info, input: Annotated[DeleteDatasetInput, INPUT]
     ) -> DatasetPayload:
-        ctx = info.context
-        row = await datasets.delete_dataset(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            dataset_id=ids.decode(input.dataset_id, lookups.DATASET.name),
+        row = await info.context.call(
+            datasets.delete_dataset, dataset_id=pk(lookups.DATASET, input.dataset_id)
         )
         return DatasetPayload(dataset=TrainingDatasetType.of(row))
 
@@ -375,11 +366,8 @@ class Mutation:
     async def delete_model(
         self, info: Info, input: Annotated[DeleteModelInput, INPUT]
     ) -> DeleteModelPayload:
-        ctx = info.context
-        row = await catalog.delete_model(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            model_id=ids.decode(input.model_id, lookups.MODEL.name),
+        row = await info.context.call(
+            catalog.delete_model, model_id=pk(lookups.MODEL, input.model_id)
         )
         return DeleteModelPayload(model=ModelType.of(row))
 
@@ -390,11 +378,8 @@ class Mutation:
     async def delete_model_version(
         self, info: Info, input: Annotated[DeleteModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
-        ctx = info.context
-        row = await catalog.delete_version(
-            ctx.runtime,
-            viewer=ctx.viewer_id,
-            version_id=ids.decode(input.version_id, lookups.VERSION.name),
+        row = await info.context.call(
+            catalog.delete_version, version_id=pk(lookups.VERSION, input.version_id)
         )
         return ModelVersionPayload(version=ModelVersionType.of(row))
 

@@ -91,11 +91,9 @@ class UserType(Node):
 
     @classmethod
     def of(cls, row: db.User) -> UserType:
-        return cls(id=strawberry.ID(ids.encode("User", row.id)), row=row)
+        return cls(id=strawberry.ID(ids.encode("User", row.id)), row=row, username=row.username)
 
-    @strawberry.field(description="The user's unique name.")
-    def username(self) -> str:
-        return self.row.username
+    username: str = strawberry.field(description="The user's unique name.")
 
     @strawberry.field(description="The user's models that you may see, newest first.")
     async def models(
@@ -165,19 +163,19 @@ class ModelType(Node):
 
     @classmethod
     def of(cls, row: db.LoraModel) -> ModelType:
-        return cls(id=strawberry.ID(ids.encode("Model", row.id)), row=row)
+        return cls(
+            id=strawberry.ID(ids.encode("Model", row.id)),
+            row=row,
+            name=row.name,
+            description=row.description,
+            created_at=row.created_at.astimezone(UTC),
+        )
 
-    @strawberry.field(description="The model's name.")
-    def name(self) -> str:
-        return self.row.name
+    name: str = strawberry.field(description="The model's name.")
 
-    @strawberry.field(description="The model's description.")
-    def description(self) -> str:
-        return self.row.description
+    description: str = strawberry.field(description="The model's description.")
 
-    @strawberry.field(description="When the model was created.")
-    def created_at(self) -> datetime:
-        return self.row.created_at.astimezone(UTC)
+    created_at: datetime = strawberry.field(description="When the model was created.")
 
     @strawberry.field(description="Who published the model.")
     async def owner(self, info: Info) -> UserType:
@@ -202,23 +200,24 @@ class ModelVersionType(Node):
 
     @classmethod
     def of(cls, row: db.ModelVersion) -> ModelVersionType:
-        return cls(id=strawberry.ID(ids.encode("ModelVersion", row.id)), row=row)
+        return cls(
+            id=strawberry.ID(ids.encode("ModelVersion", row.id)),
+            row=row,
+            name=row.name,
+            status=row.status,
+            published_at=as_utc(row.published_at),
+            created_at=row.created_at.astimezone(UTC),
+        )
 
-    @strawberry.field(description="The version's name, e.g. v1.")
-    def name(self) -> str:
-        return self.row.name
+    name: str = strawberry.field(description="The version's name, e.g. v1.")
 
-    @strawberry.field(description="Draft or published.")
-    def status(self) -> VersionStatus:
-        return self.row.status
+    status: VersionStatus = strawberry.field(description="Draft or published.")
 
-    @strawberry.field(description="When the version was published; null for a draft.")
-    def published_at(self) -> datetime | None:
-        return as_utc(self.row.published_at)
+    published_at: datetime | None = strawberry.field(
+        description="When the version was published; null for a draft."
+    )
 
-    @strawberry.field(description="When the version was created.")
-    def created_at(self) -> datetime:
-        return self.row.created_at.astimezone(UTC)
+    created_at: datetime = strawberry.field(description="When the version was created.")
 
     @strawberry.field(description="The model this version belongs to.")
     async def model(self, info: Info) -> ModelType:
@@ -239,19 +238,15 @@ class ModelVersionType(Node):
 
 @strawberry.type(name="DatasetEvent", description="One entry in a dataset's history.")
 class DatasetEventType:
-    row: strawberry.Private[db.DatasetEvent]
+    @classmethod
+    def of(cls, row: db.DatasetEvent) -> DatasetEventType:
+        return cls(kind=row.kind, at=row.at.astimezone(UTC), detail=row.detail)
 
-    @strawberry.field(description="What happened.")
-    def kind(self) -> DatasetEventKind:
-        return self.row.kind
+    kind: DatasetEventKind = strawberry.field(description="What happened.")
 
-    @strawberry.field(description="When it happened.")
-    def at(self) -> datetime:
-        return self.row.at.astimezone(UTC)
+    at: datetime = strawberry.field(description="When it happened.")
 
-    @strawberry.field(description="Details, e.g. the checksum of an upload.")
-    def detail(self) -> str:
-        return self.row.detail
+    detail: str = strawberry.field(description="Details, e.g. the checksum of an upload.")
 
 
 @strawberry.type(
@@ -267,60 +262,62 @@ class TrainingDatasetType(Node):
 
     @classmethod
     def of(cls, row: db.TrainingDataset) -> TrainingDatasetType:
-        return cls(id=strawberry.ID(ids.encode("TrainingDataset", row.id)), row=row)
+        deleting = row.status == db.DatasetStatus.DELETING  # access ended at the claim
+        return cls(
+            id=strawberry.ID(ids.encode("TrainingDataset", row.id)),
+            row=row,
+            filename=row.filename,
+            size_bytes=BigInt(row.size_bytes),
+            sha256=row.sha256,
+            visibility=row.visibility,
+            status=shown_status(row.status),
+            expires_at=as_utc(row.expires_at),
+            deleted_at=as_utc(row.claimed_at if deleting else row.deleted_at),
+            deletion_reason=row.deletion_reason,
+            created_at=row.created_at.astimezone(UTC),
+            uploaded_at=as_utc(row.uploaded_at),
+        )
 
-    @strawberry.field(description="The file name given at upload (for display only).")
-    def filename(self) -> str:
-        return self.row.filename
+    filename: str = strawberry.field(
+        description="The file name given at upload (for display only)."
+    )
 
-    @strawberry.field(description="The size in bytes.")
-    def size_bytes(self) -> BigInt:
-        return BigInt(self.row.size_bytes)
+    size_bytes: BigInt = strawberry.field(description="The size in bytes.")
 
-    @strawberry.field(description="SHA-256 of the bytes, hex; null until they arrive.")
-    def sha256(self) -> str | None:
-        return self.row.sha256
+    sha256: str | None = strawberry.field(
+        description="SHA-256 of the bytes, hex; null until they arrive."
+    )
 
-    @strawberry.field(description="Public or private.")
-    def visibility(self) -> Visibility:
-        return self.row.visibility
+    visibility: Visibility = strawberry.field(description="Public or private.")
 
-    @strawberry.field(description="Waiting for its bytes, available, or deleted.")
-    def status(self) -> DatasetStatus:
-        return shown_status(self.row.status)
+    status: DatasetStatus = strawberry.field(
+        description="Waiting for its bytes, available, or deleted."
+    )
 
-    @strawberry.field(
+    expires_at: datetime | None = strawberry.field(
         description=(
             "When a private dataset of a published version stops being downloadable and is "
             "deleted; null for public datasets, unpublished versions, and datasets deleted "
             "before their window ended."
         )
     )
-    def expires_at(self) -> datetime | None:
-        return as_utc(self.row.expires_at)
 
-    @strawberry.field(
+    deleted_at: datetime | None = strawberry.field(
         description=(
             "When the dataset was deleted (access ended then; the bytes are gone within "
             "moments); null while it exists."
         )
     )
-    def deleted_at(self) -> datetime | None:
-        if self.row.status == db.DatasetStatus.DELETING:
-            return as_utc(self.row.claimed_at)  # access ended at the claim
-        return as_utc(self.row.deleted_at)
 
-    @strawberry.field(description="Why the bytes were deleted; null while they exist.")
-    def deletion_reason(self) -> DeletionReason | None:
-        return self.row.deletion_reason
+    deletion_reason: DeletionReason | None = strawberry.field(
+        description="Why the bytes were deleted; null while they exist."
+    )
 
-    @strawberry.field(description="When the dataset was recorded.")
-    def created_at(self) -> datetime:
-        return self.row.created_at.astimezone(UTC)
+    created_at: datetime = strawberry.field(description="When the dataset was recorded.")
 
-    @strawberry.field(description="When its bytes arrived; null until then.")
-    def uploaded_at(self) -> datetime | None:
-        return as_utc(self.row.uploaded_at)
+    uploaded_at: datetime | None = strawberry.field(
+        description="When its bytes arrived; null until then."
+    )
 
     @strawberry.field(description="The model version trained on this dataset.")
     async def version(self, info: Info) -> ModelVersionType | None:
@@ -355,7 +352,7 @@ class TrainingDatasetType(Node):
         if not access.owns(info.context.viewer_id, self.row.owner_id):
             return None
         rows = await info.context.loaders.events_of_dataset.load(self.row.id)
-        return [DatasetEventType(row=r) for r in rows]
+        return [DatasetEventType.of(r) for r in rows]
 
 
 @strawberry.type(name="Notification", description="A message to you about your datasets.")
@@ -364,23 +361,26 @@ class NotificationType(Node):
 
     @classmethod
     def of(cls, row: db.Notification) -> NotificationType:
-        return cls(id=strawberry.ID(ids.encode("Notification", row.id)), row=row)
+        return cls(
+            id=strawberry.ID(ids.encode("Notification", row.id)),
+            row=row,
+            kind=row.kind,
+            message=row.message,
+            created_at=row.created_at.astimezone(UTC),
+            read_at=as_utc(row.read_at),
+        )
 
-    @strawberry.field(description="What it is about.")
-    def kind(self) -> NotificationKind:
-        return self.row.kind
+    kind: NotificationKind = strawberry.field(description="What it is about.")
 
-    @strawberry.field(description="The message, naming the model, version, file and date.")
-    def message(self) -> str:
-        return self.row.message
+    message: str = strawberry.field(
+        description="The message, naming the model, version, file and date."
+    )
 
-    @strawberry.field(description="When it was sent.")
-    def created_at(self) -> datetime:
-        return self.row.created_at.astimezone(UTC)
+    created_at: datetime = strawberry.field(description="When it was sent.")
 
-    @strawberry.field(description="When you marked it read; null while unread.")
-    def read_at(self) -> datetime | None:
-        return as_utc(self.row.read_at)
+    read_at: datetime | None = strawberry.field(
+        description="When you marked it read; null while unread."
+    )
 
     @strawberry.field(description="The dataset it is about (a tombstone once deleted).")
     async def dataset(self, info: Info) -> TrainingDatasetType | None:

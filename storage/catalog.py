@@ -44,7 +44,7 @@ def _clean_name(raw: str, *, field: str = "name") -> str:
 
 
 async def create_model(
-    rt: Runtime, *, viewer: int | None, name: str, description: str
+    rt: Runtime, viewer: int | None, *, name: str, description: str
 ) -> LoraModel:
     owner = lookups.require_viewer(viewer)
     clean = _clean_name(name)
@@ -74,7 +74,7 @@ async def lock_draft(version_id: int) -> ModelVersion:
 
 
 async def create_version(
-    rt: Runtime, *, viewer: int | None, model_id: int | None, name: str
+    rt: Runtime, viewer: int | None, *, model_id: int | None, name: str
 ) -> ModelVersion:
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     clean = _clean_name(name)
@@ -94,7 +94,7 @@ async def create_version(
 
 
 async def publish_version(
-    rt: Runtime, *, viewer: int | None, version_id: int | None
+    rt: Runtime, viewer: int | None, *, version_id: int | None
 ) -> ModelVersion:
     """Publish a draft; a private dataset's window starts now."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
@@ -145,7 +145,7 @@ async def _claim_datasets(dataset_ids: list[int], *, now: datetime) -> None:
 
 
 async def delete_version(
-    rt: Runtime, *, viewer: int | None, version_id: int | None
+    rt: Runtime, viewer: int | None, *, version_id: int | None
 ) -> ModelVersion:
     """Delete a version; its dataset's bytes go now, leaving the owner a tombstone."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
@@ -161,7 +161,7 @@ async def delete_version(
     return version
 
 
-async def delete_model(rt: Runtime, *, viewer: int | None, model_id: int | None) -> LoraModel:
+async def delete_model(rt: Runtime, viewer: int | None, *, model_id: int | None) -> LoraModel:
     """Delete a model and its versions; their datasets' bytes go now."""
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     now = rt.clock.now()

@@ -509,6 +509,21 @@ def markdown_table(table: str) -> str:
     return "\n".join([header, *rows])
 
 
-if __name__ == "__main__":
+def with_tables(readme: str) -> str:
+    """``readme`` with each ``<!-- config:NAME -->`` block replaced by its generated table."""
     for name in ("settings", "limits"):
-        print(f"<!-- config:{name} -->\n{markdown_table(name)}\n<!-- /config:{name} -->\n")
+        start, end = f"<!-- config:{name} -->", f"<!-- /config:{name} -->"
+        before, found, rest = readme.partition(start)
+        _, found_end, after = rest.partition(end)
+        if not (found and found_end):
+            raise ValueError(f"README has no {start} ... {end} block")
+        readme = f"{before}{start}\n{markdown_table(name)}\n{end}{after}"
+    return readme
+
+
+if __name__ == "__main__":  # python -m storage.config README.md: rewrite its tables
+    import sys
+
+    for path in sys.argv[1:]:
+        text = Path(path).read_text()
+        Path(path).write_text(with_tables(text))

@@ -3,6 +3,7 @@ the process at start with one line naming the variable."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import subprocess
@@ -13,11 +14,15 @@ from typing import Any
 import pytest
 
 from storage.config import (
+    VARIABLES,
     ConfigError,
+    Limits,
+    Settings,
     load_settings,
     parse_duration,
     parse_durations,
     parse_size,
+    with_tables,
 )
 from storage.policy import RetentionPolicy
 from tests.conftest import Api
@@ -323,3 +328,30 @@ async def test_retention_policy_query_reports_the_configuration(
         "notice": "Private datasets are visible only to you and are deleted automatically "
         "90 seconds after the model is published.",
     }
+
+
+# One declaration per variable ----------------------------------------------------------
+
+
+def test_the_readme_tables_are_generated_from_the_variable_table() -> None:
+    # given the README as committed
+    readme = (ROOT / "README.md").read_text()
+    # then its configuration tables are exactly what the variable table generates
+    # (regenerate with: python -m storage.config README.md)
+    assert with_tables(readme) == readme
+    for variable in VARIABLES:
+        assert f"`{variable.name}`" in readme
+
+
+def test_every_setting_and_limit_is_declared_once() -> None:
+    declared = [(v.table, v.field) for v in VARIABLES]
+    assert len(declared) == len(set(declared))
+    assert len({v.name for v in VARIABLES}) == len(VARIABLES)
+    limits = {f.name for f in dataclasses.fields(Limits)}
+    assert {v.field for v in VARIABLES if v.table == "limits"} == limits
+    settings = {f.name for f in dataclasses.fields(Settings)} - {
+        "limits",
+        "upload_url_lifetime",
+        "download_url_lifetime",
+    }
+    assert {v.field for v in VARIABLES if v.table == "settings"} == settings

@@ -1,0 +1,47 @@
+"""The shape the code promises: every mutation through the one error path, every Node
+type reachable through ``node(id)``, API enums that mirror the storage enums."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from graph import enums, types
+from graph.mutations import PAYLOAD_MUTATION, Mutation
+from graph.schema import NODE_TYPES
+from storage import models as db
+
+
+def test_every_mutation_turns_expected_failures_into_user_errors() -> None:
+    fields = Mutation.__strawberry_definition__.fields  # type: ignore[attr-defined]
+    assert fields
+    for field in fields:
+        resolver = field.base_resolver.wrapped_func
+        assert getattr(resolver, PAYLOAD_MUTATION, False), (
+            f"{field.name} is not declared with payload_mutation"
+        )
+
+
+def test_every_node_type_is_in_the_node_table() -> None:
+    node_types = {
+        cls
+        for cls in vars(types).values()
+        if isinstance(cls, type) and issubclass(cls, types.Node) and cls is not types.Node
+    }
+    assert node_types == {node_type for _, node_type in NODE_TYPES.values()}
+
+
+def test_api_enums_take_their_values_from_the_storage_enums() -> None:
+    pairs: list[tuple[type[StrEnum], type[StrEnum]]] = [
+        (enums.VersionStatus, db.VersionStatus),
+        (enums.Visibility, db.Visibility),
+        (enums.DeletionReason, db.DeletionReason),
+        (enums.NotificationKind, db.NotificationKind),
+        (enums.DatasetEventKind, db.EventKind),
+    ]
+    for api, source in pairs:
+        assert [m.value for m in api] == [m.value for m in source]
+    # internal states are shown as the public state they stand for
+    assert [m.value for m in enums.DatasetStatus] == ["PENDING_UPLOAD", "AVAILABLE", "DELETED"]
+    assert {enums.shown_status(s) for s in db.DatasetStatus} == {
+        db.DatasetStatus(m.value) for m in enums.DatasetStatus
+    }
