@@ -14,10 +14,17 @@ from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from graph.ratelimit import RateLimiter
-from storage import catalog, datasets, events, lookups
+from storage import catalog, datasets, events, files, lookups, search
 from storage.config import Settings
 from storage.lookups import Kind
-from storage.models import AuthToken, DatasetEvent, ModelVersion, TrainingDataset, User
+from storage.models import (
+    AuthToken,
+    DatasetEvent,
+    ModelFile,
+    ModelVersion,
+    TrainingDataset,
+    User,
+)
 from storage.runtime import Runtime
 from storage.signing import Signer
 
@@ -72,6 +79,8 @@ class Loaders:
     versions_of_model: DataLoader[int, list[ModelVersion]] = field(init=False)
     dataset_of_version: DataLoader[int, TrainingDataset | None] = field(init=False)
     events_of_dataset: DataLoader[int, list[DatasetEvent]] = field(init=False)
+    files_of_version: DataLoader[int, list[ModelFile]] = field(init=False)
+    tags_of_model: DataLoader[int, list[str]] = field(init=False)
     _by_kind: dict[str, DataLoader[int, Any]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,9 +95,14 @@ class Loaders:
         async def events_of(ids: list[int]) -> dict[int, list[DatasetEvent]]:
             return await events.events_by_dataset_ids(ids, viewer=viewer)
 
+        async def files_of(ids: list[int]) -> dict[int, list[ModelFile]]:
+            return await files.files_by_version_ids(ids, viewer=viewer)
+
         self.versions_of_model = _list_loader(versions_of)
         self.dataset_of_version = _loader(dataset_of)
         self.events_of_dataset = _list_loader(events_of)
+        self.files_of_version = _list_loader(files_of)
+        self.tags_of_model = _list_loader(search.tags_by_model_ids)  # of visible models only
 
     def of(self, kind: Kind[M]) -> DataLoader[int, M | None]:
         """The loader of objects of ``kind`` this viewer may see, by id."""

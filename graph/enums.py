@@ -57,9 +57,13 @@ if TYPE_CHECKING:  # type checkers see the storage enums the API ones mirror
     VersionStatus = db.VersionStatus
     Visibility = db.Visibility
     DatasetStatus = db.DatasetStatus
+    FileStatus = db.DatasetStatus
     DeletionReason = db.DeletionReason
     NotificationKind = db.NotificationKind
     DatasetEventKind = db.EventKind
+    LoraType = db.LoraType
+    BaseModel = db.BaseModel
+    ModelSort = db.ModelSort
 else:
     VersionStatus = derive(
         db.VersionStatus,
@@ -127,5 +131,53 @@ else:
             db.EventKind.DOWNLOADED: "Somebody downloaded it.",
             db.EventKind.REMINDED: "The owner was reminded of its coming deletion.",
             db.EventKind.DELETED: "Its bytes were deleted.",
+            db.EventKind.HEADER_ERASED: (
+                "The training-data keys it left in the version's weights file header were "
+                "erased at the end of its window."
+            ),
+        },
+    )
+    FileStatus = derive(
+        db.DatasetStatus,
+        name="FileStatus",
+        description="Where a weights file is in its life.",
+        values={
+            db.DatasetStatus.PENDING_UPLOAD: "Recorded; its bytes have not arrived yet.",
+            db.DatasetStatus.AVAILABLE: "Its bytes are stored and were checked.",
+            db.DatasetStatus.DELETED: "Deleted: its bytes are gone; only this record remains.",
+        },
+        shown_as=DATASET_STATUS_SHOWN_AS,
+    )
+    LoraType = derive(
+        db.LoraType,
+        name="ModelType",
+        description="What kind of low-rank adapter a model is.",
+        values={
+            db.LoraType.LORA: "A LoRA (low-rank adaptation of the attention layers).",
+            db.LoraType.LOCON: "A LoCon: LoRA extended to the convolution layers (LyCORIS).",
+            db.LoraType.DORA: "A DoRA: weight-decomposed low-rank adaptation.",
+        },
+    )
+    BaseModel = derive(
+        db.BaseModel,
+        description="The base checkpoint a version was trained for.",
+        values={
+            db.BaseModel.SD_1_5: "Stable Diffusion 1.5.",
+            db.BaseModel.SD_2_1: "Stable Diffusion 2.1.",
+            db.BaseModel.SDXL_1_0: "Stable Diffusion XL 1.0.",
+            db.BaseModel.PONY: "Pony Diffusion (an SDXL fine-tune).",
+            db.BaseModel.ILLUSTRIOUS: "Illustrious (an SDXL fine-tune).",
+            db.BaseModel.SD_3_5: "Stable Diffusion 3.5.",
+            db.BaseModel.FLUX_1_D: "FLUX.1 [dev].",
+            db.BaseModel.FLUX_1_S: "FLUX.1 [schnell].",
+            db.BaseModel.OTHER: "Another base model.",
+        },
+    )
+    ModelSort = derive(
+        db.ModelSort,
+        description="How the catalogue is ordered.",
+        values={
+            db.ModelSort.NEWEST: "Newest first.",
+            db.ModelSort.MOST_DOWNLOADED: "Most downloaded first (full downloads of files).",
         },
     )

@@ -33,6 +33,7 @@ from strawberry.schema.schema import validate_document
 from storage.catalog import MAX_VERSIONS
 from storage.config import Limits
 from storage.events import HISTORY_LIMIT
+from storage.files import MAX_FILES_PER_VERSION, MAX_METADATA_ENTRIES
 from storage.pages import DEFAULT_PAGE, MAX_PAGE
 
 INTROSPECTION_DEPTH = 15  # enough for GraphiQL's introspection query, bounded all the same
@@ -120,7 +121,12 @@ def _page_size(field: FieldNode) -> int | None:
 
 CONNECTION_FIELDS = {"models", "trainingDatasets", "notifications"}
 # Plain lists with a bound: counted as if full.
-LIST_FIELDS = {"versions": MAX_VERSIONS, "events": HISTORY_LIMIT}
+LIST_FIELDS = {
+    "versions": MAX_VERSIONS,
+    "events": HISTORY_LIMIT,
+    "files": MAX_FILES_PER_VERSION,
+    "headerMetadata": MAX_METADATA_ENTRIES,
+}
 
 
 def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:

@@ -17,16 +17,17 @@ import strawberry
 
 from graph import ids
 from graph.context import Info
-from graph.enums import Visibility
+from graph.enums import BaseModel, LoraType, Visibility
 from graph.scalars import BigInt
 from graph.types import (
+    ModelFileType,
     ModelType,
     ModelVersionType,
     NotificationType,
     TrainingDatasetType,
     UserType,
 )
-from storage import accounts, catalog, datasets, lookups, notifications
+from storage import accounts, catalog, datasets, files, lookups, notifications, signing
 from storage import models as db
 from storage.errors import ServiceError, Unauthenticated
 
@@ -91,6 +92,11 @@ def pk(kind: lookups.Kind[Any], global_id: strawberry.ID) -> int | None:
     return ids.decode(str(global_id), kind.name)
 
 
+def upload_url(info: Info, grant: signing.UploadGrant) -> str:
+    token = info.context.services.signer.upload_token(grant)
+    return str(info.context.request.url_for("upload", token=token))
+
+
 def rate_limited() -> ServiceError:
     return ServiceError("Too many attempts; wait a little and try again.", code="RATE_LIMITED")
 
@@ -114,16 +120,85 @@ class LogInInput:
     password: str = strawberry.field(description="The account's password.")
 
 
+TAGS_HELP = (
+    "Catalogue tags: at most 10, each at most 32 letters, digits, spaces or + . _ - "
+    "(stored lower-case)."
+)
+WORDS_HELP = "Trigger words to put in a prompt: at most 20, each at most 100 characters."
+
+
 @strawberry.input(description="Create a model.")
 class CreateModelInput:
     name: str = strawberry.field(description="The model's name (at most 200 characters).")
-    description: str = strawberry.field(default="", description="What the model does.")
+    description: str = strawberry.field(
+        default="", description="What the model does (at most 20,000 characters)."
+    )
+    type: LoraType = strawberry.field(
+        default=LoraType.LORA, description="What kind of adapter it is (default LORA)."
+    )
+    tags: list[str] = strawberry.field(default_factory=list, description=TAGS_HELP)
+    nsfw: bool = strawberry.field(
+        default=False, description="Not safe for work: hidden from `models` by default."
+    )
+
+
+@strawberry.input(description="Change one of your models; fields left out stay as they are.")
+class UpdateModelInput:
+    model_id: strawberry.ID = strawberry.field(description="The model's ID.")
+    name: str | None = strawberry.field(default=None, description="A new name.")
+    description: str | None = strawberry.field(default=None, description="A new description.")
+    type: LoraType | None = strawberry.field(default=None, description="A new type.")
+    tags: list[str] | None = strawberry.field(
+        default=None, description="The new tags, replacing the old ones. " + TAGS_HELP
+    )
+    nsfw: bool | None = strawberry.field(default=None, description="Not safe for work.")
 
 
 @strawberry.input(description="Add a draft version to one of your models.")
 class CreateModelVersionInput:
     model_id: strawberry.ID = strawberry.field(description="The model's ID.")
     name: str = strawberry.field(description="The version's name, e.g. v1.")
+    base_model: BaseModel = strawberry.field(
+        description=(
+            "The base checkpoint it was trained for (a file's "
+            "architecture.suggestedBaseModel can pre-fill it)."
+        )
+    )
+    trained_words: list[str] = strawberry.field(default_factory=list, description=WORDS_HELP)
+
+
+@strawberry.input(description="Change one of your versions; fields left out stay as they are.")
+class UpdateModelVersionInput:
+    version_id: strawberry.ID = strawberry.field(description="The version's ID.")
+    name: str | None = strawberry.field(default=None, description="A new name.")
+    base_model: BaseModel | None = strawberry.field(default=None, description="A new base model.")
+    trained_words: list[str] | None = strawberry.field(
+        default=None, description="The new trained words, replacing the old ones. " + WORDS_HELP
+    )
+
+
+@strawberry.input(
+    description="Record a weights file (safetensors) for a draft version and get an upload URL."
+)
+class StartModelFileUploadInput:
+    version_id: strawberry.ID = strawberry.field(description="The draft version's ID.")
+    filename: str = strawberry.field(
+        description=(
+            "The file's name, for display, e.g. cats.safetensors. Pickled checkpoints "
+            "(.ckpt, .pt, .bin) are refused: they can run code when loaded."
+        )
+    )
+    size_bytes: BigInt = strawberry.field(description="The exact size of the file in bytes.")
+
+
+@strawberry.input(description="Delete a weights file of one of your draft versions.")
+class DeleteModelFileInput:
+    file_id: strawberry.ID = strawberry.field(description="The file's ID.")
+
+
+@strawberry.input(description="Make one of your files its version's primary file.")
+class SetPrimaryModelFileInput:
+    file_id: strawberry.ID = strawberry.field(description="The file's ID.")
 
 
 @strawberry.input(
@@ -224,6 +299,28 @@ class StartDatasetUploadPayload:
     user_errors: list[UserError] = _errors()
 
 
+@strawberry.type(description="The result of startModelFileUpload.")
+class StartModelFileUploadPayload:
+    file: ModelFileType | None = _none("The pending file.")
+    upload_url: str | None = _none(
+        "Send the file's bytes here with HTTP PUT. Single use, valid for an hour; the body "
+        "must be exactly sizeBytes long and a valid safetensors file (checked as it arrives)."
+    )
+    user_errors: list[UserError] = _errors()
+
+
+@strawberry.type(description="The result of deleteModelFile or setPrimaryModelFile.")
+class ModelFilePayload:
+    file: ModelFileType | None = _none("The file.")
+    user_errors: list[UserError] = _errors()
+
+
+@strawberry.type(description="The result of updateModel.")
+class UpdateModelPayload:
+    model: ModelType | None = _none("The model as it is now.")
+    user_errors: list[UserError] = _errors()
+
+
 @strawberry.type(description="The result of setDatasetVisibility or deleteDataset.")
 class DatasetPayload:
     dataset: TrainingDatasetType | None = _none("The dataset.")
@@ -288,18 +385,87 @@ class Mutation:
         self, info: Info, input: Annotated[CreateModelInput, INPUT]
     ) -> CreateModelPayload:
         row = await info.context.call(
-            catalog.create_model, name=input.name, description=input.description
+            catalog.create_model,
+            name=input.name,
+            description=input.description,
+            type=db.LoraType(input.type),
+            tags=input.tags,
+            nsfw=input.nsfw,
         )
         return CreateModelPayload(model=ModelType.of(row))
+
+    @payload_mutation("Change one of your models' name, description, type, tags or nsfw flag.")
+    async def update_model(
+        self, info: Info, input: Annotated[UpdateModelInput, INPUT]
+    ) -> UpdateModelPayload:
+        row = await info.context.call(
+            catalog.update_model,
+            model_id=pk(lookups.MODEL, input.model_id),
+            name=input.name,
+            description=input.description,
+            type=db.LoraType(input.type) if input.type is not None else None,
+            tags=input.tags,
+            nsfw=input.nsfw,
+        )
+        return UpdateModelPayload(model=ModelType.of(row))
 
     @payload_mutation("Add a draft version to one of your models.")
     async def create_model_version(
         self, info: Info, input: Annotated[CreateModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
         row = await info.context.call(
-            catalog.create_version, model_id=pk(lookups.MODEL, input.model_id), name=input.name
+            catalog.create_version,
+            model_id=pk(lookups.MODEL, input.model_id),
+            name=input.name,
+            base_model=db.BaseModel(input.base_model),
+            trained_words=input.trained_words,
         )
         return ModelVersionPayload(version=ModelVersionType.of(row))
+
+    @payload_mutation("Change one of your versions' name, base model or trained words.")
+    async def update_model_version(
+        self, info: Info, input: Annotated[UpdateModelVersionInput, INPUT]
+    ) -> ModelVersionPayload:
+        row = await info.context.call(
+            catalog.update_version,
+            version_id=pk(lookups.VERSION, input.version_id),
+            name=input.name,
+            base_model=db.BaseModel(input.base_model) if input.base_model is not None else None,
+            trained_words=input.trained_words,
+        )
+        return ModelVersionPayload(version=ModelVersionType.of(row))
+
+    @payload_mutation(
+        "Record a weights file (safetensors) of a draft version and get a single-use upload "
+        "URL; the first file to arrive becomes the primary one."
+    )
+    async def start_model_file_upload(
+        self, info: Info, input: Annotated[StartModelFileUploadInput, INPUT]
+    ) -> StartModelFileUploadPayload:
+        ctx = info.context
+        row, nonce = await ctx.call(
+            files.start_file_upload,
+            version_id=pk(lookups.VERSION, input.version_id),
+            request=files.FileUploadRequest(
+                filename=input.filename, size_bytes=int(input.size_bytes)
+            ),
+        )
+        url = upload_url(info, signing.UploadGrant(signing.FILE, row.id, nonce))
+        return StartModelFileUploadPayload(file=ModelFileType.of(row), upload_url=url)
+
+    @payload_mutation("Delete a weights file of one of your draft versions (bytes gone now).")
+    async def delete_model_file(
+        self, info: Info, input: Annotated[DeleteModelFileInput, INPUT]
+    ) -> ModelFilePayload:
+        row = await info.context.call(files.delete_file, file_id=pk(lookups.FILE, input.file_id))
+        return ModelFilePayload(file=ModelFileType.of(row))
+
+    @payload_mutation("Make one of your available files its version's primary file.")
+    async def set_primary_model_file(
+        self, info: Info, input: Annotated[SetPrimaryModelFileInput, INPUT]
+    ) -> ModelFilePayload:
+        row = await info.context.call(files.set_primary, file_id=pk(lookups.FILE, input.file_id))
+        return ModelFilePayload(file=ModelFileType.of(row))
 
     @payload_mutation(
         "Record the training dataset of a draft version and get a single-use upload URL. "
@@ -319,8 +485,7 @@ class Mutation:
                 owns_rights=input.owns_rights,
             ),
         )
-        token = ctx.services.signer.upload_token(row.id, nonce)
-        url = str(ctx.request.url_for("upload", token=token))
+        url = upload_url(info, signing.UploadGrant(signing.DATASET, row.id, nonce))
         return StartDatasetUploadPayload(dataset=TrainingDatasetType.of(row), upload_url=url)
 
     @payload_mutation(

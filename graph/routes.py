@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
@@ -13,9 +14,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from graph import ids
 from graph.context import Services
-from storage import datasets, db, lookups
+from storage import access, datasets, db, files, lookups, signing
+from storage.blobs import read_parts
 from storage.clock import Clock
-from storage.signing import BadToken
+from storage.models import DatasetStatus
+from storage.signing import BadToken, DownloadGrant
+from storage.uploads import UploadRejected
 
 log = logging.getLogger("lorashelf.routes")
 
@@ -30,26 +34,39 @@ def _services(request: Request) -> Services:
 
 
 async def upload(request: Request) -> Response:
-    """Take a dataset's bytes through a signed, single-use upload URL."""
+    """Take a dataset's or a weights file's bytes through a signed, single-use URL."""
     services = _services(request)
     try:
-        dataset_id, nonce = services.signer.read_upload_token(request.path_params["token"])
+        grant = services.signer.read_upload_token(request.path_params["token"])
     except BadToken:
         return _error(403, "INVALID_UPLOAD_URL", "This upload URL is not valid.")
+    rt, chunks = services.runtime, request.stream()
     try:
-        dataset = await datasets.receive_upload(
-            services.runtime, dataset_id=dataset_id, nonce=nonce, chunks=request.stream()
-        )
-    except datasets.UploadRejected as exc:
+        if grant.kind == signing.FILE:
+            file = await files.receive_file_upload(
+                rt, file_id=grant.object_id, nonce=grant.nonce, chunks=chunks
+            )
+            body = {
+                "id": ids.encode(lookups.FILE.name, file.id),
+                "status": "AVAILABLE",
+                "sizeBytes": file.size_bytes,
+                "sha256": file.sha256,
+                "autoV3": file.auto_v3,
+                "withheldKeys": file.withheld_keys,
+            }
+        else:
+            dataset = await datasets.receive_upload(
+                rt, dataset_id=grant.object_id, nonce=grant.nonce, chunks=chunks
+            )
+            body = {
+                "id": ids.encode(lookups.DATASET.name, dataset.id),
+                "status": "AVAILABLE",
+                "sizeBytes": dataset.size_bytes,
+                "sha256": dataset.sha256,
+            }
+    except UploadRejected as exc:
         return _error(exc.status, exc.code, exc.message)
-    return JSONResponse(
-        {
-            "id": ids.encode(lookups.DATASET.name, dataset.id),
-            "status": "AVAILABLE",
-            "sizeBytes": dataset.size_bytes,
-            "sha256": dataset.sha256,
-        }
-    )
+    return JSONResponse(body)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
@@ -72,8 +89,70 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, end
 
 
+@dataclass
+class Served:
+    """What a download link serves, whatever the kind of object."""
+
+    filename: str
+    size: int
+    etag: str
+    media_type: str
+    read: Callable[[int, int], AsyncIterator[bytes]]  # bytes start..end inclusive
+    cut_at: datetime | None = None  # a private dataset's window: stop streaming then
+    on_first_byte: Callable[[], Awaitable[None]] | None = None  # a GET from byte 0
+    on_last_byte: Callable[[], Awaitable[None]] | None = None  # the final byte was sent
+
+
+async def _dataset(services: Services, grant: DownloadGrant, now: datetime) -> Served | None:
+    rt = services.runtime
+    dataset = await datasets.downloadable(grant.viewer, grant.object_id, now)
+    if dataset is None or dataset.blob_key is None or dataset.sha256 is None:
+        return None
+    key = dataset.blob_key
+
+    async def recorded() -> None:
+        await datasets.record_download(
+            dataset.id, by_owner=grant.viewer == dataset.owner_id, now=now
+        )
+
+    return Served(
+        filename=dataset.filename,
+        size=dataset.size_bytes,
+        etag=dataset.sha256,
+        media_type="application/zip",
+        read=lambda start, end: rt.blobs.read(key, start, end),
+        cut_at=dataset.expires_at,
+        on_first_byte=recorded,
+    )
+
+
+async def _file(services: Services, grant: DownloadGrant, now: datetime) -> Served | None:
+    rt = services.runtime
+    file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
+    if file is None or file.status != DatasetStatus.AVAILABLE:
+        return None
+    dataset = await files.dataset_of(file, viewer=grant.viewer)
+    original = access.sees_withheld_keys(grant.viewer, file, dataset, now)
+    parts = files.parts(file, original=original)
+    etag = file.sha256 if original else file.public_sha256
+    assert etag is not None
+
+    async def counted() -> None:
+        await files.count_download(file, link=grant.link, now=rt.clock.now())
+
+    return Served(
+        filename=file.filename,
+        size=sum(size for _, size in parts),
+        etag=etag,
+        media_type="application/octet-stream",
+        read=lambda start, end: read_parts(rt.blobs, parts, start, end),
+        on_last_byte=counted,
+    )
+
+
 async def download(request: Request) -> Response:
-    """Stream a dataset through a signed URL; the rule is checked again right now."""
+    """Stream a dataset or a weights file through a signed URL; the rule is checked
+    again right now."""
     services = _services(request)
     rt = services.runtime
     now = rt.clock.now()
@@ -82,48 +161,46 @@ async def download(request: Request) -> Response:
         grant = services.signer.read_download_token(request.path_params["token"], now=now)
     except BadToken:
         return not_found
-    dataset = await datasets.downloadable(grant.viewer, grant.dataset_id, now)
-    if dataset is None:
+    serve = _file if grant.kind == signing.FILE else _dataset
+    served = await serve(services, grant, now)
+    if served is None:
         return not_found
-    assert dataset.blob_key is not None
-    size = dataset.size_bytes
+    size = served.size
     wanted = parse_range(request.headers.get("range"), size)
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(dataset.filename)}",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(served.filename)}",
         "Cache-Control": "private, no-store",
-        "ETag": f'"{dataset.sha256}"',
+        "ETag": f'"{served.etag}"',
     }
     if wanted == "bad":
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = wanted if isinstance(wanted, tuple) else (0, size - 1)
-    if start == 0 and request.method == "GET":
-        await datasets.record_download(
-            dataset.id, by_owner=grant.viewer == dataset.owner_id, now=now
-        )
     headers["Content-Length"] = str(end - start + 1)
     status = 200
     if isinstance(wanted, tuple):
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    body = _until(rt.blobs.read(dataset.blob_key, start, end), dataset.expires_at, rt.clock)
     if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type="application/zip")
+        return Response(status_code=status, headers=headers, media_type=served.media_type)
+    if start == 0 and served.on_first_byte is not None:
+        await served.on_first_byte()
+    body = _stream(served, start, end, rt.clock)
     return StreamingResponse(
-        body, status_code=status, headers=headers, media_type="application/zip"
+        body, status_code=status, headers=headers, media_type=served.media_type
     )
 
 
-async def _until(
-    chunks: AsyncIterator[bytes], expires_at: datetime | None, clock: Clock
-) -> AsyncIterator[bytes]:
-    """Stream a private dataset only until its window ends: a download that started
-    before ``expires_at`` is cut at that instant, not finished at leisure."""
-    async for chunk in chunks:
-        if expires_at is not None and clock.now() >= expires_at:
+async def _stream(served: Served, start: int, end: int, clock: Clock) -> AsyncIterator[bytes]:
+    """Stream the range; a private dataset only until its window ends (a download that
+    started before ``expires_at`` is cut at that instant, not finished at leisure)."""
+    async for chunk in served.read(start, end):
+        if served.cut_at is not None and clock.now() >= served.cut_at:
             log.info("download cut at the end of the dataset's window")
             return
         yield chunk
+    if end == served.size - 1 and served.on_last_byte is not None:
+        await served.on_last_byte()
 
 
 async def healthz(request: Request) -> Response:

@@ -17,6 +17,7 @@ from strawberry.types import ExecutionContext
 
 from graph import ids
 from graph.context import Info
+from graph.enums import BaseModel, LoraType, ModelSort
 from graph.errors import MaskUnexpected, log_errors
 from graph.limits import GuardedValidation, limit_rules
 from graph.mutations import Mutation
@@ -25,6 +26,8 @@ from graph.types import (
     AfterArg,
     Connection,
     FirstArg,
+    IncludeNsfwArg,
+    ModelFileType,
     ModelType,
     ModelVersionType,
     Node,
@@ -34,7 +37,8 @@ from graph.types import (
     UserType,
     connection,
 )
-from storage import catalog, lookups
+from storage import catalog, files, lookups
+from storage import models as db
 from storage.config import Settings
 from storage.lookups import Kind
 from storage.policy import RetentionPolicy as Policy
@@ -48,6 +52,7 @@ NODE_TYPES: dict[str, tuple[Kind[Any], Any]] = {
         (lookups.MODEL, ModelType),
         (lookups.VERSION, ModelVersionType),
         (lookups.DATASET, TrainingDatasetType),
+        (lookups.FILE, ModelFileType),
         (lookups.NOTIFICATION, NotificationType),
     )
 }
@@ -90,7 +95,10 @@ class Query:
         return ModelType.of(model) if model is not None else None
 
     @strawberry.field(
-        description="Models you may see, newest first: published ones, and your own drafts."
+        description=(
+            "The catalogue: models you may see (published ones, and your own drafts), "
+            "narrowed by the arguments given (all must match) and sorted."
+        )
     )
     async def models(
         self,
@@ -100,14 +108,66 @@ class Query:
         owner_id: Annotated[
             strawberry.ID | None, strawberry.argument(description="Only this user's models.")
         ] = None,
+        query: Annotated[
+            str | None,
+            strawberry.argument(
+                description=(
+                    "Words that must all appear (case-insensitive, anywhere in a word) in the "
+                    "name, description, tags, trained words or owner's name; each at least 3 "
+                    "characters."
+                )
+            ),
+        ] = None,
+        tag: Annotated[
+            str | None, strawberry.argument(description="Only models with this tag.")
+        ] = None,
+        base_model: Annotated[
+            BaseModel | None,
+            strawberry.argument(description="Only models with a version for this base model."),
+        ] = None,
+        type: Annotated[
+            LoraType | None, strawberry.argument(description="Only models of this type.")
+        ] = None,
+        sort: Annotated[
+            ModelSort, strawberry.argument(description="The order.")
+        ] = ModelSort.NEWEST,
+        include_nsfw: IncludeNsfwArg = False,
     ) -> Connection[ModelType]:
         owner = None
         if owner_id is not None:
             owner = ids.decode(str(owner_id), lookups.USER.name) or 0
+        narrow = catalog.CatalogueFilter(
+            owner_id=owner,
+            query=query,
+            tag=tag,
+            base_model=db.BaseModel(base_model) if base_model is not None else None,
+            type=db.LoraType(type) if type is not None else None,
+            include_nsfw=include_nsfw,
+        )
         page = await catalog.models_page(
-            viewer=info.context.viewer_id, owner_id=owner, first=first, after=after
+            viewer=info.context.viewer_id,
+            narrow=narrow,
+            sort=db.ModelSort(sort),
+            first=first,
+            after=after,
         )
         return connection(page, ModelType.of)
+
+    @strawberry.field(
+        description=(
+            "The version a local weights file belongs to, found by one of its hashes as the "
+            "public downloads it: sha256, autoV2 or autoV3 (any case); null if none you may "
+            "see. For tools (A1111, ComfyUI) that identify a file on disk."
+        )
+    )
+    async def model_version_by_hash(
+        self,
+        info: Info,
+        hash: Annotated[str, strawberry.argument(description="A SHA-256, AutoV2 or AutoV3.")],
+    ) -> ModelVersionType | None:
+        ctx = info.context
+        row = await files.version_by_hash(ctx.viewer_id, hash, now=ctx.now())
+        return ModelVersionType.of(row) if row is not None else None
 
     @strawberry.field(description="What happens to private datasets, and when.")
     def retention_policy(self, info: Info) -> RetentionPolicy:
@@ -116,6 +176,8 @@ class Query:
             private_retention_seconds=policy.private_retention,
             reminder_offsets_seconds=list(policy.reminders),
             notice=policy.notice(),
+            draft_retention_seconds=policy.draft_retention,
+            withheld_header_keys=list(policy.withheld_keys),
         )
 
 

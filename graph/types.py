@@ -16,25 +16,38 @@ import strawberry
 from graph import ids
 from graph.context import Info
 from graph.enums import (
+    BaseModel,
     DatasetEventKind,
     DatasetStatus,
     DeletionReason,
+    FileStatus,
+    LoraType,
     NotificationKind,
     VersionStatus,
     Visibility,
     shown_status,
 )
 from graph.scalars import BigInt
-from storage import access, catalog, datasets, lookups, notifications
+from storage import access, catalog, datasets, headers, lookups, notifications, signing
 from storage import models as db
 from storage.pages import Page
-from storage.signing import DownloadGrant
 
 T = TypeVar("T")
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
+
+
+def download_link(info: Info, kind: signing.Kind, object_id: int) -> str:
+    """A signed download URL for this viewer, good for a few minutes (the route checks
+    the rule again when it is used)."""
+    ctx = info.context
+    lifetime = ctx.services.settings.download_url_lifetime
+    expires = ctx.now() + timedelta(seconds=lifetime)
+    grant = signing.DownloadGrant(kind, object_id, ctx.viewer_id, int(expires.timestamp()) + 1)
+    token = ctx.services.signer.download_token(grant)
+    return str(ctx.request.url_for("download", token=token))
 
 
 # Relay plumbing ------------------------------------------------------------
@@ -80,6 +93,10 @@ FirstArg = Annotated[
     strawberry.argument(description="How many items to return (at most 100; default 20)."),
 ]
 AfterArg = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
+IncludeNsfwArg = Annotated[
+    bool,
+    strawberry.argument(description="Also list models marked NSFW (your own are always listed)."),
+]
 
 
 # Objects -------------------------------------------------------------------
@@ -95,12 +112,23 @@ class UserType(Node):
 
     username: str = strawberry.field(description="The user's unique name.")
 
-    @strawberry.field(description="The user's models that you may see, newest first.")
+    @strawberry.field(
+        description=(
+            "The user's models that you may see, newest first (your own always include NSFW ones)."
+        )
+    )
     async def models(
-        self, info: Info, first: FirstArg = None, after: AfterArg = None
+        self,
+        info: Info,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        include_nsfw: IncludeNsfwArg = False,
     ) -> Connection[ModelType]:
         page = await catalog.models_page(
-            viewer=info.context.viewer_id, owner_id=self.row.id, first=first, after=after
+            viewer=info.context.viewer_id,
+            narrow=catalog.CatalogueFilter(owner_id=self.row.id, include_nsfw=include_nsfw),
+            first=first,
+            after=after,
         )
         return connection(page, ModelType.of)
 
@@ -169,6 +197,9 @@ class ModelType(Node):
             name=row.name,
             description=row.description,
             created_at=row.created_at.astimezone(UTC),
+            type=row.type,
+            nsfw=row.nsfw,
+            download_count=row.download_count,
         )
 
     name: str = strawberry.field(description="The model's name.")
@@ -176,6 +207,22 @@ class ModelType(Node):
     description: str = strawberry.field(description="The model's description.")
 
     created_at: datetime = strawberry.field(description="When the model was created.")
+
+    type: LoraType = strawberry.field(description="What kind of adapter it is.")
+
+    nsfw: bool = strawberry.field(
+        description="Not safe for work: left out of `models` unless `includeNsfw: true`."
+    )
+
+    download_count: int = strawberry.field(
+        description="Full downloads of the files of all its versions."
+    )
+
+    @strawberry.field(
+        description="Catalogue tags: lower-case, at most 10, each at most 32 characters."
+    )
+    async def tags(self, info: Info) -> list[str]:
+        return await info.context.loaders.tags_of_model.load(self.row.id)
 
     @strawberry.field(description="Who published the model.")
     async def owner(self, info: Info) -> UserType:
@@ -207,6 +254,9 @@ class ModelVersionType(Node):
             status=row.status,
             published_at=as_utc(row.published_at),
             created_at=row.created_at.astimezone(UTC),
+            base_model=row.base_model,
+            trained_words=list(row.trained_words),
+            download_count=row.download_count,
         )
 
     name: str = strawberry.field(description="The version's name, e.g. v1.")
@@ -218,6 +268,19 @@ class ModelVersionType(Node):
     )
 
     created_at: datetime = strawberry.field(description="When the version was created.")
+
+    base_model: BaseModel = strawberry.field(description="The base checkpoint it was trained for.")
+
+    trained_words: list[str] = strawberry.field(
+        description="Trigger words to put in a prompt (at most 20)."
+    )
+
+    download_count: int = strawberry.field(
+        description=(
+            "Full downloads of its files (a download link counts once, however many ranged "
+            "requests it serves)."
+        )
+    )
 
     @strawberry.field(description="The model this version belongs to.")
     async def model(self, info: Info) -> ModelType:
@@ -234,6 +297,225 @@ class ModelVersionType(Node):
     async def training_dataset(self, info: Info) -> TrainingDatasetType | None:
         dataset = await info.context.loaders.dataset_of_version.load(self.row.id)
         return TrainingDatasetType.of(dataset) if dataset is not None else None
+
+    @strawberry.field(
+        description=(
+            "The weights files (safetensors), primary first; at most 10. Anybody sees the "
+            "available files of a published version; the owner also sees pending uploads "
+            "and deleted files."
+        )
+    )
+    async def files(self, info: Info) -> list[ModelFileType]:
+        rows = await info.context.loaders.files_of_version.load(self.row.id)
+        return [ModelFileType.of(f) for f in rows]
+
+
+@strawberry.type(description="One entry of a safetensors header's `__metadata__`.")
+class MetadataEntry:
+    key: str = strawberry.field(description="The metadata key, e.g. ss_network_dim.")
+    value: str = strawberry.field(description="Its value, as written in the file.")
+
+
+@strawberry.type(
+    description=(
+        "What a weights file's header says about how it was trained (null where it says "
+        "nothing usable)."
+    )
+)
+class ModelArchitecture:
+    network_module: str | None = strawberry.field(
+        description="ss_network_module, e.g. networks.lora or lycoris.kohya."
+    )
+    network_dim: int | None = strawberry.field(description="ss_network_dim: the rank.")
+    network_alpha: float | None = strawberry.field(description="ss_network_alpha.")
+    base_model_version: str | None = strawberry.field(
+        description="ss_base_model_version, e.g. sd_v1, sdxl_base_v1-0, flux1."
+    )
+    modelspec_architecture: str | None = strawberry.field(
+        description="modelspec.architecture, e.g. stable-diffusion-xl-v1-base/lora."
+    )
+    algo: str | None = strawberry.field(
+        description="The LyCORIS algorithm from ss_network_args (locon, loha...)."
+    )
+    suggested_base_model: BaseModel | None = strawberry.field(
+        description="The base model these values point to, to pre-fill the version's."
+    )
+    suggested_type: LoraType | None = strawberry.field(
+        description="The model type these values point to."
+    )
+
+
+@strawberry.type(
+    name="ModelFile",
+    description=(
+        "A weights file of a model version, in the safetensors format. Its header's "
+        "training-data keys (ss_tag_frequency and friends) follow the version's training "
+        "dataset: public only when the dataset is PUBLIC, otherwise seen by the owner alone "
+        "until the dataset's window ends, then erased. Everybody else gets the file "
+        "without them: same tensors, same autoV3."
+    ),
+)
+class ModelFileType(Node):
+    row: strawberry.Private[db.ModelFile]
+
+    @classmethod
+    def of(cls, row: db.ModelFile) -> ModelFileType:
+        return cls(
+            id=strawberry.ID(ids.encode(lookups.FILE.name, row.id)),
+            row=row,
+            filename=row.filename,
+            status=shown_status(row.status),
+            primary=row.primary,
+            auto_v3=row.auto_v3,
+            created_at=row.created_at.astimezone(UTC),
+            uploaded_at=as_utc(row.uploaded_at),
+            architecture=ModelArchitecture(
+                network_module=row.network_module,
+                network_dim=row.network_dim,
+                network_alpha=row.network_alpha,
+                base_model_version=row.base_model_version,
+                modelspec_architecture=row.modelspec_architecture,
+                algo=row.algo,
+                suggested_base_model=row.suggested_base_model,
+                suggested_type=row.suggested_type,
+            ),
+        )
+
+    filename: str = strawberry.field(description="The file name given at upload.")
+
+    status: FileStatus = strawberry.field(
+        description="Waiting for its bytes, available, or deleted."
+    )
+
+    primary: bool = strawberry.field(description="Whether this is the version's main file.")
+
+    auto_v3: str | None = strawberry.field(
+        description=(
+            "SHA-256 of the tensor data (the bytes after the header), hex: the same for the "
+            "owner's and the public file, unchanged when only metadata changes."
+        )
+    )
+
+    created_at: datetime = strawberry.field(description="When the file was recorded.")
+
+    uploaded_at: datetime | None = strawberry.field(
+        description="When its bytes arrived; null until then."
+    )
+
+    architecture: ModelArchitecture = strawberry.field(
+        description="What the header says about the training (empty until the bytes arrive)."
+    )
+
+    async def _keys_public(self, info: Info) -> bool:
+        """Whether the public downloads the original (the withheld keys are public)."""
+        dataset = await info.context.loaders.dataset_of_version.load(self.row.version_id)
+        return access.sees_withheld_keys(None, self.row, dataset, info.context.now())
+
+    @strawberry.field(
+        description=(
+            "The size in bytes of the file as the public downloads it (without withheld "
+            "keys); until the bytes arrive, the size declared for the upload."
+        )
+    )
+    async def size_bytes(self, info: Info) -> BigInt:
+        row = self.row
+        if row.header_size is None or row.public_header_size is None:
+            return BigInt(row.size_bytes)
+        if await self._keys_public(info):
+            return BigInt(row.size_bytes)
+        return BigInt(row.size_bytes - row.header_size + row.public_header_size)
+
+    @strawberry.field(
+        description="SHA-256 of the file as the public downloads it, hex; null until uploaded."
+    )
+    async def sha256(self, info: Info) -> str | None:
+        return self.row.sha256 if await self._keys_public(info) else self.row.public_sha256
+
+    @strawberry.field(
+        description="AutoV2: the first 10 hex characters of sha256 (what A1111 shows)."
+    )
+    async def auto_v2(self, info: Info) -> str | None:
+        return self.row.auto_v2 if await self._keys_public(info) else self.row.public_auto_v2
+
+    @strawberry.field(
+        description=(
+            "The header's __metadata__ as you may see it, in header order: without the "
+            "withheld training-data keys unless the dataset is public, or you are the owner "
+            "and their window is open."
+        )
+    )
+    async def header_metadata(self, info: Info) -> list[MetadataEntry]:
+        ctx = info.context
+        if self.row.status != db.DatasetStatus.AVAILABLE:
+            return []
+        dataset = await ctx.loaders.dataset_of_version.load(self.row.version_id)
+        entries = await headers.metadata(
+            ctx.runtime, self.row, viewer=ctx.viewer_id, dataset=dataset, now=ctx.now()
+        )
+        return [MetadataEntry(key=k, value=v) for k, v in entries]
+
+    @strawberry.field(
+        description=(
+            "For the owner: the header keys withheld from everybody else as training data "
+            "(also after they were erased); null for anybody else."
+        )
+    )
+    def withheld_keys(self, info: Info) -> list[str] | None:
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
+            return None
+        return list(self.row.withheld_keys)
+
+    @strawberry.field(
+        description=(
+            "For the owner: when the withheld keys will be erased from the stored file (the "
+            "end of the private window); null when they never will be, or for anybody else."
+        )
+    )
+    def header_expires_at(self, info: Info) -> datetime | None:
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
+            return None
+        return as_utc(self.row.header_expires_at)
+
+    @strawberry.field(
+        description=(
+            "For the owner: when the withheld keys were erased (the stored file became the "
+            "public one); null until then, or for anybody else."
+        )
+    )
+    def header_erased_at(self, info: Info) -> datetime | None:
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
+            return None
+        return as_utc(self.row.header_erased_at)
+
+    @strawberry.field(
+        description=(
+            "For the owner while the withheld keys exist: SHA-256 of the file as uploaded "
+            "(what your downloadUrl serves you); null otherwise."
+        )
+    )
+    def original_sha256(self, info: Info) -> str | None:
+        ctx = info.context
+        row = self.row
+        if not access.owns(ctx.viewer_id, row.owner_id) or row.header_erased_at is not None:
+            return None
+        return row.sha256 if row.withheld_keys else None
+
+    @strawberry.field(
+        description=(
+            "A signed URL that downloads the file, good for a few minutes; null when you may "
+            "not download it. The owner gets the original header while the window is open; "
+            "everybody else the public one."
+        )
+    )
+    async def download_url(self, info: Info) -> str | None:
+        if self.row.status != db.DatasetStatus.AVAILABLE:
+            return None
+        return download_link(info, signing.FILE, self.row.id)
+
+    @strawberry.field(description="The model version this file belongs to.")
+    async def version(self, info: Info) -> ModelVersionType | None:
+        version = await info.context.loaders.of(lookups.VERSION).load(self.row.version_id)
+        return ModelVersionType.of(version) if version is not None else None
 
 
 @strawberry.type(name="DatasetEvent", description="One entry in a dataset's history.")
@@ -332,15 +614,9 @@ class TrainingDatasetType(Node):
         )
     )
     async def download_url(self, info: Info) -> str | None:
-        ctx = info.context
-        now = ctx.now()
-        if not access.downloadable(self.row, now):
+        if not access.downloadable(self.row, info.context.now()):
             return None
-        lifetime = ctx.services.settings.download_url_lifetime
-        expires = now + timedelta(seconds=lifetime)
-        grant = DownloadGrant(self.row.id, ctx.viewer_id, int(expires.timestamp()) + 1)
-        token = ctx.services.signer.download_token(grant)
-        return str(ctx.request.url_for("download", token=token))
+        return download_link(info, signing.DATASET, self.row.id)
 
     @strawberry.field(
         description=(
@@ -400,4 +676,17 @@ class RetentionPolicy:
     )
     notice: str = strawberry.field(
         description="The sentence the upload form shows next to the sharing option."
+    )
+    draft_retention_seconds: int = strawberry.field(
+        description=(
+            "How long a private dataset of a version that is never published is kept after "
+            "its upload, in seconds (publishing starts the normal window instead)."
+        )
+    )
+    withheld_header_keys: list[str] = strawberry.field(
+        description=(
+            "The safetensors __metadata__ keys treated as training data: withheld from "
+            "everybody but the owner unless the version's dataset is public, and erased "
+            "when its window ends (for the upload form to warn about)."
+        )
     )

@@ -34,6 +34,9 @@ class EmbeddedRunner:
     async def dataset_changed(self, dataset_id: int) -> None:
         self._wake.set()
 
+    async def file_changed(self, file_id: int) -> None:
+        self._wake.set()
+
     def start(self, runtime: Runtime) -> None:
         self._task = asyncio.create_task(self._run(runtime), name="lorashelf-retention")
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,10 +23,17 @@ from arq.constants import default_queue_name, job_key_prefix
 from storage import retention
 from storage.clock import Clock
 from storage.config import Settings
-from storage.models import DatasetStatus, TrainingDataset, Visibility
+from storage.models import DatasetStatus, ModelFile, TrainingDataset, Visibility
 from storage.runtime import NoScheduler, Scheduler
 
-__all__ = ["ArqScheduler", "NoScheduler", "PlannedJob", "Scheduler", "planned_jobs"]
+__all__ = [
+    "ArqScheduler",
+    "NoScheduler",
+    "PlannedJob",
+    "Scheduler",
+    "planned_file_jobs",
+    "planned_jobs",
+]
 
 log = logging.getLogger("lorashelf.scheduler")
 
@@ -75,6 +83,14 @@ def planned_jobs(
     return jobs
 
 
+def planned_file_jobs(file: ModelFile | None) -> list[PlannedJob]:
+    """The exact-time job a weights file needs: erasing its withheld header keys."""
+    if file is None or file.status != DatasetStatus.AVAILABLE or file.header_expires_at is None:
+        return []
+    due = file.header_expires_at
+    return [PlannedJob(f"erase-header:{file.id}:{_ms(due)}", "erase_header", (file.id,), due)]
+
+
 def redis_settings(url: str) -> RedisSettings:
     settings = RedisSettings.from_dsn(url)
     settings.conn_timeout = 2
@@ -108,16 +124,33 @@ class ArqScheduler:
             self._pool = None
 
     async def dataset_changed(self, dataset_id: int) -> None:
+        await self._guarded(f"dataset {dataset_id}", self._dataset_jobs, dataset_id)
+
+    async def file_changed(self, file_id: int) -> None:
+        await self._guarded(f"file {file_id}", self._file_jobs, file_id)
+
+    async def _dataset_jobs(self, dataset_id: int) -> None:
+        row = await retention.dataset_by_id(dataset_id)
+        wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
+        await self._replan(f"lorashelf:dataset-jobs:{dataset_id}", wanted)
+
+    async def _file_jobs(self, file_id: int) -> None:
+        row = await ModelFile.get_or_none(id=file_id)
+        await self._replan(f"lorashelf:file-jobs:{file_id}", planned_file_jobs(row))
+
+    async def _guarded(
+        self, what: str, schedule: Callable[[int], Awaitable[None]], key: int
+    ) -> None:
         if time.monotonic() < self._down_until:
-            log.warning("Redis unavailable: dataset %s left to the sweep", dataset_id)
+            log.warning("Redis unavailable: %s left to the sweep", what)
             return
         try:
-            await asyncio.wait_for(self._schedule(dataset_id), timeout=SCHEDULE_TIMEOUT)
+            await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
         except Exception as exc:  # Redis down or slow: the sweep catches up later
             self._down_until = time.monotonic() + RETRY_AFTER
             log.warning(
-                "could not schedule retention jobs for dataset %s (%s); the sweep will do it",
-                dataset_id,
+                "could not schedule retention jobs for %s (%s); the sweep will do it",
+                what,
                 exc.__class__.__name__,
             )
             if self._pool is not None:
@@ -125,11 +158,10 @@ class ArqScheduler:
                 with contextlib.suppress(Exception):  # closing a broken connection
                     await pool.aclose()
 
-    async def _schedule(self, dataset_id: int) -> None:
-        row = await retention.dataset_by_id(dataset_id)
-        wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
+    async def _replan(self, index: str, wanted: list[PlannedJob]) -> None:
+        """Enqueue ``wanted`` (ids hold the due time: the same state twice is one job)
+        and remove the jobs of this object that are no longer wanted."""
         pool = await self._connect()
-        index = f"lorashelf:dataset-jobs:{dataset_id}"
         previous = {m.decode() for m in await pool.smembers(index)}  # type: ignore[misc]
         stale = previous - {job.job_id for job in wanted}
         if stale:

@@ -10,15 +10,16 @@ and changed only by conditional updates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from storage import notifications, retention
+from storage import files, headers, notifications, retention
 from storage.config import Settings
-from storage.models import DatasetStatus, DeletionReason, Visibility
+from storage.models import DatasetStatus, DeletionReason, ModelFile, TrainingDataset, Visibility
 from storage.runtime import Runtime
 
 log = logging.getLogger("lorashelf.jobs")
@@ -90,7 +91,7 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
     sent = None
     late = (now - due).total_seconds()
     timely = late <= reminder_grace(rt.settings)
-    if timely and rt.policy.sends(offset):
+    if timely and rt.policy.sends(offset, published=await retention.published(dataset)):
         sent = await notifications.record_reminder(dataset, offset=offset, now=now)
         await rt.deliver(sent)
     else:
@@ -98,6 +99,23 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
     if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due:
         await retention.advance_reminder(dataset, past=due, offsets=rt.policy.reminders)
     return sent is not None
+
+
+async def erase_header(ctx: Ctx, file_id: int) -> bool:
+    """Erase a weights file's withheld header keys once their window has ended: the
+    stored file becomes the public one. Returns whether this call finished it."""
+    rt = runtime_of(ctx)
+    now = rt.clock.now()
+    row = await ModelFile.get_or_none(id=file_id)
+    if row is not None and row.header_expires_at is not None:
+        early = (row.header_expires_at - now).total_seconds()
+        if 0 < early <= EARLY_TOLERANCE:
+            await asyncio.sleep(early)
+            now = rt.clock.now()
+    done = await headers.erase(rt, file_id, now=now)
+    if done:
+        log.info("file %s: withheld header keys erased", file_id)
+    return done
 
 
 async def _each(
@@ -123,7 +141,8 @@ async def _each(
 
 
 async def sweep(ctx: Ctx) -> dict[str, int]:
-    """The safety net: overdue expiries, due reminders, stuck deletions, abandoned uploads.
+    """The safety net: overdue expiries, due reminders, due header erasures, stuck
+    deletions and abandoned uploads (of datasets and weights files).
 
     Uses the indexes in bounded batches. Returns what it did, by kind.
     """
@@ -141,8 +160,16 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
     async def finish(dataset_id: int) -> bool:
         return await retention.complete_deletion(rt, dataset_id, now=now)
 
+    async def finish_file(file_id: int) -> bool:
+        return await files.complete_file_deletion(rt, file_id, now=now)
+
     async def discard(dataset_id: int) -> bool:
-        return await retention.discard_upload(dataset_id, now=now, older_than=STUCK_AFTER)
+        return await retention.discard_upload(
+            TrainingDataset, dataset_id, now=now, older_than=STUCK_AFTER
+        )
+
+    async def discard_file(file_id: int) -> bool:
+        return await retention.discard_upload(ModelFile, file_id, now=now, older_than=STUCK_AFTER)
 
     await _each(
         "expired",
@@ -150,19 +177,40 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
         lambda i: expire_dataset(ctx, i),
         counts,
     )
+    await _each(
+        "windows_repaired",
+        lambda: retention.windowless(limit=BATCH),
+        lambda i: retention.give_window(rt, i, now=now),
+        counts,
+    )
     await _each("reminded", lambda: retention.due_reminders(now, limit=BATCH), remind, counts)
     await _each(
-        "unstuck",
-        lambda: retention.stuck_deletions(now, older_than=STUCK_AFTER, limit=BATCH),
-        finish,
+        "headers_erased",
+        lambda: headers.due(now, limit=BATCH),
+        lambda i: erase_header(ctx, i),
         counts,
     )
-    await _each(
-        "abandoned",
-        lambda: retention.abandoned_uploads(now, older_than=STUCK_AFTER, limit=BATCH),
-        discard,
-        counts,
-    )
+    kinds: list[tuple[retention.Stored, str, Callable[[int], Awaitable[bool]], Any]] = [
+        (TrainingDataset, "", finish, discard),
+        (ModelFile, "files_", finish_file, discard_file),
+    ]
+    for model, prefix, finish_one, discard_one in kinds:
+        await _each(
+            f"{prefix}unstuck",
+            functools.partial(
+                retention.stuck_deletions, model, now, older_than=STUCK_AFTER, limit=BATCH
+            ),
+            finish_one,
+            counts,
+        )
+        await _each(
+            f"{prefix}abandoned",
+            functools.partial(
+                retention.abandoned_uploads, model, now, older_than=STUCK_AFTER, limit=BATCH
+            ),
+            discard_one,
+            counts,
+        )
     if counts:
         log.info("sweep: %s", dict(counts))
     return dict(counts)

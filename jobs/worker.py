@@ -84,6 +84,7 @@ def worker_settings(settings: Settings) -> type:
             "functions": [
                 job(tasks.expire_dataset, timeout=300),
                 job(tasks.send_reminder, timeout=60),
+                job(tasks.erase_header, timeout=300),
                 job(tasks.sweep, timeout=600),
                 job(tasks.collect_orphan_blobs, timeout=1800),
             ],

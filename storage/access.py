@@ -11,6 +11,10 @@ filters; nothing else decides visibility.
 - A training dataset is visible to its owner in every state (tombstones included);
   to anybody else only when it is PUBLIC, its bytes are AVAILABLE and its version is
   published. A private dataset is never visible to anybody but its owner.
+- A weights file is visible like its version, once its bytes are available; its
+  owner sees it in every state. The training-data keys of its header are visible to
+  everyone only while the version's dataset is PUBLIC; otherwise to the owner alone,
+  until they are erased (``sees_withheld_keys``).
 - Notifications and a dataset's history are their owner's only.
 - Only the owner changes anything.
 """
@@ -21,7 +25,7 @@ from datetime import datetime
 
 from tortoise.expressions import Q
 
-from storage.models import DatasetStatus, TrainingDataset, VersionStatus, Visibility
+from storage.models import DatasetStatus, ModelFile, TrainingDataset, VersionStatus, Visibility
 
 ViewerId = int | None
 
@@ -57,6 +61,17 @@ def visible_datasets_q(viewer: ViewerId) -> Q:
     return public | Q(owner_id=viewer)
 
 
+def visible_files_q(viewer: ViewerId) -> Q:
+    public = Q(
+        status=DatasetStatus.AVAILABLE,
+        version__status=VersionStatus.PUBLISHED,
+        version__deleted_at=None,
+    )
+    if viewer is None:
+        return public
+    return public | Q(owner_id=viewer)
+
+
 def visible_notifications_q(viewer: ViewerId) -> Q:
     return Q(user_id=viewer)  # NULL for anonymous: matches nothing
 
@@ -77,6 +92,10 @@ def owned_datasets_q(owner: int) -> Q:
     return Q(owner_id=owner)  # tombstones included: deleting one again is a no-op
 
 
+def owned_files_q(owner: int) -> Q:
+    return Q(owner_id=owner)
+
+
 def owned_notifications_q(owner: int) -> Q:
     return Q(user_id=owner)
 
@@ -93,3 +112,26 @@ def downloadable(dataset: TrainingDataset, now: datetime) -> bool:
     if dataset.status != DatasetStatus.AVAILABLE or dataset.blob_key is None:
         return False
     return dataset.expires_at is None or now < dataset.expires_at
+
+
+def dataset_is_public(dataset: TrainingDataset | None) -> bool:
+    """Whether a version's training dataset is shared: PUBLIC with its bytes available."""
+    return (
+        dataset is not None
+        and dataset.visibility == Visibility.PUBLIC
+        and dataset.status == DatasetStatus.AVAILABLE
+    )
+
+
+def sees_withheld_keys(
+    viewer: ViewerId, file: ModelFile, dataset: TrainingDataset | None, now: datetime
+) -> bool:
+    """Whether this viewer is shown a file's withheld header keys (and downloads the
+    original header): everyone while the version's dataset is public, else the owner
+    alone until the keys' window ends. Nobody once they are erased, or due to be.
+    ``dataset`` is the version's dataset as this viewer may see it."""
+    if not file.withheld_keys or file.header_erased_at is not None:
+        return False
+    if file.header_expires_at is not None and now >= file.header_expires_at:
+        return False
+    return dataset_is_public(dataset) or owns(viewer, file.owner_id)

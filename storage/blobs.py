@@ -59,6 +59,36 @@ class BlobStore(Protocol):
     async def remove_stale_temp_files(self, *, older_than: datetime) -> int: ...
 
 
+async def put(store: BlobStore, data: bytes) -> str:
+    """Store a small blob in one go; returns its key."""
+    writer = store.writer()
+    try:
+        await writer.write(data)
+        return await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+
+
+async def read_all(store: BlobStore, key: str) -> bytes:
+    """A small blob's bytes (a header): never call it for data."""
+    return b"".join([chunk async for chunk in store.read(key)])
+
+
+async def read_parts(
+    store: BlobStore, parts: list[tuple[str, int]], start: int, end: int
+) -> AsyncIterator[bytes]:
+    """Bytes ``start`` .. ``end`` (inclusive) of blobs laid end to end: ``parts`` is a
+    list of (key, size). A file served as a header followed by its data is read so."""
+    offset = 0
+    for key, size in parts:
+        first, last = max(start, offset), min(end, offset + size - 1)
+        if first <= last:
+            async for chunk in store.read(key, first - offset, last - offset):
+                yield chunk
+        offset += size
+
+
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore):
         self._store = store

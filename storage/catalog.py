@@ -8,23 +8,30 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from storage import access, events, lookups, retention
+from storage import access, events, files, headers, lookups, retention, search
 from storage.errors import InvalidState, NotFound, ServiceError
 from storage.models import (
+    BaseModel,
     DatasetStatus,
     DeletionReason,
     EventKind,
     LoraModel,
+    LoraType,
+    ModelFile,
+    ModelSort,
+    ModelTag,
     ModelVersion,
     TrainingDataset,
     VersionStatus,
     Visibility,
 )
-from storage.pages import Page, newest_first
+from storage.pages import Page, largest_first, newest_first
 from storage.runtime import Runtime
 
 NAME_MAX = 200
@@ -43,41 +50,88 @@ def _clean_name(raw: str, *, field: str = "name") -> str:
     return name
 
 
-async def create_model(
-    rt: Runtime, viewer: int | None, *, name: str, description: str
-) -> LoraModel:
-    owner = lookups.require_viewer(viewer)
-    clean = _clean_name(name)
-    if len(description) > DESCRIPTION_MAX:
+def _clean_description(raw: str) -> str:
+    if len(raw) > DESCRIPTION_MAX:
         raise ServiceError(
-            f"Description must be at most {DESCRIPTION_MAX} characters.",
+            f"Description must be at most {DESCRIPTION_MAX:,} characters.",
             field="description",
             code="DESCRIPTION_TOO_LONG",
         )
-    return await LoraModel.create(
-        owner_id=owner, name=clean, description=description.strip(), created_at=rt.clock.now()
-    )
+    return raw.strip()
 
 
-async def lock_draft(version_id: int) -> ModelVersion:
-    """Inside a transaction: the version, locked, still a live draft."""
-    version = await ModelVersion.select_for_update().get_or_none(id=version_id, deleted_at=None)
-    if version is None:
-        raise NotFound(lookups.VERSION.missing, field=lookups.VERSION.field)
-    if version.status != VersionStatus.DRAFT:
-        raise InvalidState(
-            "A published version's dataset cannot be replaced.",
-            field="versionId",
-            code="VERSION_PUBLISHED",
+async def create_model(
+    rt: Runtime,
+    viewer: int | None,
+    *,
+    name: str,
+    description: str,
+    type: LoraType = LoraType.LORA,
+    tags: list[str] | None = None,
+    nsfw: bool = False,
+) -> LoraModel:
+    owner = lookups.require_viewer(viewer)
+    clean = _clean_name(name)
+    text = _clean_description(description)
+    tag_list = search.clean_tags(tags or [])
+    async with in_transaction():
+        model = await LoraModel.create(
+            owner_id=owner,
+            name=clean,
+            description=text,
+            type=type,
+            nsfw=nsfw,
+            created_at=rt.clock.now(),
         )
-    return version
+        await search.set_tags(model.id, tag_list)
+    await search.refresh(model.id)
+    return await LoraModel.get(id=model.id)
+
+
+async def update_model(
+    rt: Runtime,
+    viewer: int | None,
+    *,
+    model_id: int | None,
+    name: str | None = None,
+    description: str | None = None,
+    type: LoraType | None = None,
+    tags: list[str] | None = None,
+    nsfw: bool | None = None,
+) -> LoraModel:
+    """Change a model's catalogue entry; what is not given stays as it is."""
+    model = await lookups.owned(lookups.MODEL, viewer, model_id)
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = _clean_name(name)
+    if description is not None:
+        changes["description"] = _clean_description(description)
+    if type is not None:
+        changes["type"] = type
+    if nsfw is not None:
+        changes["nsfw"] = nsfw
+    tag_list = search.clean_tags(tags) if tags is not None else None
+    async with in_transaction():
+        if changes:
+            await LoraModel.filter(id=model.id, deleted_at=None).update(**changes)
+        if tag_list is not None:
+            await search.set_tags(model.id, tag_list)
+    await search.refresh(model.id)
+    return await LoraModel.get(id=model.id)
 
 
 async def create_version(
-    rt: Runtime, viewer: int | None, *, model_id: int | None, name: str
+    rt: Runtime,
+    viewer: int | None,
+    *,
+    model_id: int | None,
+    name: str,
+    base_model: BaseModel,
+    trained_words: list[str] | None = None,
 ) -> ModelVersion:
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     clean = _clean_name(name)
+    words = search.clean_words(trained_words or [])
     async with in_transaction():  # not onto a model being deleted at this moment
         live = await LoraModel.select_for_update().filter(id=model.id, deleted_at=None).exists()
         if not live:
@@ -89,8 +143,37 @@ async def create_version(
                 code="TOO_MANY_VERSIONS",
             )
         return await ModelVersion.create(
-            model_id=model.id, owner_id=model.owner_id, name=clean, created_at=rt.clock.now()
+            model_id=model.id,
+            owner_id=model.owner_id,
+            name=clean,
+            base_model=base_model,
+            trained_words=words,
+            created_at=rt.clock.now(),
         )
+
+
+async def update_version(
+    rt: Runtime,
+    viewer: int | None,
+    *,
+    version_id: int | None,
+    name: str | None = None,
+    base_model: BaseModel | None = None,
+    trained_words: list[str] | None = None,
+) -> ModelVersion:
+    """Change a version's catalogue entry; what is not given stays as it is."""
+    version = await lookups.owned(lookups.VERSION, viewer, version_id)
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = _clean_name(name)
+    if base_model is not None:
+        changes["base_model"] = base_model
+    if trained_words is not None:
+        changes["trained_words"] = search.clean_words(trained_words)
+    if changes:
+        await ModelVersion.filter(id=version.id, deleted_at=None).update(**changes)
+        await search.refresh(version.model_id)
+    return await ModelVersion.get(id=version.id)
 
 
 async def publish_version(
@@ -117,6 +200,21 @@ async def publish_version(
                 field="versionId",
                 code="UPLOAD_INCOMPLETE",
             )
+        weights = await ModelFile.filter(version_id=version.id).exclude(
+            status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED)
+        )
+        if any(f.status != DatasetStatus.AVAILABLE for f in weights):
+            raise InvalidState(
+                "A weights file has not finished uploading: finish or delete it first.",
+                field="versionId",
+                code="UPLOAD_INCOMPLETE",
+            )
+        if not weights:
+            raise InvalidState(
+                "Upload at least one weights file (safetensors) before publishing.",
+                field="versionId",
+                code="NO_FILES",
+            )
         await LoraModel.filter(id=version.model_id, published_at=None).update(published_at=now)
         if dataset is not None and dataset.status == DatasetStatus.AVAILABLE:
             window = rt.policy.window_for(
@@ -126,6 +224,8 @@ async def publish_version(
             await events.record(dataset.id, EventKind.PUBLISHED, now)
     if dataset is not None:
         await rt.scheduler.dataset_changed(dataset.id)
+    await headers.refresh(rt, version.id)
+    await search.refresh(version.model_id)
     await version.refresh_from_db()
     return version
 
@@ -147,22 +247,25 @@ async def _claim_datasets(dataset_ids: list[int], *, now: datetime) -> None:
 async def delete_version(
     rt: Runtime, viewer: int | None, *, version_id: int | None
 ) -> ModelVersion:
-    """Delete a version; its dataset's bytes go now, leaving the owner a tombstone."""
+    """Delete a version; its dataset's and files' bytes go now, leaving the owner
+    tombstones."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
     now = rt.clock.now()
-    async with in_transaction():  # the version goes and its dataset is claimed, or neither
+    async with in_transaction():  # the version goes and its bytes are claimed, or neither
         await ModelVersion.filter(id=version.id, deleted_at=None).update(deleted_at=now)
         ids = [d.id for d in await TrainingDataset.filter(version_id=version.id).only("id")]
         await _claim_datasets(ids, now=now)
+        file_ids = await files.claim_files([version.id], now=now)
         await _refresh_published(version.model_id)
     # A crash from here on is finished by the sweep, which completes stuck claims.
-    await retention.delete_claimed(rt, ids, now=now)
+    await _delete_claimed(rt, ids, file_ids, now=now)
+    await search.refresh(version.model_id)
     await version.refresh_from_db()
     return version
 
 
 async def delete_model(rt: Runtime, viewer: int | None, *, model_id: int | None) -> LoraModel:
-    """Delete a model and its versions; their datasets' bytes go now."""
+    """Delete a model and its versions; their datasets' and files' bytes go now."""
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     now = rt.clock.now()
     async with in_transaction():  # everything is marked and claimed, or nothing
@@ -171,9 +274,19 @@ async def delete_model(rt: Runtime, viewer: int | None, *, model_id: int | None)
         rows = await TrainingDataset.filter(version__model_id=model.id).only("id")
         ids = [d.id for d in rows]
         await _claim_datasets(ids, now=now)
-    await retention.delete_claimed(rt, ids, now=now)
+        versions = await ModelVersion.filter(model_id=model.id).only("id")
+        file_ids = await files.claim_files([v.id for v in versions], now=now)
+    await _delete_claimed(rt, ids, file_ids, now=now)
     await model.refresh_from_db()
     return model
+
+
+async def _delete_claimed(
+    rt: Runtime, dataset_ids: list[int], file_ids: list[int], *, now: datetime
+) -> None:
+    await retention.delete_claimed(rt, dataset_ids, now=now)
+    for file_id in file_ids:
+        await files.complete_file_deletion(rt, file_id, now=now)
 
 
 # Batched loads and listings ----------------------------------------------------
@@ -190,10 +303,49 @@ async def versions_by_model_ids(
     return grouped
 
 
+@dataclass(frozen=True)
+class CatalogueFilter:
+    """What a catalogue listing is narrowed to (every part optional)."""
+
+    owner_id: int | None = None
+    query: str | None = None
+    tag: str | None = None
+    base_model: BaseModel | None = None
+    type: LoraType | None = None
+    include_nsfw: bool = False
+
+
 async def models_page(
-    *, viewer: int | None, owner_id: int | None = None, first: int | None, after: str | None
+    *,
+    viewer: int | None,
+    narrow: CatalogueFilter | None = None,
+    sort: ModelSort = ModelSort.NEWEST,
+    first: int | None,
+    after: str | None,
 ) -> Page[LoraModel]:
+    """Models the viewer may see, narrowed and sorted; keyset-paged, one query a page.
+
+    NSFW models are left out unless asked for, except the viewer's own.
+    """
+    narrow = narrow or CatalogueFilter()
     query = LoraModel.filter(access.visible_models_q(viewer))
-    if owner_id is not None:
-        query = query.filter(owner_id=owner_id)
+    if narrow.owner_id is not None:
+        query = query.filter(owner_id=narrow.owner_id)
+    if not narrow.include_nsfw:
+        query = query.filter(Q(nsfw=False) | Q(owner_id=viewer) if viewer else Q(nsfw=False))
+    if narrow.type is not None:
+        query = query.filter(type=narrow.type)
+    if narrow.tag is not None:
+        tag = search.clean_tags([narrow.tag])
+        tagged = ModelTag.filter(tag=tag[0] if tag else "").values("model_id")
+        query = query.filter(id__in=Subquery(tagged))
+    if narrow.base_model is not None:
+        versions = ModelVersion.filter(
+            access.visible_versions_q(viewer), base_model=narrow.base_model
+        ).values("model_id")
+        query = query.filter(id__in=Subquery(versions))
+    if narrow.query:
+        query = query.filter(search.matching(narrow.query))
+    if sort == ModelSort.MOST_DOWNLOADED:
+        return await largest_first(query, "download_count", first=first, after=after)
     return await newest_first(query, first=first, after=after)

@@ -130,6 +130,15 @@ def parse_origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+def parse_names(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of names (e.g. metadata keys); empty means none."""
+    names = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+    for item in names:
+        if len(item) > 256 or not item.isprintable():
+            raise ConfigError(f"{name}: {item[:40]!r} is not a usable name")
+    return names
+
+
 def parse_database_url(name: str, raw: str) -> str:
     url = raw.strip()
     if not re.match(r"^(sqlite|postgres|postgresql|asyncpg)://", url):
@@ -229,6 +238,13 @@ VARIABLES: tuple[Variable, ...] = (
         "reminders before deletion, same format, comma-separated; empty for none",
     ),
     Variable(
+        "draft_retention",
+        "LORASHELF_DRAFT_RETENTION",
+        parse_duration,
+        "30d",
+        "lifetime of a private dataset whose version is never published, from its upload",
+    ),
+    Variable(
         "sweep_interval",
         "LORASHELF_SWEEP_INTERVAL",
         parse_sweep_interval,
@@ -240,7 +256,22 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_MAX_DATASET_BYTES",
         parse_size,
         "2GiB",
-        "upload size limit: plain bytes or `500MB`, `2GiB`",
+        "dataset upload size limit: plain bytes or `500MB`, `2GiB`",
+    ),
+    Variable(
+        "max_model_file_bytes",
+        "LORASHELF_MAX_MODEL_FILE_BYTES",
+        parse_size,
+        "2GiB",
+        "weights file size limit, same format",
+    ),
+    Variable(
+        "private_header_keys",
+        "LORASHELF_PRIVATE_HEADER_KEYS",
+        parse_names,
+        "",
+        "more safetensors `__metadata__` keys to treat as training data, comma-separated",
+        shown_default="empty",
     ),
     Variable(
         "cors_origins",
@@ -269,7 +300,7 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_BLOB_URL",
         parse_blob_url,
         None,
-        "where dataset bytes live (only `file://` in this version)",
+        "where dataset and weights file bytes live (only `file://` in this version)",
         shown_default="`file://<data dir>/blobs`",
     ),
     Variable(
@@ -381,7 +412,7 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_MAX_BYTES_PER_USER",
         parse_size,
         "50GiB",
-        "bytes a user's datasets hold",
+        "bytes a user's datasets and weights files hold together",
         table="limits",
     ),
 )
@@ -427,8 +458,11 @@ class Settings:
     secret_key: str
     private_retention: int
     reminders: tuple[int, ...]
+    draft_retention: int
     sweep_interval: int
     max_dataset_bytes: int
+    max_model_file_bytes: int
+    private_header_keys: tuple[str, ...]
     cors_origins: tuple[str, ...]
     introspection: bool
     graphiql: bool

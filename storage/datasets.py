@@ -8,21 +8,17 @@ the scheduler themselves about every change to a dataset.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
-import unicodedata
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tortoise.expressions import Q
-from tortoise.functions import Count, Sum
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from storage import access, events, lookups, retention
+from storage import access, events, headers, lookups, retention, uploads
 from storage.archives import ArchiveRejected, check_archive
-from storage.catalog import lock_draft
 from storage.errors import InvalidState, ServiceError
 from storage.models import (
     DatasetStatus,
@@ -35,19 +31,11 @@ from storage.models import (
     Visibility,
 )
 from storage.pages import Page, soonest_expiry_first
+from storage.policy import NO_WINDOW
 from storage.runtime import Runtime
+from storage.uploads import UploadRejected
 
-FILENAME_MAX = 200
-UPLOAD_HEARTBEAT = 30  # seconds between refreshes of an upload's claim while bytes arrive
 LIVE = retention.LIVE
-
-
-class UploadRejected(ServiceError):
-    """An upload ``PUT`` refused; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, *, code: str, status: int):
-        super().__init__(message, code=code)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -60,28 +48,6 @@ class UploadRequest:
     owns_rights: bool | None
 
 
-def clean_filename(raw: str) -> str:
-    """A display name: last path component, no control characters, bounded length.
-
-    It is only ever shown; blob keys are generated and never derived from it.
-    """
-    name = re.split(r"[\\/]", raw)[-1]
-    name = "".join(
-        c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] != "C"
-    )
-    name = name.strip().strip(".").strip()
-    if not name:
-        raise ServiceError("Filename must not be empty.", field="filename", code="INVALID_FILENAME")
-    if len(name) > FILENAME_MAX:
-        stem, dot, ext = name.rpartition(".")
-        name = (
-            (stem[: FILENAME_MAX - len(ext) - 1] + dot + ext)
-            if dot and len(ext) < 16
-            else name[:FILENAME_MAX]
-        )
-    return name
-
-
 def _require_rights(visibility: Visibility, owns_rights: bool | None) -> None:
     if visibility == Visibility.PUBLIC and owns_rights is not True:
         raise ServiceError(
@@ -92,48 +58,23 @@ def _require_rights(visibility: Visibility, owns_rights: bool | None) -> None:
         )
 
 
-def _bytes(count: int) -> str:
-    """``1,000 bytes``; past a KiB also in binary units: ``53,687,091,200 bytes (50 GiB)``."""
-    text = f"{count:,} byte{'' if count == 1 else 's'}"
-    if count < 1024:
-        return text
-    value, units = count / 1024, ["KiB", "MiB", "GiB", "TiB"]
-    while value >= 1024 and len(units) > 1:
-        value, units = value / 1024, units[1:]
-    return f"{text} ({value:.3g} {units[0]})"
-
-
 async def _check_quota(rt: Runtime, owner_id: int, *, replacing_version: int, size: int) -> None:
-    """Refuse a new dataset that would take the owner past a quota.
-
-    The quotas (number of datasets, total bytes) count every dataset that is not
-    ``DELETED``; the version's own dataset is left out, since a new upload either
-    replaces it (still pending) or is refused (``DATASET_EXISTS``).
-    """
+    """Refuse a new dataset that would take the owner past a quota: the number of
+    datasets kept, and the bytes of datasets and weights files together."""
     limits = rt.settings.limits
-    usage = (
-        await TrainingDataset.filter(owner_id=owner_id)
-        .exclude(status=DatasetStatus.DELETED)
-        .exclude(version_id=replacing_version)
-        .annotate(count=Count("id"), used=Sum("size_bytes"))
-        .values("count", "used")
-    )
-    count = int(usage[0]["count"] or 0) if usage else 0
-    used = int(usage[0]["used"] or 0) if usage else 0
+    count, _ = await uploads.dataset_usage(owner_id, replacing_version=replacing_version)
     if count + 1 > limits.max_datasets_per_user:
         raise ServiceError(
             f"You have {count:,} dataset{'' if count == 1 else 's'}; an account may keep at "
             f"most {limits.max_datasets_per_user:,}. Delete one to make room.",
             code="QUOTA_DATASETS",
         )
-    if used + size > limits.max_bytes_per_user:
-        left = max(limits.max_bytes_per_user - used, 0)
-        raise ServiceError(
-            f"Your datasets use {_bytes(used)} of your {_bytes(limits.max_bytes_per_user)}; "
-            f"{_bytes(size)} more would not fit ({_bytes(left)} left).",
-            field="sizeBytes",
-            code="QUOTA_BYTES",
-        )
+    await uploads.check_byte_quota(
+        owner_id,
+        adding=size,
+        limit=limits.max_bytes_per_user,
+        replacing_dataset_of=replacing_version,
+    )
 
 
 async def start_upload(
@@ -142,17 +83,11 @@ async def start_upload(
     """Record a dataset awaiting its bytes; return it and the single-use upload nonce."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
     if version.status != VersionStatus.DRAFT:
-        await lock_draft(version.id)  # raises VERSION_PUBLISHED
+        await lookups.locked_draft(version.id)  # raises VERSION_PUBLISHED
     size = request.size_bytes
-    if size <= 0:
-        raise ServiceError("sizeBytes must be positive.", field="sizeBytes", code="INVALID_SIZE")
-    max_bytes = rt.settings.max_dataset_bytes
-    if size > max_bytes:
-        raise ServiceError(
-            f"Datasets may be at most {max_bytes} bytes.", field="sizeBytes", code="TOO_LARGE"
-        )
+    uploads.check_size(size, limit=rt.settings.max_dataset_bytes, what="Datasets")
     _require_rights(request.visibility, request.owns_rights)
-    name = clean_filename(request.filename)
+    name = uploads.clean_filename(request.filename)
     nonce = secrets.token_urlsafe(24)
     now = rt.clock.now()
     fields: dict[str, Any] = {
@@ -167,7 +102,7 @@ async def start_upload(
         "expires_at": None,
     }
     async with in_transaction():
-        await lock_draft(version.id)  # checked again: a publish or delete may have won
+        await lookups.locked_draft(version.id)  # checked again: a publish or delete may have won
         # One start at a time per owner (SQLite transactions are serialised anyway).
         await User.select_for_update().filter(id=version.owner_id).first()
         await _check_quota(rt, version.owner_id, replacing_version=version.id, size=size)
@@ -207,47 +142,17 @@ async def receive_upload(
     is refreshed, so only a stalled upload counts as abandoned.
     """
     clock, blobs = rt.clock, rt.blobs
-    now = clock.now()
-    claimed = await TrainingDataset.filter(
-        id=dataset_id,
-        upload_nonce=nonce,
-        status=DatasetStatus.PENDING_UPLOAD,
-        upload_expires_at__gt=now,
-    ).update(status=DatasetStatus.UPLOADING, upload_nonce=None, claimed_at=now)
-    if not claimed:
-        row = await retention.dataset_by_id(dataset_id)
-        if row is None or row.status in (DatasetStatus.DELETING, DatasetStatus.DELETED):
-            raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
-        if row.upload_nonce == nonce:
-            raise UploadRejected(
-                "This upload URL has expired.", code="UPLOAD_URL_EXPIRED", status=410
-            )
-        raise UploadRejected(
-            "This upload URL has already been used.", code="UPLOAD_URL_USED", status=410
-        )
-    dataset = await TrainingDataset.get(id=dataset_id)
+    dataset = await uploads.claim(TrainingDataset, dataset_id, nonce, clock.now())
     writer = blobs.writer()
-    last_beat = now
+    heartbeat = uploads.Heartbeat(TrainingDataset, dataset_id, clock)
     try:
         async for chunk in chunks:
             if writer.size + len(chunk) > dataset.size_bytes:
-                raise UploadRejected(
-                    f"The body is longer than the declared {dataset.size_bytes} bytes.",
-                    code="SIZE_MISMATCH",
-                    status=413,
-                )
+                raise uploads.too_long(dataset.size_bytes)
             await writer.write(chunk)
-            if (clock.now() - last_beat).total_seconds() >= UPLOAD_HEARTBEAT:
-                last_beat = clock.now()
-                await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
-                    claimed_at=last_beat
-                )
+            await heartbeat.beat()
         if writer.size != dataset.size_bytes:
-            raise UploadRejected(
-                f"The body has {writer.size} bytes, not the declared {dataset.size_bytes}.",
-                code="SIZE_MISMATCH",
-                status=400,
-            )
+            raise uploads.too_short(writer.size, dataset.size_bytes)
         await writer.seal()
         try:
             await asyncio.to_thread(
@@ -258,9 +163,7 @@ async def receive_upload(
         key = await writer.commit()
     except BaseException:
         await writer.abort()
-        await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
-            status=DatasetStatus.PENDING_UPLOAD, claimed_at=None
-        )
+        await uploads.release(TrainingDataset, dataset_id)
         raise
     now = clock.now()
     finished = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
@@ -274,8 +177,24 @@ async def receive_upload(
         await blobs.delete(key)
         raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
     await events.record(dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}")
+    await _open_draft_window(rt, dataset_id, now=now)
     await rt.scheduler.dataset_changed(dataset_id)
+    await headers.refresh(rt, dataset.version_id)
     return await TrainingDataset.get(id=dataset_id)
+
+
+async def _open_draft_window(rt: Runtime, dataset_id: int, *, now: datetime) -> None:
+    """A private dataset's bytes arrived while its version is a draft: it lives at most
+    the draft lifetime from now (publishing opens the normal window instead)."""
+    window = rt.policy.window_for(private=True, published=False, start=now)
+    drafts = ModelVersion.filter(status=VersionStatus.DRAFT, deleted_at=None).values("id")
+    await TrainingDataset.filter(
+        id=dataset_id,
+        status=DatasetStatus.AVAILABLE,
+        visibility=Visibility.PRIVATE,
+        expires_at=None,
+        version_id__in=Subquery(drafts),
+    ).update(**window.fields())
 
 
 async def set_visibility(
@@ -302,14 +221,16 @@ async def set_visibility(
     # published version without a window.
     async with in_transaction():
         version = await ModelVersion.select_for_update().get(id=dataset.version_id)
-        window = rt.policy.window_for(
-            private=visibility == Visibility.PRIVATE,
-            published=version.status == VersionStatus.PUBLISHED,
-            start=now,
-        )
+        window = NO_WINDOW
+        if dataset.status == DatasetStatus.AVAILABLE:  # pending: the window opens on upload
+            window = rt.policy.window_for(
+                private=visibility == Visibility.PRIVATE,
+                published=version.status == VersionStatus.PUBLISHED,
+                start=now,
+            )
         still_live = Q(expires_at=None) | Q(expires_at__gt=now)
         changed = await TrainingDataset.filter(
-            still_live, id=dataset.id, status__in=LIVE, visibility=dataset.visibility
+            still_live, id=dataset.id, status=dataset.status, visibility=dataset.visibility
         ).update(visibility=visibility, **window.fields())
         if not changed:
             raise InvalidState(
@@ -320,6 +241,7 @@ async def set_visibility(
         kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
         await events.record(dataset.id, kind, now)
     await rt.scheduler.dataset_changed(dataset.id)
+    await headers.refresh(rt, dataset.version_id)
     return await TrainingDataset.get(id=dataset.id)
 
 

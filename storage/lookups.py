@@ -20,8 +20,16 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 
 from storage import access
-from storage.errors import NotFound, Unauthenticated
-from storage.models import LoraModel, ModelVersion, Notification, TrainingDataset, User
+from storage.errors import InvalidState, NotFound, Unauthenticated
+from storage.models import (
+    LoraModel,
+    ModelFile,
+    ModelVersion,
+    Notification,
+    TrainingDataset,
+    User,
+    VersionStatus,
+)
 
 M = TypeVar("M", bound=Model)
 
@@ -63,6 +71,14 @@ DATASET: Kind[TrainingDataset] = Kind(
     "No such training dataset.",
     "datasetId",
 )
+FILE: Kind[ModelFile] = Kind(
+    "ModelFile",
+    ModelFile,
+    access.visible_files_q,
+    access.owned_files_q,
+    "No such model file.",
+    "fileId",
+)
 NOTIFICATION: Kind[Notification] = Kind(
     "Notification",
     Notification,
@@ -100,3 +116,17 @@ async def owned(kind: Kind[M], viewer: access.ViewerId, pk: int | None) -> M:
     if row is None:
         raise NotFound(kind.missing, field=kind.field)
     return row
+
+
+async def locked_draft(version_id: int) -> ModelVersion:
+    """Inside a transaction: the version, locked, still a live draft."""
+    version = await ModelVersion.select_for_update().get_or_none(id=version_id, deleted_at=None)
+    if version is None:
+        raise NotFound(VERSION.missing, field=VERSION.field)
+    if version.status != VersionStatus.DRAFT:
+        raise InvalidState(
+            "This version is published: its dataset and files can no longer change.",
+            field="versionId",
+            code="VERSION_PUBLISHED",
+        )
+    return version

@@ -33,6 +33,35 @@ class DeletionReason(StrEnum):
     MODEL_DELETED = "MODEL_DELETED"
 
 
+class LoraType(StrEnum):
+    """What kind of low-rank adapter a model is."""
+
+    LORA = "LORA"
+    LOCON = "LOCON"
+    DORA = "DORA"
+
+
+class BaseModel(StrEnum):
+    """The base checkpoint a version was trained for."""
+
+    SD_1_5 = "SD_1_5"
+    SD_2_1 = "SD_2_1"
+    SDXL_1_0 = "SDXL_1_0"
+    PONY = "PONY"
+    ILLUSTRIOUS = "ILLUSTRIOUS"
+    SD_3_5 = "SD_3_5"
+    FLUX_1_D = "FLUX_1_D"
+    FLUX_1_S = "FLUX_1_S"
+    OTHER = "OTHER"
+
+
+class ModelSort(StrEnum):
+    """How the catalogue is ordered."""
+
+    NEWEST = "NEWEST"
+    MOST_DOWNLOADED = "MOST_DOWNLOADED"
+
+
 class NotificationKind(StrEnum):
     DATASET_EXPIRING = "DATASET_EXPIRING"
     DATASET_DELETED = "DATASET_DELETED"
@@ -47,6 +76,7 @@ class EventKind(StrEnum):
     DOWNLOADED = "DOWNLOADED"
     REMINDED = "REMINDED"
     DELETED = "DELETED"
+    HEADER_ERASED = "HEADER_ERASED"
 
 
 class User(Model):
@@ -86,11 +116,34 @@ class LoraModel(Model):
     # Set while at least one version is published: the model is public then.
     published_at = fields.DatetimeField(null=True)
     deleted_at = fields.DatetimeField(null=True)
+    type = fields.CharEnumField(LoraType, max_length=16, default=LoraType.LORA)
+    nsfw = fields.BooleanField(default=False)
+    download_count = fields.BigIntField(default=0)
+    # What catalogue search matches: public text only (name, description, tags, the
+    # trained words of published versions, the owner's name); kept by storage.search.
+    search_text = fields.TextField(default="")
 
     owner_id: int
 
     class Meta:
         table = "lora_models"
+        indexes = (Index(fields=("download_count", "id"), name="model_downloads"),)
+
+
+class ModelTag(Model):
+    id = fields.IntField(primary_key=True)
+    model: fields.ForeignKeyRelation[LoraModel] = fields.ForeignKeyField(
+        "models.LoraModel", related_name="tag_rows", on_delete=fields.CASCADE
+    )
+    tag = fields.CharField(max_length=32)
+    position = fields.SmallIntField(default=0)
+
+    model_id: int
+
+    class Meta:
+        table = "model_tags"
+        unique_together = (("model", "tag"),)
+        indexes = (Index(fields=("tag", "model"), name="tag_models"),)
 
 
 class ModelVersion(Model):
@@ -106,12 +159,16 @@ class ModelVersion(Model):
     published_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
     deleted_at = fields.DatetimeField(null=True)
+    base_model = fields.CharEnumField(BaseModel, max_length=16, default=BaseModel.OTHER)
+    trained_words: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    download_count = fields.BigIntField(default=0)
 
     model_id: int
     owner_id: int
 
     class Meta:
         table = "model_versions"
+        indexes = (Index(fields=("model", "base_model"), name="version_base_model"),)
 
 
 class TrainingDataset(Model):
@@ -195,3 +252,79 @@ class DatasetEvent(Model):
 
     class Meta:
         table = "dataset_events"
+
+
+class ModelFile(Model):
+    """A weights file (safetensors) of a model version.
+
+    The bytes live in three blobs: the header as uploaded (``header_key``), the header
+    without the withheld training-data keys (``public_header_key``; the same blob when
+    nothing was withheld) and the tensor data (``data_key``). A download is a header
+    followed by the data. Withheld values are never stored in the database: only in
+    the original header blob, which is deleted at ``header_expires_at``.
+    """
+
+    id = fields.IntField(primary_key=True)
+    version: fields.ForeignKeyRelation[ModelVersion] = fields.ForeignKeyField(
+        "models.ModelVersion", related_name="files", on_delete=fields.CASCADE
+    )
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="model_files", on_delete=fields.CASCADE
+    )
+    filename = fields.CharField(max_length=255)
+    size_bytes = fields.BigIntField()  # as uploaded
+    status = fields.CharEnumField(DatasetStatus, max_length=16)
+    primary = fields.BooleanField(default=False)
+    upload_nonce = fields.CharField(max_length=64, null=True)
+    upload_expires_at = fields.DatetimeField(null=True)
+    claimed_at = fields.DatetimeField(null=True)
+    header_key = fields.CharField(max_length=64, null=True)
+    public_header_key = fields.CharField(max_length=64, null=True)
+    data_key = fields.CharField(max_length=64, null=True)
+    header_size = fields.BigIntField(null=True)
+    public_header_size = fields.BigIntField(null=True)
+    # Hashes, lower-case hex: of the file as uploaded, of the file without the withheld
+    # keys, and of the tensor data (the same for both).
+    sha256 = fields.CharField(max_length=64, null=True, db_index=True)
+    auto_v2 = fields.CharField(max_length=10, null=True, db_index=True)
+    public_sha256 = fields.CharField(max_length=64, null=True, db_index=True)
+    public_auto_v2 = fields.CharField(max_length=10, null=True, db_index=True)
+    auto_v3 = fields.CharField(max_length=64, null=True, db_index=True)
+    public_metadata: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    withheld_keys: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    # When the original header (with the withheld keys) is erased; null: never.
+    header_expires_at = fields.DatetimeField(null=True)
+    header_erased_at = fields.DatetimeField(null=True)
+    network_module = fields.CharField(max_length=256, null=True)
+    network_dim = fields.IntField(null=True)
+    network_alpha = fields.FloatField(null=True)
+    base_model_version = fields.CharField(max_length=256, null=True)
+    modelspec_architecture = fields.CharField(max_length=256, null=True)
+    algo = fields.CharField(max_length=256, null=True)
+    suggested_base_model = fields.CharEnumField(BaseModel, max_length=16, null=True)
+    suggested_type = fields.CharEnumField(LoraType, max_length=16, null=True)
+    created_at = fields.DatetimeField()
+    uploaded_at = fields.DatetimeField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+    deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
+
+    version_id: int
+    owner_id: int
+
+    class Meta:
+        table = "model_files"
+        indexes = (
+            Index(fields=("version", "id"), name="file_version"),
+            Index(fields=("status", "header_expires_at"), name="file_status_header"),
+            Index(fields=("owner", "status"), name="file_owner"),
+        )
+
+
+class CountedDownload(Model):
+    """A download link whose full download was counted (once per link)."""
+
+    link = fields.CharField(max_length=32, primary_key=True)
+    at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "counted_downloads"

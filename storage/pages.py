@@ -48,9 +48,12 @@ def decode_position(cursor: str) -> str:
     return value
 
 
+MAX_KEY = 2**63 - 1  # the largest key a database column holds
+
+
 def cursor_number(value: str) -> int:
-    """A whole number from a cursor: ASCII digits, at most 19 of them."""
-    if not (value.isascii() and value.isdigit() and len(value) <= 19):
+    """A whole number from a cursor: ASCII digits, within a 64-bit column's range."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_KEY:
         raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
     return int(value)
 
@@ -78,6 +81,25 @@ async def newest_first(query: QuerySet[M], *, first: int | None, after: str | No
         return Page([], False)
     rows = await query.order_by("-id").limit(size + 1)
     return Page(rows[:size], len(rows) > size)
+
+
+async def largest_first(
+    query: QuerySet[M], field: str, *, first: int | None, after: str | None
+) -> Page[M]:
+    """Rows by a whole-number column, largest first, ties newest first: keyset-paged on
+    (field, id), one query per page."""
+    size = page_size(first)
+    if after is not None:
+        value_text, _, pk_text = decode_position(after).partition(".")
+        value, pk = cursor_number(value_text), cursor_number(pk_text)
+        below: dict[str, Any] = {f"{field}__lt": value}
+        tied: dict[str, Any] = {field: value, "id__lt": pk}
+        query = query.filter(Q(**below) | Q(**tied))
+    position: Callable[[M], str] = lambda row: f"{getattr(row, field)}.{row.pk}"  # noqa: E731
+    if size == 0:
+        return Page([], False, position)
+    rows = await query.order_by(f"-{field}", "-id").limit(size + 1)
+    return Page(rows[:size], len(rows) > size, position)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -17,22 +17,26 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from storage import events, notifications
+from storage import events, headers, notifications
 from storage.models import (
     DatasetStatus,
     DeletionReason,
     EventKind,
+    ModelFile,
+    ModelVersion,
     Notification,
     TrainingDataset,
+    VersionStatus,
     Visibility,
 )
+from storage.policy import LIVE as LIVE
 from storage.policy import next_reminder
 from storage.runtime import Runtime
 
-LIVE = (DatasetStatus.PENDING_UPLOAD, DatasetStatus.UPLOADING, DatasetStatus.AVAILABLE)
+Stored = type[TrainingDataset] | type[ModelFile]  # what holds uploaded bytes
 
 
-async def _ids(query: QuerySet[TrainingDataset]) -> list[int]:
+async def _ids(query: QuerySet[TrainingDataset] | QuerySet[ModelFile]) -> list[int]:
     return [row.id for row in await query.only("id")]
 
 
@@ -40,6 +44,12 @@ async def dataset_by_id(dataset_id: int) -> TrainingDataset | None:
     """A dataset row whatever its state, for the retention machinery (never for a viewer:
     viewers go through :mod:`storage.lookups`)."""
     return await TrainingDataset.get_or_none(id=dataset_id)
+
+
+async def published(dataset: TrainingDataset) -> bool:
+    """Whether the dataset's version is published (its window is then the private
+    retention, else the draft lifetime)."""
+    return await ModelVersion.filter(id=dataset.version_id, status=VersionStatus.PUBLISHED).exists()
 
 
 # Deletion ----------------------------------------------------------------------
@@ -102,6 +112,7 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
             notice = await notifications.record_deletion(dataset, now=now)
     await rt.deliver(notice)
     await rt.scheduler.dataset_changed(dataset_id)
+    await headers.refresh(rt, dataset.version_id)
     return True
 
 
@@ -121,14 +132,49 @@ async def overdue_expiries(now: datetime, *, limit: int) -> list[int]:
     return await _ids(rows)
 
 
-async def stuck_deletions(now: datetime, *, older_than: int, limit: int) -> list[int]:
+async def stuck_deletions(
+    model: Stored, now: datetime, *, older_than: int, limit: int
+) -> list[int]:
+    """Datasets or files claimed for deletion that a crashed process left unfinished."""
     cutoff = now - timedelta(seconds=older_than)
     rows = (
-        TrainingDataset.filter(status=DatasetStatus.DELETING, claimed_at__lte=cutoff)
+        model.filter(status=DatasetStatus.DELETING, claimed_at__lte=cutoff)
         .order_by("claimed_at")
         .limit(limit)
     )
     return await _ids(rows)
+
+
+async def windowless(*, limit: int) -> list[int]:
+    """Private datasets with their bytes but no window: a state no service leaves behind,
+    repaired by the sweep (a window is never left open-ended)."""
+    rows = (
+        TrainingDataset.filter(
+            status=DatasetStatus.AVAILABLE, visibility=Visibility.PRIVATE, expires_at=None
+        )
+        .order_by("id")
+        .limit(limit)
+    )
+    return await _ids(rows)
+
+
+async def give_window(rt: Runtime, dataset_id: int, *, now: datetime) -> bool:
+    """Repair a windowless private dataset: a full window from now (the draft lifetime
+    for a draft). Returns whether it was needed."""
+    dataset = await dataset_by_id(dataset_id)
+    if dataset is None:
+        return False
+    window = rt.policy.window_for(private=True, published=await published(dataset), start=now)
+    fixed = await TrainingDataset.filter(
+        id=dataset_id,
+        status=DatasetStatus.AVAILABLE,
+        visibility=Visibility.PRIVATE,
+        expires_at=None,
+    ).update(**window.fields())
+    if fixed:
+        await rt.scheduler.dataset_changed(dataset_id)
+        await headers.refresh(rt, dataset.version_id)
+    return bool(fixed)
 
 
 # Reminders ---------------------------------------------------------------------
@@ -164,29 +210,38 @@ def _abandoned(now: datetime, older_than: int) -> Q:
     )
 
 
-async def abandoned_uploads(now: datetime, *, older_than: int, limit: int) -> list[int]:
+async def abandoned_uploads(
+    model: Stored, now: datetime, *, older_than: int, limit: int
+) -> list[int]:
     """Uploads whose URL expired with no bytes, or whose PUT died mid-way."""
-    rows = TrainingDataset.filter(_abandoned(now, older_than)).order_by("id").limit(limit)
+    rows = model.filter(_abandoned(now, older_than)).order_by("id").limit(limit)
     return await _ids(rows)
 
 
-async def discard_upload(dataset_id: int, *, now: datetime, older_than: int) -> bool:
-    """Forget a dataset record whose bytes never arrived. Safe to rerun."""
-    deleted = await TrainingDataset.filter(_abandoned(now, older_than), id=dataset_id).delete()
+async def discard_upload(model: Stored, pk: int, *, now: datetime, older_than: int) -> bool:
+    """Forget a record whose bytes never arrived. Safe to rerun."""
+    deleted = await model.filter(_abandoned(now, older_than), id=pk).delete()
     return deleted > 0
 
 
 async def referenced_blob_keys(keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` a dataset or a weights file still refers to."""
     wanted = list(keys)
-    found = await TrainingDataset.filter(blob_key__in=wanted).values_list("blob_key", flat=True)
-    return {str(k) for k in found if k is not None}
+    found: set[str] = set()
+    rows = await TrainingDataset.filter(blob_key__in=wanted).values_list("blob_key", flat=True)
+    found.update(str(k) for k in rows if k is not None)
+    for column in ("header_key", "public_header_key", "data_key"):
+        rows = await ModelFile.filter(**{f"{column}__in": wanted}).values_list(column, flat=True)
+        found.update(str(k) for k in rows if k is not None)
+    return found
 
 
 # The embedded runner's alarm clock ---------------------------------------------
 
 
 async def next_due(now: datetime) -> datetime | None:
-    """The earliest instant at which an expiry or a reminder falls due (maybe past)."""
+    """The earliest instant at which an expiry, a reminder or a header erasure falls
+    due (maybe past)."""
     available = TrainingDataset.filter(status=DatasetStatus.AVAILABLE)
     expiry = (
         await available.filter(visibility=Visibility.PRIVATE, expires_at__isnull=False)
@@ -196,11 +251,17 @@ async def next_due(now: datetime) -> datetime | None:
     reminder = (
         await available.filter(next_reminder_at__isnull=False).order_by("next_reminder_at").first()
     )
+    header = (
+        await ModelFile.filter(status=DatasetStatus.AVAILABLE, header_expires_at__isnull=False)
+        .order_by("header_expires_at")
+        .first()
+    )
     candidates = [
         t
         for t in (
             expiry.expires_at if expiry else None,
             reminder.next_reminder_at if reminder else None,
+            header.header_expires_at if header else None,
         )
         if t is not None
     ]

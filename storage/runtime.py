@@ -27,6 +27,10 @@ class Scheduler(Protocol):
         """
         ...
 
+    async def file_changed(self, file_id: int) -> None:
+        """(Re)schedule the erasure of this weights file's withheld header keys."""
+        ...
+
 
 class Notifier(Protocol):
     async def deliver(self, notification: Notification) -> None:
@@ -38,6 +42,9 @@ class NoScheduler:
     """Schedules nothing: the sweep alone does the work (tools, jobs and some tests)."""
 
     async def dataset_changed(self, dataset_id: int) -> None:
+        return None
+
+    async def file_changed(self, file_id: int) -> None:
         return None
 
 

@@ -1,11 +1,23 @@
-"""Signed upload and download URLs (itsdangerous, HMAC with constant-time checks)."""
+"""Signed upload and download URLs (itsdangerous, HMAC with constant-time checks).
+
+A token names the kind of object (a training dataset ``"d"`` or a weights file
+``"f"``), its key and, for an upload, the single-use nonce; a download token also
+names the viewer it was minted for, when it expires, and a random link id (one
+download link, however many ranged requests it serves).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
+
+Kind = Literal["d", "f"]
+DATASET: Kind = "d"
+FILE: Kind = "f"
 
 
 class BadToken(Exception):
@@ -13,41 +25,61 @@ class BadToken(Exception):
 
 
 @dataclass(frozen=True)
+class UploadGrant:
+    kind: Kind
+    object_id: int
+    nonce: str
+
+
+@dataclass(frozen=True)
 class DownloadGrant:
-    dataset_id: int
+    kind: Kind
+    object_id: int
     viewer: int | None
     expires: int  # unix seconds
+    link: str = field(default_factory=lambda: secrets.token_hex(16))
+
+
+def _kind(value: object) -> Kind:
+    if value == DATASET:
+        return DATASET
+    if value == FILE:
+        return FILE
+    raise BadToken("unknown kind")
 
 
 class Signer:
     def __init__(self, secret_key: str):
-        self._upload = URLSafeSerializer(secret_key, salt="lorashelf.upload")
-        self._download = URLSafeSerializer(secret_key, salt="lorashelf.download")
+        self._upload = URLSafeSerializer(secret_key, salt="lorashelf.upload.v2")
+        self._download = URLSafeSerializer(secret_key, salt="lorashelf.download.v2")
 
-    def upload_token(self, dataset_id: int, nonce: str) -> str:
-        return str(self._upload.dumps([dataset_id, nonce]))
+    def upload_token(self, grant: UploadGrant) -> str:
+        return str(self._upload.dumps([grant.kind, grant.object_id, grant.nonce]))
 
-    def read_upload_token(self, token: str) -> tuple[int, str]:
+    def read_upload_token(self, token: str) -> UploadGrant:
         try:
-            dataset_id, nonce = self._upload.loads(token)
+            kind, object_id, nonce = self._upload.loads(token)
         except (BadSignature, ValueError, TypeError):
             raise BadToken("invalid upload token") from None
-        if not isinstance(dataset_id, int) or not isinstance(nonce, str):
+        if not isinstance(object_id, int) or not isinstance(nonce, str):
             raise BadToken("invalid upload token")
-        return dataset_id, nonce
+        return UploadGrant(_kind(kind), object_id, nonce)
 
     def download_token(self, grant: DownloadGrant) -> str:
-        return str(self._download.dumps([grant.dataset_id, grant.viewer, grant.expires]))
+        payload = [grant.kind, grant.object_id, grant.viewer, grant.expires, grant.link]
+        return str(self._download.dumps(payload))
 
     def read_download_token(self, token: str, *, now: datetime) -> DownloadGrant:
         try:
-            dataset_id, viewer, expires = self._download.loads(token)
+            kind, object_id, viewer, expires, link = self._download.loads(token)
         except (BadSignature, ValueError, TypeError):
             raise BadToken("invalid download token") from None
-        if not isinstance(dataset_id, int) or not isinstance(expires, int):
+        if not isinstance(object_id, int) or not isinstance(expires, int):
             raise BadToken("invalid download token")
         if viewer is not None and not isinstance(viewer, int):
             raise BadToken("invalid download token")
+        if not isinstance(link, str) or len(link) != 32:
+            raise BadToken("invalid download token")
         if now.timestamp() >= expires:
             raise BadToken("expired download token")
-        return DownloadGrant(dataset_id, viewer, expires)
+        return DownloadGrant(_kind(kind), object_id, viewer, expires, link)

@@ -41,6 +41,22 @@ class MutableClock:
         self._now = when
 
 
+def make_safetensors(
+    metadata: dict[str, str] | None = None, tensors: dict[str, Any] | None = None
+) -> bytes:
+    """A real safetensors file, written by the ``safetensors`` package."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    if tensors is None:
+        tensors = {
+            "lora_unet_down.lora_down.weight": np.arange(16, dtype=np.float16).reshape(4, 4),
+            "lora_unet_down.lora_up.weight": np.ones((4, 2), dtype=np.float32),
+        }
+    data: bytes = save(tensors, metadata=metadata)
+    return data
+
+
 def make_zip(files: dict[str, bytes] | None = None) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -60,6 +76,16 @@ def blob_files(root: Path) -> set[Path]:
     if not root.exists():
         return set()
     return {p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(root).parts}
+
+
+def dataset_blobs(root: Path) -> set[Path]:
+    """The committed blobs that hold a dataset (a zip archive), not a weights file's."""
+    found = set()
+    for path in blob_files(root):
+        with path.open("rb") as handle:
+            if handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
+                found.add(path)
+    return found
 
 
 def raw_id(global_id: str, type_name: str = "TrainingDataset") -> int:
@@ -192,12 +218,14 @@ class Api:
         model_id: str = payload["model"]["id"]
         return model_id
 
-    async def create_version(self, owner: Person, model_id: str, name: str = "v1") -> str:
+    async def create_version(
+        self, owner: Person, model_id: str, name: str = "v1", base_model: str = "SDXL_1_0"
+    ) -> str:
         payload = await self.mutate(
             "createModelVersion",
             "mutation($i: CreateModelVersionInput!) { createModelVersion(input: $i) "
             "{ version { id } userErrors { code } } }",
-            {"i": {"modelId": model_id, "name": name}},
+            {"i": {"modelId": model_id, "name": name, "baseModel": base_model}},
             owner.token,
         )
         version_id: str = payload["version"]["id"]
@@ -247,7 +275,49 @@ class Api:
         dataset_id: str = payload["dataset"]["id"]
         return dataset_id
 
-    async def publish(self, owner: Person, version_id: str) -> dict[str, Any]:
+    async def start_file_upload(
+        self, owner: Person, version_id: str, size: int, filename: str = "lora.safetensors"
+    ) -> dict[str, Any]:
+        """Returns the raw payload (file, uploadUrl, userErrors)."""
+        data = await self.gql(
+            "mutation($i: StartModelFileUploadInput!) { startModelFileUpload(input: $i) "
+            "{ file { id status } uploadUrl userErrors { field code message } } }",
+            {"i": {"versionId": version_id, "filename": filename, "sizeBytes": size}},
+            owner.token,
+        )
+        payload: dict[str, Any] = data["startModelFileUpload"]
+        return payload
+
+    async def upload_file(
+        self,
+        owner: Person,
+        version_id: str,
+        body: bytes | None = None,
+        filename: str = "lora.safetensors",
+    ) -> str:
+        """A weights file uploaded completely; returns its global ID."""
+        content = body if body is not None else make_safetensors()
+        payload = await self.start_file_upload(owner, version_id, len(content), filename)
+        assert payload["userErrors"] == [], payload["userErrors"]
+        response = await self.put(payload["uploadUrl"], content)
+        assert response.status_code == 200, response.text
+        file_id: str = payload["file"]["id"]
+        return file_id
+
+    async def publish(
+        self, owner: Person, version_id: str, *, with_file: bool = True
+    ) -> dict[str, Any]:
+        """Publish a draft; unless told not to, first give it a weights file if it has
+        none (publishing needs one)."""
+        if with_file:
+            files = await self.gql(
+                "query($id: ID!) { node(id: $id) { ... on ModelVersion { files { id } } } }",
+                {"id": version_id},
+                owner.token,
+            )
+            node = files["node"]
+            if node is not None and not node["files"]:
+                await self.upload_file(owner, version_id)
         payload = await self.mutate(
             "publishModelVersion",
             "mutation($i: PublishModelVersionInput!) { publishModelVersion(input: $i) "

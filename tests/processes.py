@@ -412,6 +412,22 @@ class Owner:
         )["model"]["id"]
         return model_id
 
+    def upload_weights(self, version_id: str, body: bytes | None = None) -> str:
+        """A weights file (a real safetensors file) uploaded to a draft; its ID."""
+        from tests.conftest import make_safetensors
+
+        content = body if body is not None else make_safetensors()
+        started = self.mutate(
+            "startModelFileUpload",
+            "mutation($i: StartModelFileUploadInput!) { startModelFileUpload(input: $i) "
+            "{ file { id } uploadUrl userErrors { code message } } }",
+            {"i": {"versionId": version_id, "filename": "lora.safetensors", "sizeBytes": len(content)}},
+        )
+        put = httpx.put(started["uploadUrl"], content=content, timeout=10)
+        assert put.status_code == 200, put.text
+        file_id: str = started["file"]["id"]
+        return file_id
+
     def publish_private_dataset(
         self, model_id: str | None = None, version: str = "v1", body: bytes | None = None
     ) -> Published:
@@ -421,8 +437,9 @@ class Owner:
             "createModelVersion",
             "mutation($i: CreateModelVersionInput!) { createModelVersion(input: $i) "
             "{ version { id } userErrors { code message } } }",
-            {"i": {"modelId": model_id, "name": version}},
+            {"i": {"modelId": model_id, "name": version, "baseModel": "SDXL_1_0"}},
         )["version"]["id"]
+        self.upload_weights(version_id)
         content = body if body is not None else zip_bytes({"images/cat.txt": b"meow" * 500})
         started = self.mutate(
             "startDatasetUpload",

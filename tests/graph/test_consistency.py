@@ -41,9 +41,10 @@ async def datasets_of(api: Api, owner: Person) -> list[dict[str, Any]]:
 async def test_publish_and_upload_at_once_never_leave_a_windowless_private_dataset(
     api: Api, publish_first: bool
 ) -> None:
-    # given a draft without a dataset
+    # given a draft with a weights file but without a dataset
     owner = await api.sign_up()
     version_id = await api.create_version(owner, await api.create_model(owner))
+    await api.upload_file(owner, version_id)
     publish = api.gql(PUBLISH, {"i": {"versionId": version_id}}, owner.token)
     start = api.gql(
         START,
@@ -69,9 +70,10 @@ async def test_publish_and_upload_at_once_never_leave_a_windowless_private_datas
 
 
 async def test_making_private_while_publishing_always_opens_a_window(api: Api) -> None:
-    # given a public dataset on a draft
+    # given a public dataset on a draft (with its weights file)
     owner = await api.sign_up()
     _, version_id, dataset_id = await api.model_with_dataset(owner, "PUBLIC", publish=False)
+    await api.upload_file(owner, version_id)
     # when it is made private while the version is published
     await asyncio.gather(
         api.gql(
@@ -125,7 +127,7 @@ async def test_a_model_has_a_bounded_number_of_versions(api: Api) -> None:
     document = (
         "mutation { "
         + " ".join(
-            f'v{i}: createModelVersion(input: {{modelId: "{model_id}", name: "v{i}"}}) '
+            f'v{i}: createModelVersion(input: {{modelId: "{model_id}", name: "v{i}", baseModel: SDXL_1_0}}) '
             "{ userErrors { code } }"
             for i in range(25)
         )
@@ -138,7 +140,7 @@ async def test_a_model_has_a_bounded_number_of_versions(api: Api) -> None:
     payload = await api.gql(
         "mutation($i: CreateModelVersionInput!) { createModelVersion(input: $i) "
         "{ version { id } userErrors { field code } } }",
-        {"i": {"modelId": model_id, "name": "one too many"}},
+        {"i": {"modelId": model_id, "name": "one too many", "baseModel": "SDXL_1_0"}},
         owner.token,
     )
     # then it is refused

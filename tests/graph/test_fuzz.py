@@ -55,7 +55,7 @@ from graph import ids
 from graph.app import create_app
 from jobs.scheduler import NoScheduler
 from storage.config import load_settings
-from tests.conftest import make_zip
+from tests.conftest import make_safetensors, make_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("LORASHELF_FUZZ_EXAMPLES", "") or 300)
@@ -136,7 +136,8 @@ class Target:
             {"n": f"Cats {n}"},
         )["createModel"]["model"]["id"]
         new_version = (
-            "mutation($m: ID!, $n: String!) { createModelVersion(input: {modelId: $m, name: $n}) "
+            "mutation($m: ID!, $n: String!) { createModelVersion(input: "
+            "{modelId: $m, name: $n, baseModel: SDXL_1_0}) "
             "{ version { id } userErrors { code } } }"
         )
         version = self.post(new_version, {"m": model, "n": "v1"})["createModelVersion"]["version"]
@@ -148,6 +149,14 @@ class Target:
             {"v": version["id"], "s": len(content)},
         )["startDatasetUpload"]
         put = self.client.put(started["uploadUrl"], data=content)
+        assert put.status_code == 200, put.text
+        weights = make_safetensors({"ss_tag_frequency": '{"cats": {"cat": 3}}'})
+        file = self.post(
+            "mutation($v: ID!, $s: BigInt!) { startModelFileUpload(input: {versionId: $v, "
+            'filename: "cats.safetensors", sizeBytes: $s}) { uploadUrl userErrors { code } } }',
+            {"v": version["id"], "s": len(weights)},
+        )["startModelFileUpload"]
+        put = self.client.put(file["uploadUrl"], data=weights)
         assert put.status_code == 200, put.text
         self.post(
             "mutation($v: ID!) { publishModelVersion(input: {versionId: $v}) "

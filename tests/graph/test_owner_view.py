@@ -11,7 +11,16 @@ import pytest
 from graph import ids
 from jobs.tasks import expire_dataset, send_reminder
 from storage.config import Settings
-from tests.conftest import Api, MutableClock, Person, at, blob_files, raw_id, set_visibility
+from tests.conftest import (
+    Api,
+    MutableClock,
+    Person,
+    at,
+    blob_files,
+    dataset_blobs,
+    raw_id,
+    set_visibility,
+)
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
@@ -145,21 +154,21 @@ async def test_my_datasets_soonest_expiry_first_then_newest(api: Api, clock: Mut
     assert listed(connection) == [
         shelf["early"],
         shelf["late"],
+        shelf["draft"],  # a never-published private dataset expires too (the draft lifetime)
         shelf["pending"],
-        shelf["draft"],
         shelf["public"],
     ]
     shown = [(e["node"]["status"], e["node"]["visibility"]) for e in connection["edges"]]
     assert shown == [
         ("AVAILABLE", "PRIVATE"),
         ("AVAILABLE", "PRIVATE"),
-        ("PENDING_UPLOAD", "PRIVATE"),
         ("AVAILABLE", "PRIVATE"),
+        ("PENDING_UPLOAD", "PRIVATE"),
         ("AVAILABLE", "PUBLIC"),
     ]
     expiries = [e["node"]["expiresAt"] for e in connection["edges"]]
-    assert at(expiries[0]) < at(expiries[1])
-    assert expiries[2:] == [None, None, None]
+    assert at(expiries[0]) < at(expiries[1]) < at(expiries[2])
+    assert expiries[3:] == [None, None]
     assert connection["pageInfo"]["hasNextPage"] is False
 
 
@@ -229,8 +238,8 @@ async def test_the_order_follows_the_expiry_each_dataset_shows(
     assert (deleted["status"], deleted["expiresAt"]) == ("DELETED", None)
     assert [n["id"] for n in nodes] == [
         shelf["late"],
-        shelf["pending"],
         shelf["draft"],
+        shelf["pending"],
         shelf["public"],
         shelf["early"],
     ]
@@ -270,12 +279,12 @@ async def test_deleting_a_version_deletes_its_dataset_now(
     v2 = await api.create_version(alice, model_id, "v2")
     public = await api.upload(alice, v2, "PUBLIC")
     await api.publish(alice, v2)
-    assert len(blob_files(settings.blob_dir)) == 2
+    assert len(dataset_blobs(settings.blob_dir)) == 2
     clock.advance(10)
     # when she deletes v2
     await api.mutate("deleteModelVersion", DELETE_VERSION, {"i": {"versionId": v2}}, alice.token)
     # then its dataset's bytes are gone now, with a tombstone for her only
-    assert len(blob_files(settings.blob_dir)) == 1
+    assert len(dataset_blobs(settings.blob_dir)) == 1
     view = await dataset(api, public, alice)
     assert view is not None
     assert (view["status"], view["deletionReason"], view["downloadUrl"]) == (
@@ -327,7 +336,7 @@ async def test_deleting_a_model_deletes_all_its_datasets_now(
         shelf.append(await api.upload(alice, version_id, visibility))
         if publish:
             await api.publish(alice, version_id)
-    assert len(blob_files(settings.blob_dir)) == 3
+    assert len(dataset_blobs(settings.blob_dir)) == 3
     clock.advance(10)
     # when she deletes the model
     await api.mutate("deleteModel", DELETE_MODEL, {"i": {"modelId": model_id}}, alice.token)
@@ -382,7 +391,7 @@ async def test_deleting_someone_elses_model_or_version_is_not_found(
         (e["field"], e["code"]) for e in as_bob["version"]["deleteModelVersion"]["userErrors"]
     ] == [("versionId", "NOT_FOUND")]
     # and nothing was deleted
-    assert len(blob_files(settings.blob_dir)) == 1
+    assert len(dataset_blobs(settings.blob_dir)) == 1
     view = await dataset(api, dataset_id, alice)
     assert view is not None and view["status"] == "AVAILABLE"
     assert await models_listed(api, None) == [model_id]

@@ -231,7 +231,7 @@ MUTATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "model",
         "mutation($i: CreateModelVersionInput!) { createModelVersion(input: $i) "
         "{ version { id } userErrors { field message code } } }",
-        {"name": "v2"},
+        {"name": "v2", "baseModel": "SDXL_1_0"},
     ),
 }
 ID_FIELD = {"dataset": "datasetId", "version": "versionId", "model": "modelId"}

@@ -79,7 +79,7 @@ async def test_byte_quota(api: Api) -> None:
     assert errors(payload) == [("sizeBytes", "QUOTA_BYTES")]
     message = payload["userErrors"][0]["message"]
     assert message == (
-        "Your datasets use 600 bytes of your 1,000 bytes; 401 bytes more would not fit "
+        "Your datasets and files use 600 bytes of your 1,000 bytes; 401 bytes more would not fit "
         "(400 bytes left)."
     )
     assert [d["sizeBytes"] for d in await live_datasets(api, alice)] == [600]
@@ -205,6 +205,6 @@ async def test_byte_quota_beyond_32_bits_reads_in_binary_units(api: Api) -> None
     # then the refusal counts exactly and reads in GiB
     assert errors(payload) == [("sizeBytes", "QUOTA_BYTES")]
     assert payload["userErrors"][0]["message"] == (
-        "Your datasets use 2,147,483,648 bytes (2 GiB) of your 3,221,225,472 bytes (3 GiB); "
+        "Your datasets and files use 2,147,483,648 bytes (2 GiB) of your 3,221,225,472 bytes (3 GiB); "
         "2,147,483,648 bytes (2 GiB) more would not fit (1,073,741,824 bytes (1 GiB) left)."
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import make_zip
+from tests.conftest import make_safetensors, make_zip
 from tests.processes import serve
 
 
@@ -50,8 +50,8 @@ def test_first_start_with_no_configuration_serves_the_walkthrough(tmp_path: Path
         )["createModel"]["model"]["id"]
         version = gql(
             server.url,
-            'mutation($m: ID!) { createModelVersion(input: {modelId: $m, name: "v1"}) '
-            "{ version { id } } }",
+            "mutation($m: ID!) { createModelVersion(input: "
+            '{modelId: $m, name: "v1", baseModel: SDXL_1_0}) { version { id } } }',
             {"m": model},
             alice,
         )["createModelVersion"]["version"]["id"]
@@ -66,6 +66,15 @@ def test_first_start_with_no_configuration_serves_the_walkthrough(tmp_path: Path
         )["startDatasetUpload"]
         put = httpx.put(started["uploadUrl"], content=body)
         assert put.status_code == 200
+        weights = make_safetensors()
+        file = gql(
+            server.url,
+            "mutation($v: ID!, $s: BigInt!) { startModelFileUpload(input: {versionId: $v, "
+            'filename: "cats.safetensors", sizeBytes: $s}) { uploadUrl } }',
+            {"v": version, "s": len(weights)},
+            alice,
+        )["startModelFileUpload"]
+        assert httpx.put(file["uploadUrl"], content=weights).status_code == 200
         published = gql(
             server.url,
             "mutation($v: ID!) { publishModelVersion(input: {versionId: $v}) "

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.config import Settings
-from tests.conftest import Api, MutableClock, Person, at
+from tests.conftest import Api, MutableClock, Person, at, dataset_blobs
 
 DATASET = (
     "query($id: ID!) { node(id: $id) { ... on TrainingDataset { id status visibility "
@@ -52,7 +51,8 @@ async def test_publishing_starts_the_private_window(api: Api, clock: MutableCloc
     model_id = await api.create_model(owner)
     version_id = await api.create_version(owner, model_id)
     dataset_id = await api.upload(owner, version_id, "PRIVATE")
-    assert (await dataset(api, dataset_id, owner) or {})["expiresAt"] is None
+    draft_expiry = (await dataset(api, dataset_id, owner) or {})["expiresAt"]
+    assert at(draft_expiry) == clock.now() + timedelta(days=30)  # the draft lifetime
     clock.advance(5 * 86400)
     # when
     version = await api.publish(owner, version_id)
@@ -163,7 +163,7 @@ async def test_delete_removes_the_bytes_and_leaves_a_tombstone(
     # given a private published dataset whose bytes are on disk
     owner = await api.sign_up()
     _, _, dataset_id = await api.model_with_dataset(owner, "PRIVATE")
-    blobs = [p for p in Path(settings.blob_dir).rglob("*") if p.is_file()]
+    blobs = sorted(dataset_blobs(settings.blob_dir))
     assert len(blobs) == 1
     url = (await dataset(api, dataset_id, owner) or {})["downloadUrl"]
     clock.advance(60)

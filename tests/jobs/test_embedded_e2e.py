@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import blob_files
+from tests.conftest import dataset_blobs
 from tests.processes import (
     Owner,
     now_utc,
@@ -48,7 +48,7 @@ def test_serve_alone_reminds_then_deletes_when_the_window_ends(tmp_path: Path) -
         owner = Owner.sign_up(server.url)
         published = owner.publish_private_dataset()
         assert published.expires_at - published.published_at == timedelta(seconds=4)
-        assert len(blob_files(data_dir / "blobs")) == 1
+        assert len(dataset_blobs(data_dir / "blobs")) == 1
         assert httpx.get(published.download_url, timeout=10).status_code == 200
 
         # then the owner is reminded before the deletion, not before the reminder is due
@@ -64,7 +64,7 @@ def test_serve_alone_reminds_then_deletes_when_the_window_ends(tmp_path: Path) -
         late = (parse_time(tombstone["deletedAt"]) - published.expires_at).total_seconds()
         assert 0 <= late < 1.5, f"deleted {late:.3f}s after expiresAt"
         # the bytes are gone, and so is the old download URL
-        assert blob_files(data_dir / "blobs") == set()
+        assert dataset_blobs(data_dir / "blobs") == set()
         assert httpx.get(published.download_url, timeout=10).status_code == 404
 
         # and the owner got exactly one deletion notice and one reminder
@@ -85,7 +85,7 @@ def test_a_restarted_server_deletes_what_expired_while_it_was_down(tmp_path: Pat
         # when the server dies (SIGKILL: no shutdown code runs) before the window ends
         first.kill()
         assert now_utc() < published.expires_at
-    assert len(blob_files(data_dir / "blobs")) == 1
+    assert len(dataset_blobs(data_dir / "blobs")) == 1
 
     # and it stays down until the window has ended
     sleep_until(published.expires_at, extra=0.3)
@@ -100,7 +100,7 @@ def test_a_restarted_server_deletes_what_expired_while_it_was_down(tmp_path: Pat
         deleted_at = parse_time(tombstone["deletedAt"])
         assert published.expires_at < deleted_at
         assert (deleted_at - healthy).total_seconds() < 3
-        assert blob_files(data_dir / "blobs") == set()
+        assert dataset_blobs(data_dir / "blobs") == set()
         assert httpx.get(f"{second.url}{old_download}", timeout=10).status_code == 404
         time.sleep(0.5)
         assert len(owner.notifications_about(published.dataset_id, "DATASET_DELETED")) == 1
@@ -119,7 +119,7 @@ def test_a_deletion_that_cannot_finish_never_shows_a_half_tombstone(tmp_path: Pa
         # (its file is replaced by a directory: unlink fails, even for root)
         owner = Owner.sign_up(server.url)
         published = owner.publish_private_dataset()
-        [blob] = blob_files(data_dir / "blobs")
+        [blob] = dataset_blobs(data_dir / "blobs")
         blob.unlink()
         blob.mkdir()
         (blob / "stuck").write_bytes(b"x")

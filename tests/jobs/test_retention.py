@@ -30,6 +30,7 @@ from tests.conftest import (
     Person,
     at,
     blob_files,
+    dataset_blobs,
     make_zip,
     raw_id,
     set_visibility,
@@ -69,13 +70,13 @@ async def test_expiry_before_the_window_ends_changes_nothing(
     # given a private dataset published now, a second before its window ends
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    files = blob_files(settings.blob_dir)
+    files = dataset_blobs(settings.blob_dir)
     clock.advance(RETENTION - 1)
     # when
     done = await expire_dataset(ctx, raw_id(dataset_id))
     # then
     assert done is False
-    assert blob_files(settings.blob_dir) == files and len(files) == 1
+    assert dataset_blobs(settings.blob_dir) == files and len(files) == 1
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "AVAILABLE"
     assert view["deletedAt"] is None and view["deletionReason"] is None
@@ -88,13 +89,13 @@ async def test_expiry_at_the_exact_instant_deletes_bytes_and_leaves_a_tombstone(
     # given a private dataset whose window ends exactly now
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    assert len(blob_files(settings.blob_dir)) == 1
+    assert len(dataset_blobs(settings.blob_dir)) == 1
     clock.advance(RETENTION)
     # when
     done = await expire_dataset(ctx, raw_id(dataset_id))
     # then the bytes are gone and the owner sees a tombstone
     assert done is True
-    assert blob_files(settings.blob_dir) == set()
+    assert dataset_blobs(settings.blob_dir) == set()
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "DELETED"
     assert at(view["deletedAt"]) == clock.now()
@@ -153,7 +154,7 @@ async def test_concurrent_expiries_delete_once(
     )
     # then exactly one of them wrote the tombstone
     assert sorted(results) == [False, True]
-    assert blob_files(settings.blob_dir) == set()
+    assert dataset_blobs(settings.blob_dir) == set()
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "DELETED"
     assert kinds(view["events"]).count("DELETED") == 1
@@ -185,7 +186,7 @@ async def test_rerun_after_a_crash_between_blob_deletion_and_tombstone_converges
 ) -> None:
     # given a deletion that crashed half-way: claimed (DELETING) and bytes gone
     owner, dataset_id = await given_crash_after_blob_deletion(api, clock, store)
-    assert blob_files(settings.blob_dir) == set()
+    assert dataset_blobs(settings.blob_dir) == set()
     # the half-done deletion (DELETING) already reads as DELETED
     assert (await owner_view(api, owner, dataset_id))["status"] == "DELETED"
     assert await notifications_of(api, owner) == []
@@ -228,14 +229,15 @@ async def test_sweep_finishes_a_stuck_deletion_only_after_the_claim_is_old(
     assert await sweep(ctx) == {}
 
 
-@pytest.mark.parametrize("state", ["public", "draft", "made public before expiry"])
+@pytest.mark.parametrize("state", ["public", "public draft", "made public before expiry"])
 async def test_datasets_without_a_window_are_never_expired(
     api: Api, clock: MutableClock, ctx: Ctx, settings: Settings, state: str
 ) -> None:
-    # given a dataset that is public, on a draft, or made public within its window
+    # given a dataset that is public, public on a draft, or made public within its window
+    # (a private draft's dataset has a window of its own: tests/jobs/test_draft_lifetime.py)
     owner = await api.sign_up()
-    visibility = "PUBLIC" if state == "public" else "PRIVATE"
-    _, _, dataset_id = await api.model_with_dataset(owner, visibility, publish=state != "draft")
+    visibility = "PRIVATE" if state == "made public before expiry" else "PUBLIC"
+    _, _, dataset_id = await api.model_with_dataset(owner, visibility, publish=state != "public draft")
     if state == "made public before expiry":
         clock.advance(RETENTION - 1)
         await set_visibility(api, owner, dataset_id, "PUBLIC")
@@ -246,7 +248,7 @@ async def test_datasets_without_a_window_are_never_expired(
     # then the dataset is untouched
     assert expired is False
     assert swept == {}
-    assert len(blob_files(settings.blob_dir)) == 1
+    assert len(dataset_blobs(settings.blob_dir)) == 1
     view = await owner_view(api, owner, dataset_id)
     assert (view["status"], view["expiresAt"], view["deletedAt"]) == ("AVAILABLE", None, None)
     assert view["downloadUrl"] is not None
@@ -425,7 +427,7 @@ async def test_private_public_private_starts_a_new_window(
     # then the dataset is still there; only the new window's 30 s reminder (12:00:50) is due
     assert await sweep(ctx) == {"reminded": 1}
     assert (await owner_view(api, owner, dataset_id))["status"] == "AVAILABLE"
-    assert len(blob_files(settings.blob_dir)) == 1
+    assert len(dataset_blobs(settings.blob_dir)) == 1
     # when the new expiry comes
     clock.set(new_expiry)
     assert await expire_dataset(ctx, pk) is True
@@ -433,7 +435,7 @@ async def test_private_public_private_starts_a_new_window(
     view = await owner_view(api, owner, dataset_id)
     assert (view["status"], view["deletionReason"]) == ("DELETED", "EXPIRED")
     assert at(view["deletedAt"]) == new_expiry
-    assert blob_files(settings.blob_dir) == set()
+    assert dataset_blobs(settings.blob_dir) == set()
     assert kinds(view["events"]) == [
         "UPLOAD_STARTED",
         "UPLOADED",
@@ -485,7 +487,7 @@ async def test_one_sweep_does_all_the_overdue_work(
     assert [n["kind"] for n in await notifications_of(api, stuck_owner)] == ["DATASET_DELETED"]
     notices = await notifications_of(api, owner)
     assert sorted(n["kind"] for n in notices) == ["DATASET_DELETED"] * 3 + ["DATASET_EXPIRING"]
-    assert len(blob_files(settings.blob_dir)) == 1  # only the reminded dataset's bytes are left
+    assert len(dataset_blobs(settings.blob_dir)) == 1  # only the reminded dataset's bytes are left
     # and the abandoned upload is gone
     listed = (await api.gql(VIEWER_DATASETS, token=owner.token))["viewer"]["trainingDatasets"]
     listed_ids = [e["node"]["id"] for e in listed["edges"]]
@@ -542,13 +544,13 @@ async def test_a_sweep_works_through_more_than_one_batch(
         version_id = await api.create_version(owner, model_id, f"v{n}")
         await api.upload(owner, version_id, "PRIVATE")
         await api.publish(owner, version_id)
-    assert len(blob_files(settings.blob_dir)) == count
+    assert len(dataset_blobs(settings.blob_dir)) == count
     clock.advance(RETENTION)
     # when one sweep runs
     counts = await sweep(ctx)
     # then all of them are deleted
     assert counts == {"expired": count}
-    assert blob_files(settings.blob_dir) == set()
+    assert dataset_blobs(settings.blob_dir) == set()
     unread = await api.gql("{ viewer { unreadNotificationCount } }", token=owner.token)
     assert unread["viewer"]["unreadNotificationCount"] == count
     assert await sweep(ctx) == {}
@@ -560,10 +562,12 @@ async def test_a_sweep_works_through_more_than_one_batch(
 async def test_orphan_blobs_and_stale_temp_files_are_collected(
     api: Api, clock: MutableClock, ctx: Ctx, store: LocalBlobStore, settings: Settings
 ) -> None:
-    # given a dataset's blob (referenced), written long ago
+    # given a dataset's blob and its version's weights file blobs (referenced), written
+    # long ago
     owner = await api.sign_up()
     await given_private_published(api, owner)
-    (referenced,) = blob_files(settings.blob_dir)
+    referenced = blob_files(settings.blob_dir)
+    assert len(dataset_blobs(settings.blob_dir)) == 1 and len(referenced) > 1
     written = clock.now().timestamp()
 
     async def orphan() -> str:
@@ -576,7 +580,7 @@ async def test_orphan_blobs_and_stale_temp_files_are_collected(
     # and a temp file left by a dead upload, written then too
     stale_temp = store.tmp_dir / "dead.part"
     stale_temp.write_bytes(b"partial")
-    for path in (referenced, old_orphan, stale_temp):
+    for path in (*referenced, old_orphan, stale_temp):
         os.utime(path, (written, written))
     # and, an hour and a minute later, a fresh orphan and a fresh temp file
     clock.advance(ORPHAN_AGE + 60)
@@ -592,9 +596,9 @@ async def test_orphan_blobs_and_stale_temp_files_are_collected(
     assert removed == 2
     assert not old_orphan.exists()
     assert not stale_temp.exists()
-    assert referenced.exists()
+    assert all(path.exists() for path in referenced)
     assert young_orphan.exists()
     assert young_temp.exists()
-    assert blob_files(settings.blob_dir) == {referenced, young_orphan}
+    assert blob_files(settings.blob_dir) == referenced | {young_orphan}
     # and a second run finds nothing
     assert await collect_orphan_blobs(ctx) == 0

@@ -45,19 +45,19 @@ async def test_nothing_is_planned_for_no_dataset(database: None, clock: MutableC
     assert planned_jobs(None, reminders=REMINDERS, now=clock.now()) == []
 
 
-@pytest.mark.parametrize("state", ["public", "private draft", "pending upload", "deleted"])
+@pytest.mark.parametrize("state", ["public", "public draft", "pending upload", "deleted"])
 async def test_nothing_is_planned_without_a_private_window(
     api: Api, clock: MutableClock, state: str
 ) -> None:
-    # given a dataset that is public, on a draft, still uploading, or deleted
+    # given a dataset that is public (published or not), still uploading, or deleted
     owner = await api.sign_up()
     if state == "pending upload":
         version_id = await api.create_version(owner, await api.create_model(owner))
         dataset_id = (await api.start_upload(owner, version_id, 100))["dataset"]["id"]
     else:
-        visibility = "PUBLIC" if state == "public" else "PRIVATE"
+        visibility = "PRIVATE" if state == "deleted" else "PUBLIC"
         _, _, dataset_id = await api.model_with_dataset(
-            owner, visibility, publish=state != "private draft"
+            owner, visibility, publish=state != "public draft"
         )
     if state == "deleted":
         await api.mutate("deleteDataset", DELETE, {"i": {"datasetId": dataset_id}}, owner.token)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import blob_files
+from tests.conftest import dataset_blobs
 from tests.processes import (
     Owner,
     RedisServer,
@@ -80,7 +80,7 @@ def test_worker_reminds_then_deletes_a_private_dataset_when_its_window_ends(
         owner = Owner.sign_up(server.url)
         published = owner.publish_private_dataset()
         assert published.expires_at - published.published_at == timedelta(seconds=RETENTION)
-        assert len(blob_files(given.data_dir / "blobs")) == 1
+        assert len(dataset_blobs(given.data_dir / "blobs")) == 1
         assert httpx.get(published.download_url, timeout=10).status_code == 200
 
         # then the owner is reminded before the deletion, not before the reminder is due
@@ -98,7 +98,7 @@ def test_worker_reminds_then_deletes_a_private_dataset_when_its_window_ends(
         assert 0 <= late < 1.5, f"deleted {late:.3f}s after expiresAt"
         assert parse_time(tombstone["expiresAt"]) == published.expires_at
         # the bytes are gone, and so is the old download URL
-        assert blob_files(given.data_dir / "blobs") == set()
+        assert dataset_blobs(given.data_dir / "blobs") == set()
         assert httpx.get(published.download_url, timeout=10).status_code == 404
 
         # and the owner got exactly one deletion notice and one reminder
@@ -125,7 +125,7 @@ def test_worker_started_after_expiry_catches_up(tmp_path: Path, redis: RedisServ
         assert overdue["downloadUrl"] is None
         assert overdue["deletedAt"] is None
         assert httpx.get(published.download_url, timeout=10).status_code == 404
-        assert len(blob_files(given.data_dir / "blobs")) == 1
+        assert len(dataset_blobs(given.data_dir / "blobs")) == 1
 
         # (and `lorashelf worker --check` says no worker is alive)
         assert lorashelf("worker", "--check", env=given.env, cwd=tmp_path).returncode == 1
@@ -139,7 +139,7 @@ def test_worker_started_after_expiry_catches_up(tmp_path: Path, redis: RedisServ
             assert tombstone["downloadUrl"] is None
             deleted_at = parse_time(tombstone["deletedAt"])
             assert (deleted_at - ready).total_seconds() < 3
-            assert blob_files(given.data_dir / "blobs") == set()
+            assert dataset_blobs(given.data_dir / "blobs") == set()
             time.sleep(0.5)
             assert len(owner.notifications_about(published.dataset_id, "DATASET_DELETED")) == 1
             # a reminder that fell due while no worker ran is stale: not sent after the fact
@@ -161,7 +161,7 @@ def test_two_workers_do_each_thing_exactly_once(tmp_path: Path, redis: RedisServ
         owner = Owner.sign_up(server.url)
         model = owner.create_model()
         datasets = [owner.publish_private_dataset(model, version=f"v{i}") for i in range(5)]
-        assert len(blob_files(given.data_dir / "blobs")) == 5
+        assert len(dataset_blobs(given.data_dir / "blobs")) == 5
 
         # when all their windows end
         last = max(p.expires_at for p in datasets)
@@ -188,7 +188,7 @@ def test_two_workers_do_each_thing_exactly_once(tmp_path: Path, redis: RedisServ
             assert history["REMINDED"] == 1, dataset["events"]
             assert notices[("DATASET_DELETED", published.dataset_id)] == 1
             assert notices[("DATASET_EXPIRING", published.dataset_id)] == 1
-        assert blob_files(given.data_dir / "blobs") == set()
+        assert dataset_blobs(given.data_dir / "blobs") == set()
 
 
 def test_the_api_keeps_working_while_redis_is_down(tmp_path: Path, redis: RedisServer) -> None:

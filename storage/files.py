@@ -1,0 +1,372 @@
+"""Weights files: safetensors uploads validated while they stream, primary file,
+deletion, downloads.
+
+Only safetensors is accepted: a pickled checkpoint (``.ckpt``, ``.pt``, ``.bin``) is
+code, refused by its name before any byte is sent and by its first bytes if renamed.
+The upload is validated as it arrives (:mod:`storage.safetensors`), never held in
+memory beyond its header, and stored as three blobs (original header, public header,
+tensor data): see :class:`storage.models.ModelFile` and :mod:`storage.headers`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Q
+from tortoise.transactions import in_transaction
+
+from storage import access, headers, lookups, uploads
+from storage.blobs import put
+from storage.errors import InvalidState, ServiceError
+from storage.models import (
+    CountedDownload,
+    DatasetStatus,
+    DeletionReason,
+    LoraModel,
+    ModelFile,
+    ModelVersion,
+    TrainingDataset,
+    VersionStatus,
+)
+from storage.runtime import Runtime
+from storage.safetensors import (
+    SafetensorsError,
+    SafetensorsStream,
+    suggest_base_model,
+    suggest_type,
+)
+from storage.uploads import UploadRejected
+
+MAX_FILES_PER_VERSION = 10  # live files; bounds ModelVersion.files
+MAX_METADATA_ENTRIES = 1000  # bounds ModelFile.headerMetadata
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+NOT_SAFETENSORS = (
+    "Only safetensors files are accepted: pickled checkpoints (.ckpt, .pt, .bin) can run "
+    "code when loaded. Convert the file to .safetensors first."
+)
+
+
+@dataclass(frozen=True)
+class FileUploadRequest:
+    filename: str
+    size_bytes: int
+
+
+async def start_file_upload(
+    rt: Runtime, viewer: int | None, *, version_id: int | None, request: FileUploadRequest
+) -> tuple[ModelFile, str]:
+    """Record a weights file awaiting its bytes; return it and the single-use nonce."""
+    version = await lookups.owned(lookups.VERSION, viewer, version_id)
+    if version.status != VersionStatus.DRAFT:
+        await lookups.locked_draft(version.id)  # raises VERSION_PUBLISHED
+    uploads.check_size(
+        request.size_bytes, limit=rt.settings.max_model_file_bytes, what="Weights files"
+    )
+    name = uploads.clean_filename(request.filename)
+    if name.lower().endswith(PICKLE_SUFFIXES):
+        raise ServiceError(NOT_SAFETENSORS, field="filename", code="NOT_SAFETENSORS")
+    now = rt.clock.now()
+    nonce = secrets.token_urlsafe(24)
+    async with in_transaction():
+        await lookups.locked_draft(version.id)  # checked again: a publish or delete may have won
+        live = await ModelFile.filter(version_id=version.id).exclude(
+            status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED)
+        )
+        if len(live) >= MAX_FILES_PER_VERSION:
+            raise ServiceError(
+                f"A version may have at most {MAX_FILES_PER_VERSION} files; delete one first.",
+                field="versionId",
+                code="TOO_MANY_FILES",
+            )
+        await uploads.check_byte_quota(
+            version.owner_id, adding=request.size_bytes, limit=rt.settings.limits.max_bytes_per_user
+        )
+        file = await ModelFile.create(
+            version_id=version.id,
+            owner_id=version.owner_id,
+            filename=name,
+            size_bytes=request.size_bytes,
+            status=DatasetStatus.PENDING_UPLOAD,
+            upload_nonce=nonce,
+            upload_expires_at=now + timedelta(seconds=rt.settings.upload_url_lifetime),
+            created_at=now,
+        )
+    return file, nonce
+
+
+def _refusal(exc: SafetensorsError) -> UploadRejected:
+    status = 415 if exc.code == "NOT_SAFETENSORS" else 422
+    message = NOT_SAFETENSORS if exc.code == "NOT_SAFETENSORS" else exc.message
+    return UploadRejected(message, code=exc.code, status=status)
+
+
+async def receive_file_upload(
+    rt: Runtime, *, file_id: int, nonce: str, chunks: AsyncIterator[bytes]
+) -> ModelFile:
+    """Take a weights file's bytes through its single-use nonce, validating the
+    safetensors header as it arrives and hashing on the way. Nothing is kept unless
+    the whole file is a valid safetensors file of exactly the declared size."""
+    clock, blobs = rt.clock, rt.blobs
+    row = await uploads.claim(ModelFile, file_id, nonce, clock.now())
+    stream = SafetensorsStream(declared_size=row.size_bytes, withheld_keys=rt.policy.withheld_keys)
+    data = blobs.writer()
+    heartbeat = uploads.Heartbeat(ModelFile, file_id, clock)
+    stored: list[str] = []
+    try:
+        try:
+            async for chunk in chunks:
+                before = stream.received
+                if before + len(chunk) > row.size_bytes:
+                    raise uploads.too_long(row.size_bytes)
+                stream.feed(chunk)
+                header = stream.header
+                if header is not None:
+                    skip = max(0, header.data_offset - before)
+                    if skip < len(chunk):
+                        await data.write(chunk[skip:])
+                await heartbeat.beat()
+            if stream.received != row.size_bytes:
+                raise uploads.too_short(stream.received, row.size_bytes)
+            info = stream.finish()
+        except SafetensorsError as exc:
+            raise _refusal(exc) from None
+        if len(info.metadata) > MAX_METADATA_ENTRIES:
+            raise UploadRejected(
+                f"The header's __metadata__ has {len(info.metadata):,} entries; at most "
+                f"{MAX_METADATA_ENTRIES:,} are accepted.",
+                code="BAD_METADATA",
+                status=422,
+            )
+        data_key = await data.commit()
+        stored.append(data_key)
+        header_key = await put(blobs, info.header_bytes)
+        stored.append(header_key)
+        public_key = header_key
+        if info.public_header_bytes != info.header_bytes:
+            public_key = await put(blobs, info.public_header_bytes)
+            stored.append(public_key)
+    except BaseException:
+        await data.abort()
+        for key in stored:
+            await blobs.delete(key)
+        await uploads.release(ModelFile, file_id)
+        raise
+    arch = info.architecture
+    withheld = set(info.withheld)
+    finished = await ModelFile.filter(id=file_id, status=DatasetStatus.UPLOADING).update(
+        status=DatasetStatus.AVAILABLE,
+        header_key=header_key,
+        public_header_key=public_key,
+        data_key=data_key,
+        header_size=len(info.header_bytes),
+        public_header_size=len(info.public_header_bytes),
+        sha256=info.sha256,
+        auto_v2=info.auto_v2,
+        public_sha256=info.public_sha256,
+        public_auto_v2=info.public_auto_v2,
+        auto_v3=info.auto_v3,
+        public_metadata={k: v for k, v in info.metadata.items() if k not in withheld},
+        withheld_keys=list(info.withheld),
+        network_module=arch.network_module,
+        network_dim=arch.network_dim,
+        network_alpha=arch.network_alpha,
+        base_model_version=arch.base_model_version,
+        modelspec_architecture=arch.modelspec_architecture,
+        algo=arch.algo,
+        suggested_base_model=suggest_base_model(arch),
+        suggested_type=suggest_type(arch),
+        uploaded_at=clock.now(),
+        claimed_at=None,
+    )
+    if not finished:  # deleted while the bytes were arriving
+        for key in stored:
+            await blobs.delete(key)
+        raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
+    await _settle_primary(row.version_id)
+    await headers.refresh(rt, row.version_id)
+    return await ModelFile.get(id=file_id)
+
+
+async def _settle_primary(version_id: int, *, prefer: int | None = None) -> None:
+    """Exactly one available file of a version is primary: ``prefer`` if given, else
+    the current one, else the oldest."""
+    async with in_transaction():
+        files = await ModelFile.filter(
+            version_id=version_id, status=DatasetStatus.AVAILABLE
+        ).order_by("id")
+        if not files:
+            return
+        current = [f.id for f in files if f.primary]
+        chosen = prefer if prefer is not None else (current[0] if current else files[0].id)
+        await (
+            ModelFile.filter(version_id=version_id, primary=True)
+            .exclude(id=chosen)
+            .update(primary=False)
+        )
+        await ModelFile.filter(id=chosen).update(primary=True)
+
+
+async def set_primary(rt: Runtime, viewer: int | None, *, file_id: int | None) -> ModelFile:
+    """Make one of the owner's available files its version's primary file."""
+    file = await lookups.owned(lookups.FILE, viewer, file_id)
+    if file.status != DatasetStatus.AVAILABLE:
+        raise InvalidState(
+            "Only a file whose bytes have arrived can be the primary file.",
+            field="fileId",
+            code="FILE_NOT_AVAILABLE",
+        )
+    await _settle_primary(file.version_id, prefer=file.id)
+    return await ModelFile.get(id=file.id)
+
+
+# Deletion ----------------------------------------------------------------------
+
+
+async def claim_files(version_ids: Iterable[int], *, now: datetime) -> list[int]:
+    """Inside a transaction deleting versions: claim their live files for deletion."""
+    ids = list(version_ids)
+    rows = await ModelFile.filter(version_id__in=ids).exclude(
+        status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED)
+    )
+    claimed = [f.id for f in rows]
+    if claimed:
+        await (
+            ModelFile.filter(id__in=claimed)
+            .exclude(status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED))
+            .update(
+                status=DatasetStatus.DELETING,
+                deletion_reason=DeletionReason.MODEL_DELETED,
+                claimed_at=now,
+            )
+        )
+    return claimed
+
+
+async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) -> bool:
+    """Delete a claimed file's bytes (all three blobs), then leave a tombstone. Safe to
+    rerun; returns whether this call wrote the tombstone."""
+    file = await ModelFile.get_or_none(id=file_id, status=DatasetStatus.DELETING)
+    if file is None:
+        return False
+    for key in {file.header_key, file.public_header_key, file.data_key} - {None}:
+        assert key is not None
+        await rt.blobs.delete(key)
+    done = await ModelFile.filter(id=file_id, status=DatasetStatus.DELETING).update(
+        status=DatasetStatus.DELETED,
+        deleted_at=now,
+        primary=False,
+        header_key=None,
+        public_header_key=None,
+        data_key=None,
+        upload_nonce=None,
+        header_expires_at=None,
+    )
+    if done:
+        await rt.scheduler.file_changed(file_id)
+    return bool(done)
+
+
+async def delete_file(rt: Runtime, viewer: int | None, *, file_id: int | None) -> ModelFile:
+    """The owner deletes a draft's file: bytes gone now, tombstone left. Idempotent."""
+    file = await lookups.owned(lookups.FILE, viewer, file_id)
+    now = rt.clock.now()
+    async with in_transaction():
+        await lookups.locked_draft(file.version_id)  # a published version's files stay
+        await (
+            ModelFile.filter(id=file.id)
+            .exclude(status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED))
+            .update(
+                status=DatasetStatus.DELETING,
+                deletion_reason=DeletionReason.OWNER_REQUEST,
+                claimed_at=now,
+            )
+        )
+    await complete_file_deletion(rt, file.id, now=now)
+    await _settle_primary(file.version_id)
+    return await ModelFile.get(id=file.id)
+
+
+# Reading -----------------------------------------------------------------------
+
+
+def parts(file: ModelFile, *, original: bool) -> list[tuple[str, int]]:
+    """The blobs a download is made of, end to end: a header, then the data."""
+    assert file.data_key is not None and file.header_size is not None
+    data_size = file.size_bytes - file.header_size
+    if original:
+        assert file.header_key is not None
+        return [(file.header_key, file.header_size), (file.data_key, data_size)]
+    assert file.public_header_key is not None and file.public_header_size is not None
+    return [(file.public_header_key, file.public_header_size), (file.data_key, data_size)]
+
+
+async def files_by_version_ids(
+    ids: Iterable[int], *, viewer: int | None
+) -> dict[int, list[ModelFile]]:
+    """Each version's files the viewer may see, primary first then oldest first."""
+    grouped: dict[int, list[ModelFile]] = {}
+    rows = ModelFile.filter(access.visible_files_q(viewer), version_id__in=list(ids))
+    for file in await rows.order_by("-primary", "id"):
+        grouped.setdefault(file.version_id, []).append(file)
+    return grouped
+
+
+async def dataset_of(file: ModelFile, *, viewer: int | None) -> TrainingDataset | None:
+    """The file's version's dataset, as this viewer may see it."""
+    return await TrainingDataset.filter(
+        access.visible_datasets_q(viewer), version_id=file.version_id
+    ).first()
+
+
+HASH_LENGTHS = (10, 64)  # AutoV2, and SHA-256 / AutoV3
+
+
+async def version_by_hash(viewer: int | None, value: str, *, now: datetime) -> ModelVersion | None:
+    """The newest version the viewer may see with a file of this hash: the SHA-256 or
+    AutoV2 of the file as the public downloads it, or its AutoV3 (any case).
+
+    The hashes of the original file (withheld keys included) identify it only for
+    those who may see those keys: anybody else could otherwise confirm a guess of the
+    training data by hashing candidate headers.
+    """
+    wanted = value.strip().lower()
+    if len(wanted) not in HASH_LENGTHS or not all(c in "0123456789abcdef" for c in wanted):
+        return None
+    if len(wanted) == 10:
+        public, original = Q(public_auto_v2=wanted), Q(auto_v2=wanted)
+    else:
+        public, original = Q(public_sha256=wanted) | Q(auto_v3=wanted), Q(sha256=wanted)
+    candidates = await (
+        ModelFile.filter(access.visible_files_q(viewer), status=DatasetStatus.AVAILABLE)
+        .filter(public | original)
+        .order_by("-id")
+        .limit(20)
+    )
+    for file in candidates:
+        by_public = wanted in (file.public_sha256, file.public_auto_v2, file.auto_v3)
+        if not by_public:
+            dataset = await dataset_of(file, viewer=viewer)
+            if not access.sees_withheld_keys(viewer, file, dataset, now):
+                continue
+        version = await lookups.visible(lookups.VERSION, viewer, file.version_id)
+        if version is not None:
+            return version
+    return None
+
+
+async def count_download(file: ModelFile, *, link: str, now: datetime) -> bool:
+    """A download link served a file's last byte: count one download for its version
+    and model, once per link (a resumed or ranged re-fetch through the same link does
+    not count again). Returns whether this call counted it."""
+    try:
+        await CountedDownload.create(link=link, at=now)
+    except IntegrityError:
+        return False
+    version = await ModelVersion.get(id=file.version_id)
+    await ModelVersion.filter(id=version.id).update(download_count=F("download_count") + 1)
+    await LoraModel.filter(id=version.model_id).update(download_count=F("download_count") + 1)
+    return True
