@@ -41,6 +41,12 @@ class Services:
     def settings(self) -> Settings:
         return self.runtime.settings
 
+    def link(self, request: Request, route: str, **params: str) -> str:
+        """A link to one of our routes: from LORASHELF_PUBLIC_URL when set, else relative;
+        never from the request's Host header (which the client controls)."""
+        path = str(request.app.url_path_for(route, **params))
+        return self.settings.public_url + path
+
 
 V = TypeVar("V")
 M = TypeVar("M", bound=Model)

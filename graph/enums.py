@@ -81,8 +81,9 @@ else:
                 "Shared: anyone may see and download it once the version is published."
             ),
             db.Visibility.PRIVATE: (
-                "Only the owner may see and download it, for a limited window after "
-                "publishing; then it is deleted automatically (see retentionPolicy)."
+                "Only the owner may see and download it, for a limited window (from "
+                "publishing, or from its upload while the version is a draft); then it is "
+                "deleted automatically (see retentionPolicy)."
             ),
         },
     )

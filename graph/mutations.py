@@ -93,8 +93,8 @@ def pk(kind: lookups.Kind[Any], global_id: strawberry.ID) -> int | None:
 
 
 def upload_url(info: Info, grant: signing.UploadGrant) -> str:
-    token = info.context.services.signer.upload_token(grant)
-    return str(info.context.request.url_for("upload", token=token))
+    ctx = info.context
+    return ctx.services.link(ctx.request, "upload", token=ctx.services.signer.upload_token(grant))
 
 
 def rate_limited() -> ServiceError:
@@ -125,6 +125,12 @@ TAGS_HELP = (
     "(stored lower-case)."
 )
 WORDS_HELP = "Trigger words to put in a prompt: at most 20, each at most 100 characters."
+
+
+@strawberry.input(description="Change your password; every sign-in of the account ends.")
+class ChangePasswordInput:
+    current_password: str = strawberry.field(description="Your password now.")
+    new_password: str = strawberry.field(description="The new one: 10 to 1,024 characters.")
 
 
 @strawberry.input(description="Create a model.")
@@ -269,6 +275,15 @@ class LogInPayload:
     user_errors: list[UserError] = _errors()
 
 
+@strawberry.type(description="The result of changePassword.")
+class ChangePasswordPayload:
+    token: str | None = _none(
+        "A new bearer token: every earlier one (this request's included) no longer works."
+    )
+    user: UserType | None = _none("The account.")
+    user_errors: list[UserError] = _errors()
+
+
 @strawberry.type(description="The result of logOut.")
 class LogOutPayload:
     ok: bool = strawberry.field(default=False, description="Whether a token was revoked.")
@@ -379,6 +394,30 @@ class Mutation:
             raise Unauthenticated("Sign in first.")
         await accounts.log_out(token_id=token.id, now=info.context.now())
         return LogOutPayload(ok=True)
+
+    @payload_mutation(
+        "Change your password. Every sign-in of the account ends (and the download links "
+        "made for them stop working); the answer carries a new token."
+    )
+    async def change_password(
+        self, info: Info, input: Annotated[ChangePasswordInput, INPUT]
+    ) -> ChangePasswordPayload:
+        ctx = info.context
+        user_id = lookups.require_viewer(ctx.viewer_id)
+        assert ctx.viewer is not None
+        allowed = await ctx.services.limiter.allow_login(
+            username=ctx.viewer.username, address=ctx.client_address
+        )
+        if not allowed:
+            raise rate_limited()
+        user, token = await accounts.change_password(
+            user_id=user_id,
+            current=input.current_password,
+            new=input.new_password,
+            now=ctx.now(),
+            token_lifetime=ctx.services.settings.token_lifetime,
+        )
+        return ChangePasswordPayload(token=token, user=UserType.of(user))
 
     @payload_mutation("Create a model (private until a version is published).")
     async def create_model(

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from graph import ids
 from graph.context import Services
-from storage import access, datasets, db, files, lookups, signing
+from storage import access, accounts, datasets, db, files, lookups, signing
 from storage.blobs import read_parts
 from storage.clock import Clock
 from storage.models import DatasetStatus
@@ -161,12 +161,17 @@ async def download(request: Request) -> Response:
         grant = services.signer.read_download_token(request.path_params["token"], now=now)
     except BadToken:
         return not_found
+    if grant.session is not None and not await accounts.session_alive(grant.session, now=now):
+        return not_found  # minted for a sign-in that has ended (log-out, password change)
     serve = _file if grant.kind == signing.FILE else _dataset
     served = await serve(services, grant, now)
     if served is None:
         return not_found
     size = served.size
     wanted = parse_range(request.headers.get("range"), size)
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip() != f'"{served.etag}"':
+        wanted = None  # the bytes changed since (RFC 9110 13.1.5): the whole file, 200
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(served.filename)}",

@@ -40,14 +40,18 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 def download_link(info: Info, kind: signing.Kind, object_id: int) -> str:
-    """A signed download URL for this viewer, good for a few minutes (the route checks
-    the rule again when it is used)."""
+    """A signed download URL for this viewer, good for a few minutes and only while the
+    sign-in it was minted for lasts (the route checks both, and the rule, again when it
+    is used)."""
     ctx = info.context
     lifetime = ctx.services.settings.download_url_lifetime
     expires = ctx.now() + timedelta(seconds=lifetime)
-    grant = signing.DownloadGrant(kind, object_id, ctx.viewer_id, int(expires.timestamp()) + 1)
+    session = ctx.token.id if ctx.token is not None else None
+    grant = signing.DownloadGrant(
+        kind, object_id, ctx.viewer_id, int(expires.timestamp()) + 1, session
+    )
     token = ctx.services.signer.download_token(grant)
-    return str(ctx.request.url_for("download", token=token))
+    return ctx.services.link(ctx.request, "download", token=token)
 
 
 # Relay plumbing ------------------------------------------------------------
@@ -493,12 +497,14 @@ class ModelFileType(Node):
             "(what your downloadUrl serves you); null otherwise."
         )
     )
-    def original_sha256(self, info: Info) -> str | None:
+    async def original_sha256(self, info: Info) -> str | None:
         ctx = info.context
-        row = self.row
-        if not access.owns(ctx.viewer_id, row.owner_id) or row.header_erased_at is not None:
+        if not access.owns(ctx.viewer_id, self.row.owner_id):
             return None
-        return row.sha256 if row.withheld_keys else None
+        dataset = await ctx.loaders.dataset_of_version.load(self.row.version_id)
+        if not access.sees_withheld_keys(ctx.viewer_id, self.row, dataset, ctx.now()):
+            return None
+        return self.row.sha256
 
     @strawberry.field(
         description=(
@@ -578,9 +584,10 @@ class TrainingDatasetType(Node):
 
     expires_at: datetime | None = strawberry.field(
         description=(
-            "When a private dataset of a published version stops being downloadable and is "
-            "deleted; null for public datasets, unpublished versions, and datasets deleted "
-            "before their window ended."
+            "When a private dataset stops being downloadable and is deleted: publishedAt + "
+            "the retention period, or, while its version is a draft, its upload + the draft "
+            "lifetime (see retentionPolicy); null for public datasets, pending uploads, and "
+            "datasets deleted before their window ended."
         )
     )
 

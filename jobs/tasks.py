@@ -165,11 +165,13 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
 
     async def discard(dataset_id: int) -> bool:
         return await retention.discard_upload(
-            TrainingDataset, dataset_id, now=now, older_than=STUCK_AFTER
+            rt, TrainingDataset, dataset_id, now=now, older_than=STUCK_AFTER
         )
 
     async def discard_file(file_id: int) -> bool:
-        return await retention.discard_upload(ModelFile, file_id, now=now, older_than=STUCK_AFTER)
+        return await retention.discard_upload(
+            rt, ModelFile, file_id, now=now, older_than=STUCK_AFTER
+        )
 
     await _each(
         "expired",
@@ -211,6 +213,9 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
             discard_one,
             counts,
         )
+    forgotten = await files.forget_counted_links(now, older_than=ORPHAN_AGE)
+    if forgotten:
+        counts["links_forgotten"] = forgotten
     if counts:
         log.info("sweep: %s", dict(counts))
     return dict(counts)

@@ -135,3 +135,13 @@ def sees_withheld_keys(
     if file.header_expires_at is not None and now >= file.header_expires_at:
         return False
     return dataset_is_public(dataset) or owns(viewer, file.owner_id)
+
+
+def sees_withheld_keys_q(viewer: ViewerId, now: datetime) -> Q:
+    """:func:`sees_withheld_keys` as a filter on weights files (for the hash lookup)."""
+    window = Q(header_erased_at=None) & (Q(header_expires_at=None) | Q(header_expires_at__gt=now))
+    shared = Q(
+        version__training_dataset__visibility=Visibility.PUBLIC,
+        version__training_dataset__status=DatasetStatus.AVAILABLE,
+    )
+    return window & (shared | Q(owner_id=viewer) if viewer is not None else shared)

@@ -90,19 +90,48 @@ async def log_in(
     *, username: str, password: str, now: datetime, token_lifetime: int
 ) -> tuple[User, str]:
     user = await User.get_or_none(username=normalise_username(username))
-    stored = user.password_hash if user else _DUMMY_HASH
+    # The whole password is compared, never a prefix. One longer than any password can
+    # be (sign-up refuses it) is wrong, after the same work as any other attempt.
+    fits = len(password) <= PASSWORD_MAX
+    stored = user.password_hash if user is not None and fits else _DUMMY_HASH
     ok: bool
     try:
-        ok = await asyncio.to_thread(_hasher.verify, stored, password[:PASSWORD_MAX])
+        ok = await asyncio.to_thread(_hasher.verify, stored, password if fits else "")
     except (VerificationError, InvalidHashError):
         ok = False
-    if not ok or user is None:
+    if not ok or user is None or not fits:
         raise ServiceError(
             "Wrong username or password.", field="password", code="INVALID_CREDENTIALS"
         )
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = await asyncio.to_thread(_hasher.hash, password)
         await user.save(update_fields=["password_hash"])
+    return user, await _issue_token(user, now=now, lifetime=token_lifetime)
+
+
+async def change_password(
+    *, user_id: int, current: str, new: str, now: datetime, token_lifetime: int
+) -> tuple[User, str]:
+    """Set a new password after checking the current one; every sign-in of the account
+    ends (their download links with them) and a new token is issued."""
+    user = await User.get(id=user_id)
+    ok: bool
+    try:
+        fits = len(current) <= PASSWORD_MAX
+        ok = fits and await asyncio.to_thread(_hasher.verify, user.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        raise ServiceError(
+            "The current password is wrong.", field="currentPassword", code="INVALID_CREDENTIALS"
+        )
+    try:
+        _check_password(new)
+    except ServiceError as exc:
+        raise ServiceError(exc.message, field="newPassword", code=exc.code) from None
+    password_hash = await asyncio.to_thread(_hasher.hash, new)
+    await User.filter(id=user_id).update(password_hash=password_hash)
+    await AuthToken.filter(user_id=user_id, revoked_at=None).update(revoked_at=now)
     return user, await _issue_token(user, now=now, lifetime=token_lifetime)
 
 
@@ -120,3 +149,8 @@ async def authenticate(token: str, *, now: datetime) -> tuple[User, AuthToken] |
 
 async def log_out(*, token_id: int, now: datetime) -> None:
     await AuthToken.filter(id=token_id, revoked_at=None).update(revoked_at=now)
+
+
+async def session_alive(token_id: int, *, now: datetime) -> bool:
+    """Whether a sign-in (a bearer token) is still valid: not revoked, not expired."""
+    return bool(await AuthToken.filter(id=token_id, revoked_at=None, expires_at__gt=now).exists())

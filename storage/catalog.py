@@ -28,6 +28,7 @@ from storage.models import (
     ModelTag,
     ModelVersion,
     TrainingDataset,
+    User,
     VersionStatus,
     Visibility,
 )
@@ -74,7 +75,16 @@ async def create_model(
     clean = _clean_name(name)
     text = _clean_description(description)
     tag_list = search.clean_tags(tags or [])
+    limit = rt.settings.limits.max_models_per_user
     async with in_transaction():
+        await User.select_for_update().filter(id=owner).first()  # one creation at a time
+        kept = await LoraModel.filter(owner_id=owner, deleted_at=None).count()
+        if kept >= limit:
+            raise ServiceError(
+                f"You have {kept:,} models; an account may keep at most {limit:,}. "
+                "Delete one to make room.",
+                code="QUOTA_MODELS",
+            )
         model = await LoraModel.create(
             owner_id=owner,
             name=clean,
@@ -220,7 +230,10 @@ async def publish_version(
             window = rt.policy.window_for(
                 private=dataset.visibility == Visibility.PRIVATE, published=True, start=now
             )
-            await TrainingDataset.filter(id=dataset.id).update(**window.fields())
+            # A draft's window that has already ended is never reopened: the dataset is
+            # deleted as expired, whatever the version does meanwhile.
+            still_open = Q(expires_at=None) | Q(expires_at__gt=now)
+            await TrainingDataset.filter(still_open, id=dataset.id).update(**window.fields())
             await events.record(dataset.id, EventKind.PUBLISHED, now)
     if dataset is not None:
         await rt.scheduler.dataset_changed(dataset.id)

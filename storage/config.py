@@ -162,6 +162,13 @@ def parse_blob_url(name: str, raw: str) -> str:
     return url
 
 
+def parse_public_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if url and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
+        raise ConfigError(f"{name}={raw!r} is not a URL like https://api.example.com")
+    return url
+
+
 def parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -304,6 +311,15 @@ VARIABLES: tuple[Variable, ...] = (
         shown_default="`file://<data dir>/blobs`",
     ),
     Variable(
+        "public_url",
+        "LORASHELF_PUBLIC_URL",
+        parse_public_url,
+        "",
+        "the origin (and path prefix) clients reach lorashelf at, e.g. `https://api.example.com`; "
+        "upload and download links are built from it, never from the request's `Host`",
+        shown_default="unset (links are relative)",
+    ),
+    Variable(
         "token_lifetime",
         "LORASHELF_TOKEN_LIFETIME",
         parse_duration,
@@ -372,7 +388,16 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_LOGIN_RATE_PER_USERNAME",
         parse_rate,
         "10/minute",
-        "`logIn` attempts per username",
+        "`logIn` attempts per username from one client address (`RATE_LIMITED` past it)",
+        table="limits",
+    ),
+    Variable(
+        "login_rate_username_slowdown",
+        "LORASHELF_LOGIN_SLOWDOWN_PER_USERNAME",
+        parse_rate,
+        "100/minute",
+        "`logIn` attempts per username from all addresses before they are slowed down "
+        "(one at a time, a second each), never refused: nobody can lock an owner out",
         table="limits",
     ),
     Variable(
@@ -408,6 +433,14 @@ VARIABLES: tuple[Variable, ...] = (
         table="limits",
     ),
     Variable(
+        "max_models_per_user",
+        "LORASHELF_MAX_MODELS_PER_USER",
+        parse_count,
+        "100",
+        "models a user keeps (deleted ones don't count)",
+        table="limits",
+    ),
+    Variable(
         "max_bytes_per_user",
         "LORASHELF_MAX_BYTES_PER_USER",
         parse_size,
@@ -439,10 +472,12 @@ class Limits:
     max_cost: int
     max_field_repeats: int
     login_rate_username: str
+    login_rate_username_slowdown: str
     login_rate_address: str
     signup_rate_address: str
     zip_max_ratio: int
     max_datasets_per_user: int
+    max_models_per_user: int
     max_bytes_per_user: int
 
 
@@ -467,6 +502,7 @@ class Settings:
     introspection: bool
     graphiql: bool
     blob_url: str
+    public_url: str
     token_lifetime: int
     limits: Limits = field(default_factory=lambda: load_limits({}))
     upload_url_lifetime: int = 3600

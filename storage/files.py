@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import F, Q, Subquery
 from tortoise.transactions import in_transaction
 
 from storage import access, headers, lookups, uploads
@@ -42,7 +42,7 @@ from storage.safetensors import (
 from storage.uploads import UploadRejected
 
 MAX_FILES_PER_VERSION = 10  # live files; bounds ModelVersion.files
-MAX_METADATA_ENTRIES = 1000  # bounds ModelFile.headerMetadata
+MAX_METADATA_ENTRIES = 256  # bounds ModelFile.headerMetadata (kohya writes about 80)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 NOT_SAFETENSORS = (
     "Only safetensors files are accepted: pickled checkpoints (.ckpt, .pt, .bin) can run "
@@ -252,9 +252,9 @@ async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) ->
     file = await ModelFile.get_or_none(id=file_id, status=DatasetStatus.DELETING)
     if file is None:
         return False
-    for key in {file.header_key, file.public_header_key, file.data_key} - {None}:
-        assert key is not None
-        await rt.blobs.delete(key)
+    for key in (file.header_key, file.public_header_key, file.data_key):
+        if key is not None:
+            await rt.blobs.delete(key)
     done = await ModelFile.filter(id=file_id, status=DatasetStatus.DELETING).update(
         status=DatasetStatus.DELETED,
         deleted_at=now,
@@ -331,31 +331,25 @@ async def version_by_hash(viewer: int | None, value: str, *, now: datetime) -> M
 
     The hashes of the original file (withheld keys included) identify it only for
     those who may see those keys: anybody else could otherwise confirm a guess of the
-    training data by hashing candidate headers.
+    training data by hashing candidate headers. One query, whatever matches.
     """
     wanted = value.strip().lower()
     if len(wanted) not in HASH_LENGTHS or not all(c in "0123456789abcdef" for c in wanted):
-        return None
+        wanted = ""  # matches nothing, after the same query
     if len(wanted) == 10:
         public, original = Q(public_auto_v2=wanted), Q(auto_v2=wanted)
     else:
         public, original = Q(public_sha256=wanted) | Q(auto_v3=wanted), Q(sha256=wanted)
-    candidates = await (
-        ModelFile.filter(access.visible_files_q(viewer), status=DatasetStatus.AVAILABLE)
-        .filter(public | original)
+    matching = ModelFile.filter(
+        access.visible_files_q(viewer),
+        public | (original & access.sees_withheld_keys_q(viewer, now)),
+        status=DatasetStatus.AVAILABLE,
+    ).values("version_id")
+    return (
+        await ModelVersion.filter(access.visible_versions_q(viewer), id__in=Subquery(matching))
         .order_by("-id")
-        .limit(20)
+        .first()
     )
-    for file in candidates:
-        by_public = wanted in (file.public_sha256, file.public_auto_v2, file.auto_v3)
-        if not by_public:
-            dataset = await dataset_of(file, viewer=viewer)
-            if not access.sees_withheld_keys(viewer, file, dataset, now):
-                continue
-        version = await lookups.visible(lookups.VERSION, viewer, file.version_id)
-        if version is not None:
-            return version
-    return None
 
 
 async def count_download(file: ModelFile, *, link: str, now: datetime) -> bool:
@@ -370,3 +364,9 @@ async def count_download(file: ModelFile, *, link: str, now: datetime) -> bool:
     await ModelVersion.filter(id=version.id).update(download_count=F("download_count") + 1)
     await LoraModel.filter(id=version.model_id).update(download_count=F("download_count") + 1)
     return True
+
+
+async def forget_counted_links(now: datetime, *, older_than: int) -> int:
+    """Forget links counted long ago: their URLs expired (minutes after being minted),
+    so they cannot be used, or counted, again."""
+    return int(await CountedDownload.filter(at__lt=now - timedelta(seconds=older_than)).delete())

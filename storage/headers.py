@@ -75,9 +75,10 @@ async def erase(rt: Runtime, file_id: int, *, now: datetime) -> bool:
         return False
     if file.header_key is not None and file.header_key != file.public_header_key:
         await rt.blobs.delete(file.header_key)
+    # The original header is gone: the public file is the only one left (``header_size``
+    # keeps the original's length, which locates the data in ``size_bytes``).
     done = await ModelFile.filter(id=file_id, header_expires_at__isnull=False).update(
-        header_key=file.public_header_key,
-        header_size=file.public_header_size,
+        header_key=None,
         sha256=file.public_sha256,
         auto_v2=file.public_auto_v2,
         header_expires_at=None,

@@ -100,7 +100,8 @@ class RetentionPolicy:
             return None
         if dataset is not None:
             live = dataset.status in LIVE
-            if live and dataset.visibility == Visibility.PUBLIC:
+            shared = dataset.status == DatasetStatus.AVAILABLE
+            if shared and dataset.visibility == Visibility.PUBLIC:
                 return None
             expired = dataset.deletion_reason == DeletionReason.EXPIRED
             if dataset.expires_at is not None and (live or expired):
@@ -122,5 +123,7 @@ class RetentionPolicy:
         """The sentence the upload form shows next to the sharing option."""
         return (
             "Private datasets are visible only to you and are deleted automatically "
-            f"{describe_duration(self.private_retention)} after the model is published."
+            f"{describe_duration(self.private_retention)} after the version is published "
+            f"(or {describe_duration(self.draft_retention)} after upload if it is never "
+            "published)."
         )

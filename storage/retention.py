@@ -218,9 +218,17 @@ async def abandoned_uploads(
     return await _ids(rows)
 
 
-async def discard_upload(model: Stored, pk: int, *, now: datetime, older_than: int) -> bool:
-    """Forget a record whose bytes never arrived. Safe to rerun."""
+async def discard_upload(
+    rt: Runtime, model: Stored, pk: int, *, now: datetime, older_than: int
+) -> bool:
+    """Forget a record whose bytes never arrived (and recompute its version's header
+    windows, which a pending public dataset may have held open). Safe to rerun."""
+    row = await model.get_or_none(id=pk)
+    if row is None:
+        return False
     deleted = await model.filter(_abandoned(now, older_than), id=pk).delete()
+    if deleted:
+        await headers.refresh(rt, row.version_id)
     return deleted > 0
 
 

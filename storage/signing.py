@@ -37,6 +37,7 @@ class DownloadGrant:
     object_id: int
     viewer: int | None
     expires: int  # unix seconds
+    session: int | None = None  # the sign-in the link was minted for: it dies with it
     link: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
@@ -66,20 +67,28 @@ class Signer:
         return UploadGrant(_kind(kind), object_id, nonce)
 
     def download_token(self, grant: DownloadGrant) -> str:
-        payload = [grant.kind, grant.object_id, grant.viewer, grant.expires, grant.link]
+        payload = [
+            grant.kind,
+            grant.object_id,
+            grant.viewer,
+            grant.expires,
+            grant.session,
+            grant.link,
+        ]
         return str(self._download.dumps(payload))
 
     def read_download_token(self, token: str, *, now: datetime) -> DownloadGrant:
         try:
-            kind, object_id, viewer, expires, link = self._download.loads(token)
+            kind, object_id, viewer, expires, session, link = self._download.loads(token)
         except (BadSignature, ValueError, TypeError):
             raise BadToken("invalid download token") from None
         if not isinstance(object_id, int) or not isinstance(expires, int):
             raise BadToken("invalid download token")
-        if viewer is not None and not isinstance(viewer, int):
-            raise BadToken("invalid download token")
+        for optional in (viewer, session):
+            if optional is not None and not isinstance(optional, int):
+                raise BadToken("invalid download token")
         if not isinstance(link, str) or len(link) != 32:
             raise BadToken("invalid download token")
         if now.timestamp() >= expires:
             raise BadToken("expired download token")
-        return DownloadGrant(_kind(kind), object_id, viewer, expires, link)
+        return DownloadGrant(_kind(kind), object_id, viewer, expires, session, link)

@@ -123,14 +123,16 @@ class Server:
 
 @contextmanager
 def serve(env: Mapping[str, str], cwd: Path, port: int | None = None) -> Iterator[Server]:
-    """Run `lorashelf serve` until the block ends."""
+    """Run `lorashelf serve` until the block ends (links built for its own URL, as a
+    deployment sets LORASHELF_PUBLIC_URL, unless ``env`` says otherwise)."""
     port = port or free_port()
     log = cwd / f"serve-{port}.log"
+    public = {"LORASHELF_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [*LORASHELF, "serve", "--port", str(port)],
             cwd=cwd,
-            env=child_env(env),
+            env=child_env({**public, **env}),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -103,11 +103,10 @@ def test_schema_uses_bigint_for_byte_counts() -> None:
 
 
 def test_visibility_description_states_the_configured_retention() -> None:
-    # given a schema built for a 12-hour window
-    schema = built({"LORASHELF_PRIVATE_RETENTION": "12h"})
-    notice = RetentionPolicy.of(
-        load_settings({"LORASHELF_PRIVATE_RETENTION": "12h"}, create=False)
-    ).notice()
+    # given a schema built for a 12-hour window (and a 2-day draft lifetime)
+    config = {"LORASHELF_PRIVATE_RETENTION": "12h", "LORASHELF_DRAFT_RETENTION": "2d"}
+    schema = built(config)
+    notice = RetentionPolicy.of(load_settings(config, create=False)).notice()
     # when the visibility inputs are read
     for type_name in ("StartDatasetUploadInput", "SetDatasetVisibilityInput"):
         input_type = schema.type_map[type_name]
@@ -128,7 +127,8 @@ def test_default_schema_states_thirty_days() -> None:
     # then
     assert (
         "Private datasets are visible only to you and are deleted automatically 30 days after "
-        "the model is published." in (upload.fields["visibility"].description or "")
+        "the version is published (or 30 days after upload if it is never published)."
+        in (upload.fields["visibility"].description or "")
     )
 
 

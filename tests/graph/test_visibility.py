@@ -212,7 +212,8 @@ async def test_retention_policy_comes_from_configuration(api: Api) -> None:
         "privateRetentionSeconds": 7200,
         "reminderOffsetsSeconds": [3600, 600],
         "notice": "Private datasets are visible only to you and are deleted automatically "
-        "2 hours after the model is published.",
+        "2 hours after the version is published (or 30 days after upload if it is never "
+        "published).",
     }
 
 

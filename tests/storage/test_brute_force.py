@@ -120,15 +120,59 @@ async def test_fourth_attempt_for_a_username_is_limited_even_with_the_right_pass
 
 
 @LOGIN_LIMITS
-async def test_username_limit_holds_across_addresses_and_spellings(from_address: Client) -> None:
-    # given three wrong passwords for alice, each from a different address
+async def test_an_attacker_hammering_from_one_address_cannot_lock_the_owner_out(
+    from_address: Client,
+) -> None:
+    # given alice, and an attacker whose wrong passwords for her (any spelling) from one
+    # address are now refused
     await from_address("198.51.100.1").sign_up("alice", PASSWORD)
-    for n in range(3):
-        assert await log_in(from_address(f"203.0.113.{n}"), "alice", WRONG) == WRONG_CREDENTIALS
-    # when alice herself tries from a fresh address, spelled differently
-    answer = await log_in(from_address("192.0.2.50"), "  ALICE ", PASSWORD)
-    # then the username is limited wherever the attempt comes from
-    assert answer == RATE_LIMITED
+    attacker = from_address("203.0.113.1")
+    for _ in range(3):
+        assert await log_in(attacker, "alice", WRONG) == WRONG_CREDENTIALS
+    assert await log_in(attacker, "  ALICE ", WRONG) == RATE_LIMITED
+    # when alice herself logs in from another address
+    answer = await log_in(from_address("192.0.2.50"), "alice", PASSWORD)
+    # then she gets in
+    assert answer["userErrors"] == [] and answer["token"]
+
+
+@pytest.mark.env(
+    LORASHELF_LOGIN_RATE_PER_USERNAME="3/minute",
+    LORASHELF_LOGIN_RATE_PER_ADDRESS="5/minute",
+    LORASHELF_LOGIN_SLOWDOWN_PER_USERNAME="4/minute",
+)
+async def test_many_addresses_past_the_username_threshold_are_slowed_not_locked_out(
+    from_address: Client,
+) -> None:
+    # given alice, and wrong passwords for her from six addresses, past the all-addresses
+    # threshold of four (from the fifth on, each attempt is slowed down)
+    await from_address("198.51.100.1").sign_up("alice", PASSWORD)
+    answers = [await log_in(from_address(f"203.0.113.{n}"), "alice", WRONG) for n in range(6)]
+    # then every one was still answered on its merits
+    assert answers == [WRONG_CREDENTIALS] * 6
+    # and alice, from her own address, gets in (slowed, never refused)
+    answer = await log_in(from_address("192.0.2.50"), "alice", PASSWORD)
+    assert answer["userErrors"] == [] and answer["token"]
+
+
+async def test_the_whole_password_is_compared(from_address: Client) -> None:
+    # given alice, whose password is the longest allowed (1,024 characters)
+    longest = "p" * 1024
+    assert (await sign_up(from_address("198.51.100.1"), "alice", longest))["userErrors"] == []
+    client = from_address("198.51.100.2")
+    # when somebody logs in with it followed by anything, or with a prefix of it
+    longer = await log_in(client, "alice", longest + "anything")
+    prefix = await log_in(client, "alice", longest[:1000])
+    # then neither gets in; only the exact password does
+    assert longer == WRONG_CREDENTIALS
+    assert prefix == WRONG_CREDENTIALS
+    assert (await log_in(client, "alice", longest))["token"]
+
+
+async def test_sign_up_refuses_what_log_in_could_never_accept(from_address: Client) -> None:
+    # a password over the maximum is refused at sign-up (so no account has one)
+    answer = await sign_up(from_address("198.51.100.1"), "alice", "p" * 1025)
+    assert [e["code"] for e in answer["userErrors"]] == ["PASSWORD_TOO_LONG"]
 
 
 @LOGIN_LIMITS

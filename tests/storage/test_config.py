@@ -291,17 +291,19 @@ def test_retention_notice_states_the_window(tmp_path: Path, retention: str, word
     # then it states the window in words
     assert notice == (
         "Private datasets are visible only to you and are deleted automatically "
-        f"{wording} after the model is published."
+        f"{wording} after the version is published (or 30 days after upload if it is "
+        "never published)."
     )
 
 
 def test_default_notice_is_the_documented_sentence(tmp_path: Path) -> None:
     # given no retention configured
     settings = load_settings({"LORASHELF_DATA_DIR": str(tmp_path)}, create=False)
-    # when / then the notice is the sentence PRODUCT.md documents
+    # when / then the notice is the documented sentence (PRODUCT.md's, naming the version,
+    # whose publication starts the window, and the draft lifetime)
     assert RetentionPolicy.of(settings).notice() == (
         "Private datasets are visible only to you and are deleted automatically 30 days after "
-        "the model is published."
+        "the version is published (or 30 days after upload if it is never published)."
     )
 
 
@@ -326,7 +328,8 @@ async def test_retention_policy_query_reports_the_configuration(
         "privateRetentionSeconds": 90,
         "reminderOffsetsSeconds": [60, 10],
         "notice": "Private datasets are visible only to you and are deleted automatically "
-        "90 seconds after the model is published.",
+        "90 seconds after the version is published (or 30 days after upload if it is "
+        "never published).",
     }
 
 
