@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from graph import ids
 from graph.context import Services
-from storage import access, accounts, datasets, db, files, lookups, signing
+from storage import access, accounts, datasets, db, downloads, files, lookups, signing
 from storage.blobs import read_parts
 from storage.clock import Clock
 from storage.models import DatasetStatus
@@ -99,21 +99,27 @@ class Served:
     media_type: str
     read: Callable[[int, int], AsyncIterator[bytes]]  # bytes start..end inclusive
     cut_at: datetime | None = None  # a private dataset's window: stop streaming then
-    on_first_byte: Callable[[], Awaitable[None]] | None = None  # a GET from byte 0
+    on_request: Callable[[int], Awaitable[None]] | None = None  # a GET from this byte on
     on_last_byte: Callable[[], Awaitable[None]] | None = None  # the final byte was sent
 
 
-async def _dataset(services: Services, grant: DownloadGrant, now: datetime) -> Served | None:
+async def _dataset(
+    services: Services, grant: DownloadGrant, now: datetime, address: str
+) -> Served | None:
     rt = services.runtime
     dataset = await datasets.downloadable(grant.viewer, grant.object_id, now)
     if dataset is None or dataset.blob_key is None or dataset.sha256 is None:
         return None
     key = dataset.blob_key
 
-    async def recorded() -> None:
-        await datasets.record_download(
-            dataset.id, by_owner=grant.viewer == dataset.owner_id, now=now
+    async def recorded(start: int) -> None:
+        first = await downloads.first_use(
+            grant.link, kind=grant.kind, object_id=dataset.id, now=now, from_start=start == 0
         )
+        if first:  # one history entry per link, however many requests it serves
+            await datasets.record_download(
+                dataset.id, by_owner=grant.viewer == dataset.owner_id, address=address, now=now
+            )
 
     return Served(
         filename=dataset.filename,
@@ -122,11 +128,13 @@ async def _dataset(services: Services, grant: DownloadGrant, now: datetime) -> S
         media_type="application/zip",
         read=lambda start, end: rt.blobs.read(key, start, end),
         cut_at=dataset.expires_at,
-        on_first_byte=recorded,
+        on_request=recorded,
     )
 
 
-async def _file(services: Services, grant: DownloadGrant, now: datetime) -> Served | None:
+async def _file(
+    services: Services, grant: DownloadGrant, now: datetime, address: str
+) -> Served | None:
     rt = services.runtime
     file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
     if file is None or file.status != DatasetStatus.AVAILABLE:
@@ -137,8 +145,13 @@ async def _file(services: Services, grant: DownloadGrant, now: datetime) -> Serv
     etag = file.sha256 if original else file.public_sha256
     assert etag is not None
 
+    async def started(start: int) -> None:
+        await downloads.first_use(
+            grant.link, kind=grant.kind, object_id=file.id, now=now, from_start=start == 0
+        )
+
     async def counted() -> None:
-        await files.count_download(file, link=grant.link, now=rt.clock.now())
+        await downloads.completed(grant.link, file, by_owner=grant.viewer == file.owner_id)
 
     return Served(
         filename=file.filename,
@@ -146,6 +159,7 @@ async def _file(services: Services, grant: DownloadGrant, now: datetime) -> Serv
         etag=etag,
         media_type="application/octet-stream",
         read=lambda start, end: read_parts(rt.blobs, parts, start, end),
+        on_request=started,
         on_last_byte=counted,
     )
 
@@ -164,7 +178,8 @@ async def download(request: Request) -> Response:
     if grant.session is not None and not await accounts.session_alive(grant.session, now=now):
         return not_found  # minted for a sign-in that has ended (log-out, password change)
     serve = _file if grant.kind == signing.FILE else _dataset
-    served = await serve(services, grant, now)
+    address = request.client.host if request.client else "unknown"
+    served = await serve(services, grant, now, address)
     if served is None:
         return not_found
     size = served.size
@@ -188,8 +203,8 @@ async def download(request: Request) -> Response:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=served.media_type)
-    if start == 0 and served.on_first_byte is not None:
-        await served.on_first_byte()
+    if served.on_request is not None:
+        await served.on_request(start)
     body = _stream(served, start, end, rt.clock)
     return StreamingResponse(
         body, status_code=status, headers=headers, media_type=served.media_type

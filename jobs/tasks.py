@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from storage import files, headers, notifications, retention
+from storage import downloads, files, headers, notifications, retention
 from storage.config import Settings
 from storage.models import DatasetStatus, DeletionReason, ModelFile, TrainingDataset, Visibility
 from storage.runtime import Runtime
@@ -213,7 +213,7 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
             discard_one,
             counts,
         )
-    forgotten = await files.forget_counted_links(now, older_than=ORPHAN_AGE)
+    forgotten = await downloads.forget(now, older_than=ORPHAN_AGE)
     if forgotten:
         counts["links_forgotten"] = forgotten
     if counts:

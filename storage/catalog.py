@@ -349,7 +349,10 @@ async def models_page(
     if narrow.type is not None:
         query = query.filter(type=narrow.type)
     if narrow.tag is not None:
-        tag = search.clean_tags([narrow.tag])
+        try:
+            tag = search.clean_tags([narrow.tag])
+        except ServiceError as exc:
+            raise ServiceError(exc.message, field="tag", code=exc.code) from None
         tagged = ModelTag.filter(tag=tag[0] if tag else "").values("model_id")
         query = query.filter(id__in=Subquery(tagged))
     if narrow.base_model is not None:

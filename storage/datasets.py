@@ -269,10 +269,13 @@ async def downloadable(
     return dataset
 
 
-async def record_download(dataset_id: int, *, by_owner: bool, now: datetime) -> None:
-    await events.record(
-        dataset_id, EventKind.DOWNLOADED, now, "by the owner" if by_owner else "by someone else"
-    )
+async def record_download(dataset_id: int, *, by_owner: bool, address: str, now: datetime) -> None:
+    """One history entry per download link. A link issued to the owner may have been
+    passed on, so it is recorded as such, with the address it was used from (the owner's
+    own data: it shows a leaked link); others' downloads (of a public dataset) are
+    recorded without their address."""
+    detail = f"through a link issued to you, from {address}" if by_owner else "by someone else"
+    await events.record(dataset_id, EventKind.DOWNLOADED, now, detail)
 
 
 # Batched loads and listings ----------------------------------------------------

@@ -6,33 +6,49 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from tortoise.expressions import Subquery
+
 from storage import access
 from storage.models import DatasetEvent, EventKind
 
+# How many of each kind of event a dataset keeps (the most recent ones): downloads and
+# visibility changes, which anybody or the owner can repeat at will, can never push the
+# lifecycle (upload, publish, reminders, deletion) out of the history, and a dataset's
+# rows stay bounded.
+KEEP = {
+    EventKind.UPLOAD_STARTED: 10,
+    EventKind.UPLOADED: 5,
+    EventKind.PUBLISHED: 5,
+    EventKind.MADE_PRIVATE: 15,
+    EventKind.MADE_PUBLIC: 15,
+    EventKind.DOWNLOADED: 25,
+    EventKind.REMINDED: 15,
+    EventKind.DELETED: 5,
+    EventKind.HEADER_ERASED: 5,
+}
+HISTORY_LIMIT = sum(KEEP.values())  # the most a history holds: 100
+
 
 async def record(dataset_id: int, kind: EventKind, at: datetime, detail: str = "") -> None:
-    await DatasetEvent.create(dataset_id=dataset_id, kind=kind, at=at, detail=detail)
-
-
-HISTORY_LIMIT = 100  # events shown per dataset: the most recent ones
+    """Add an event, and forget the oldest of its kind beyond what the dataset keeps."""
+    event = await DatasetEvent.create(dataset_id=dataset_id, kind=kind, at=at, detail=detail)
+    keep = KEEP[kind]
+    if event.id > keep:  # cheap guard: fewer rows than that exist in the whole table
+        kept = DatasetEvent.filter(dataset_id=dataset_id, kind=kind).order_by("-id").limit(keep)
+        await (
+            DatasetEvent.filter(dataset_id=dataset_id, kind=kind)
+            .exclude(id__in=Subquery(kept.values("id")))
+            .delete()
+        )
 
 
 async def events_by_dataset_ids(
     ids: Iterable[int], *, viewer: access.ViewerId
 ) -> dict[int, list[DatasetEvent]]:
-    """Each dataset's most recent ``HISTORY_LIMIT`` events, oldest first, for its owner
-    (anybody else gets none).
-
-    One bounded query per dataset (a popular public dataset may have many download
-    events); the owner asks for few datasets' histories at a time, and the cost
-    limit counts each history as ``HISTORY_LIMIT`` items.
-    """
+    """Each dataset's history (at most ``HISTORY_LIMIT`` events), oldest first, for its
+    owner (anybody else gets none): one query for a whole page of datasets."""
     grouped: dict[int, list[DatasetEvent]] = defaultdict(list)
-    for dataset_id in ids:
-        recent = (
-            await DatasetEvent.filter(access.visible_events_q(viewer), dataset_id=dataset_id)
-            .order_by("-id")
-            .limit(HISTORY_LIMIT)
-        )
-        grouped[dataset_id] = sorted(recent, key=lambda e: (e.at, e.id))
+    rows = DatasetEvent.filter(access.visible_events_q(viewer), dataset_id__in=list(ids))
+    for event in await rows.order_by("at", "id"):
+        grouped[event.dataset_id].append(event)
     return grouped

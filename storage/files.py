@@ -15,18 +15,15 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q, Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from storage import access, headers, lookups, uploads
 from storage.blobs import put
 from storage.errors import InvalidState, ServiceError
 from storage.models import (
-    CountedDownload,
     DatasetStatus,
     DeletionReason,
-    LoraModel,
     ModelFile,
     ModelVersion,
     TrainingDataset,
@@ -178,7 +175,7 @@ async def receive_file_upload(
         modelspec_architecture=arch.modelspec_architecture,
         algo=arch.algo,
         suggested_base_model=suggest_base_model(arch),
-        suggested_type=suggest_type(arch),
+        suggested_type=suggest_type(arch) if arch.network_module or arch.algo else None,
         uploaded_at=clock.now(),
         claimed_at=None,
     )
@@ -247,14 +244,18 @@ async def claim_files(version_ids: Iterable[int], *, now: datetime) -> list[int]
 
 
 async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) -> bool:
-    """Delete a claimed file's bytes (all three blobs), then leave a tombstone. Safe to
-    rerun; returns whether this call wrote the tombstone."""
+    """Delete a claimed file's bytes (all three blobs), then leave a tombstone; a draft's
+    file deleted by its owner leaves nothing (it was never public). Safe to rerun;
+    returns whether this call finished it."""
     file = await ModelFile.get_or_none(id=file_id, status=DatasetStatus.DELETING)
     if file is None:
         return False
     for key in (file.header_key, file.public_header_key, file.data_key):
         if key is not None:
             await rt.blobs.delete(key)
+    if file.deletion_reason == DeletionReason.OWNER_REQUEST:
+        gone = await ModelFile.filter(id=file_id, status=DatasetStatus.DELETING).delete()
+        return bool(gone)
     done = await ModelFile.filter(id=file_id, status=DatasetStatus.DELETING).update(
         status=DatasetStatus.DELETED,
         deleted_at=now,
@@ -271,11 +272,13 @@ async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) ->
 
 
 async def delete_file(rt: Runtime, viewer: int | None, *, file_id: int | None) -> ModelFile:
-    """The owner deletes a draft's file: bytes gone now, tombstone left. Idempotent."""
+    """The owner deletes a draft's file: bytes and record gone now (a draft's file was
+    never public, so no tombstone is kept). Returns the file as it was deleted."""
     file = await lookups.owned(lookups.FILE, viewer, file_id)
     now = rt.clock.now()
     async with in_transaction():
-        await lookups.locked_draft(file.version_id)  # a published version's files stay
+        # a published version's files stay
+        await lookups.locked_draft(file.version_id, field=lookups.FILE.field)
         await (
             ModelFile.filter(id=file.id)
             .exclude(status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED))
@@ -287,7 +290,9 @@ async def delete_file(rt: Runtime, viewer: int | None, *, file_id: int | None) -
         )
     await complete_file_deletion(rt, file.id, now=now)
     await _settle_primary(file.version_id)
-    return await ModelFile.get(id=file.id)
+    file.status, file.deleted_at, file.primary = DatasetStatus.DELETED, now, False
+    file.deletion_reason = DeletionReason.OWNER_REQUEST
+    return file
 
 
 # Reading -----------------------------------------------------------------------
@@ -350,23 +355,3 @@ async def version_by_hash(viewer: int | None, value: str, *, now: datetime) -> M
         .order_by("-id")
         .first()
     )
-
-
-async def count_download(file: ModelFile, *, link: str, now: datetime) -> bool:
-    """A download link served a file's last byte: count one download for its version
-    and model, once per link (a resumed or ranged re-fetch through the same link does
-    not count again). Returns whether this call counted it."""
-    try:
-        await CountedDownload.create(link=link, at=now)
-    except IntegrityError:
-        return False
-    version = await ModelVersion.get(id=file.version_id)
-    await ModelVersion.filter(id=version.id).update(download_count=F("download_count") + 1)
-    await LoraModel.filter(id=version.model_id).update(download_count=F("download_count") + 1)
-    return True
-
-
-async def forget_counted_links(now: datetime, *, older_than: int) -> int:
-    """Forget links counted long ago: their URLs expired (minutes after being minted),
-    so they cannot be used, or counted, again."""
-    return int(await CountedDownload.filter(at__lt=now - timedelta(seconds=older_than)).delete())

@@ -118,15 +118,16 @@ async def owned(kind: Kind[M], viewer: access.ViewerId, pk: int | None) -> M:
     return row
 
 
-async def locked_draft(version_id: int) -> ModelVersion:
-    """Inside a transaction: the version, locked, still a live draft."""
+async def locked_draft(version_id: int, *, field: str = VERSION.field) -> ModelVersion:
+    """Inside a transaction: the version, locked, still a live draft (errors name
+    ``field``, the input the version came from)."""
     version = await ModelVersion.select_for_update().get_or_none(id=version_id, deleted_at=None)
     if version is None:
-        raise NotFound(VERSION.missing, field=VERSION.field)
+        raise NotFound(VERSION.missing, field=field)
     if version.status != VersionStatus.DRAFT:
         raise InvalidState(
             "This version is published: its dataset and files can no longer change.",
-            field="versionId",
+            field=field,
             code="VERSION_PUBLISHED",
         )
     return version

@@ -320,11 +320,17 @@ class ModelFile(Model):
         )
 
 
-class CountedDownload(Model):
-    """A download link whose full download was counted (once per link)."""
+class DownloadLink(Model):
+    """A download link that was used: one history entry (datasets) and at most one
+    counted download (weights files) per link, however many ranged requests it serves.
+    Forgotten an hour after first use (the link itself dies within minutes)."""
 
     link = fields.CharField(max_length=32, primary_key=True)
-    at = fields.DatetimeField(db_index=True)
+    kind = fields.CharField(max_length=1)  # storage.signing.Kind: "d" dataset, "f" file
+    object_id = fields.IntField()
+    first_used_at = fields.DatetimeField(db_index=True)
+    from_start = fields.BooleanField(default=False)  # it served the first byte
+    counted = fields.BooleanField(default=False)  # a full download through it was counted
 
     class Meta:
-        table = "counted_downloads"
+        table = "download_links"

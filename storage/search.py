@@ -127,16 +127,21 @@ async def refresh(model_id: int) -> None:
         await LoraModel.filter(id=model_id).update(search_text=text)
 
 
+def _refused(message: str) -> ServiceError:
+    return ServiceError(message, field="query", code="INVALID_QUERY")
+
+
 def terms(query: str) -> list[str]:
-    """The terms of a search query (lower-case words), or INVALID_QUERY."""
-    found = [t for t in _text(query).lower().split(" ") if t][:MAX_TERMS]
+    """The distinct terms of a search query (lower-case words), or INVALID_QUERY: every
+    term must match, so none is ever dropped."""
+    found = list(dict.fromkeys(t for t in _text(query).lower().split(" ") if t))
+    if not found and query.strip():
+        raise _refused("The search has no searchable characters.")
+    if len(found) > MAX_TERMS:
+        raise _refused(f"A search may have at most {MAX_TERMS} different terms.")
     for term in found:
         if len(term) < TERM_MIN or len(term) > TERM_MAX:
-            raise ServiceError(
-                f"Search terms must be {TERM_MIN} to {TERM_MAX} characters long.",
-                field="query",
-                code="INVALID_QUERY",
-            )
+            raise _refused(f"Search terms must be {TERM_MIN} to {TERM_MAX} characters long.")
     return found
 
 
@@ -159,7 +164,7 @@ def matching(query: str) -> Q:
     dialect = connections.get("default").capabilities.dialect
     if dialect == "sqlite":
         subquery = f"SELECT rowid FROM model_search WHERE model_search MATCH {_fts_literal(words)}"
-        return Q(id__in=RawSQL(subquery))
+        return Q(id__in=RawSQL(f"({subquery})"))
     condition = Q()
     for word in words:
         condition &= Q(search_text__icontains=word)

@@ -58,12 +58,16 @@ class Migration(migrations.Migration):
 
     operations = [
         ops.CreateModel(
-            name='CountedDownload',
+            name='DownloadLink',
             fields=[
                 ('link', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=32)),
-                ('at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+                ('kind', fields.CharField(max_length=1)),
+                ('object_id', fields.IntField()),
+                ('first_used_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+                ('from_start', fields.BooleanField(default=False)),
+                ('counted', fields.BooleanField(default=False)),
             ],
-            options={'table': 'counted_downloads', 'app': 'models', 'pk_attr': 'link', 'table_description': 'A download link whose full download was counted (once per link).'},
+            options={'table': 'download_links', 'app': 'models', 'pk_attr': 'link', 'table_description': 'A download link that was used: one history entry (datasets) and at most one'},
             bases=['Model'],
         ),
         ops.CreateModel(

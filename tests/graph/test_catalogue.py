@@ -635,12 +635,8 @@ async def test_non_ascii_text_matches_in_any_case(api: Api) -> None:
     alice = await api.sign_up("alice")
     await published(api, alice, "Über Kätzchen", description="Ωmega straße")
     # then they are found in either case
-    for query in ("über", "ÜBER", "KÄTZ", "ωmega", "STRASSE", "straße"):
-        found = await names(api, None, query=query)
-        if query == "STRASSE":  # case folding of ß is not required; no error is
-            assert found in ([], ["Über Kätzchen"])
-        else:
-            assert found == ["Über Kätzchen"], query
+    for query in ("über", "ÜBER", "KÄTZ", "ωmega", "ΩMEGA", "straße"):
+        assert await names(api, None, query=query) == ["Über Kätzchen"], query
 
 
 async def test_draft_versions_trained_words_are_not_searchable(

@@ -182,7 +182,9 @@ async def test_download_is_recorded_in_the_owners_history(api: Api) -> None:
     # then her history of the dataset records it
     after = await dataset(api, dataset_id, alice.token)
     downloads = [e for e in after["events"] if e["kind"] == "DOWNLOADED"]
-    assert downloads == [{"kind": "DOWNLOADED", "detail": "by the owner"}]
+    assert downloads == [
+        {"kind": "DOWNLOADED", "detail": "through a link issued to you, from 127.0.0.1"}
+    ]
     assert [e["kind"] for e in after["events"]] == [
         "UPLOAD_STARTED",
         "UPLOADED",

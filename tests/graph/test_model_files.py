@@ -17,6 +17,7 @@ import pytest
 
 from graph import ids
 from storage.config import Settings
+from storage.files import MAX_FILES_PER_VERSION, MAX_METADATA_ENTRIES
 from tests.conftest import Api, MutableClock, Person, blob_files, make_safetensors, make_zip
 
 MIB = 1024 * 1024
@@ -212,19 +213,25 @@ MALFORMED: list[tuple[str, bytes, int | None, int, str]] = [
     ),
     (
         # refused only after the data arrived: the data must not be kept either
-        "more than 1000 metadata entries",
-        raw_file({"__metadata__": {f"k{i}": "v" for i in range(1001)}, "w": U8x4}, b"\0" * 4),
+        "more metadata entries than accepted",
+        raw_file(
+            {"__metadata__": {f"k{i}": "v" for i in range(MAX_METADATA_ENTRIES + 1)}, "w": U8x4},
+            b"\0" * 4,
+        ),
         None,
         422,
         "BAD_METADATA",
     ),
-    (
-        "a pickle",
-        pickle.dumps({"state_dict": {"lora.weight": [0.5] * 64}}),
-        None,
-        415,
-        "NOT_SAFETENSORS",
-    ),
+    *[
+        (
+            f"a pickle (protocol {protocol})",
+            pickle.dumps({"state_dict": {"lora.weight": [0.5] * 64}}, protocol=protocol),
+            None,
+            415,
+            "NOT_SAFETENSORS",
+        )
+        for protocol in (0, 2, 4, 5)
+    ],
     (
         "a zip (a PyTorch .pt)",
         make_zip({"archive/data.pkl": pickle.dumps({"w": [1.0] * 16})}),
@@ -610,6 +617,23 @@ async def test_at_most_ten_live_files_per_version(api: Api) -> None:
     assert (await api.start_file_upload(alice, other, len(VALID)))["userErrors"] == []
 
 
+async def test_files_list_stays_within_its_bound_of_ten(api: Api) -> None:
+    # given a draft whose owner started and deleted a few uploads, then filled its ten
+    # live files (tombstones do not count against the ten)
+    alice = await api.sign_up("alice")
+    _, version_id = await draft(api, alice)
+    for _ in range(3):
+        started = await api.start_file_upload(alice, version_id, len(VALID))
+        assert (await delete_file(api, alice, started["file"]["id"]))["userErrors"] == []
+    for _ in range(10):
+        assert (await api.start_file_upload(alice, version_id, len(VALID)))["userErrors"] == []
+    # when she lists the version's files
+    files = await files_of(api, version_id, alice)
+    # then the list keeps the bound the schema promises ("at most 10") and the query
+    # cost limit counts on (graph/limits.py)
+    assert len(files) <= MAX_FILES_PER_VERSION, [f["status"] for f in files]
+
+
 # 6. Hashes -------------------------------------------------------------------------
 
 
@@ -721,17 +745,17 @@ async def test_first_available_file_is_primary_and_primary_can_move(api: Api) ->
     assert listed == [
         (a, "AVAILABLE", True),
         (pending, "PENDING_UPLOAD", False),
-        (b, "DELETED", False),
     ]
-    # and a deleted file cannot be primary again
-    assert codes(await set_primary(api, alice, b)) == [("fileId", "FILE_NOT_AVAILABLE")]
+    # and a deleted draft file is gone: it cannot be primary again
+    assert codes(await set_primary(api, alice, b)) == [("fileId", "NOT_FOUND")]
 
 
 # 8. Visibility -------------------------------------------------------------------------
 
 
 async def test_draft_files_are_the_owners_and_published_ones_everybodys(api: Api) -> None:
-    # given alice's draft with an available file, a pending one and a deleted one
+    # given alice's draft with an available file, a pending one and a deleted one (a
+    # draft's file deleted by its owner leaves no record: it was never public)
     alice = await api.sign_up("alice")
     bob = await api.sign_up("bob")
     _, version_id = await draft(api, alice)
@@ -740,14 +764,14 @@ async def test_draft_files_are_the_owners_and_published_ones_everybodys(api: Api
     pending = (await api.start_file_upload(alice, version_id, len(VALID)))["file"]["id"]
     deleted = await api.upload_file(alice, version_id, weights(6))
     assert (await delete_file(api, alice, deleted))["userErrors"] == []
-    # then alice sees all three, with a download URL only for the available one
+    # then alice sees the two left, with a download URL only for the available one
     mine = await files_of(api, version_id, alice)
     assert [(f["id"], f["status"]) for f in mine] == [
         (available, "AVAILABLE"),
         (pending, "PENDING_UPLOAD"),
-        (deleted, "DELETED"),
     ]
-    assert [f["downloadUrl"] is not None for f in mine] == [True, False, False]
+    assert [f["downloadUrl"] is not None for f in mine] == [True, False]
+    assert await file_node(api, deleted, alice) is None
     own = await file_node(api, available, alice)
     assert own is not None
     assert (own["id"], own["version"]) == (available, {"id": version_id})
@@ -763,7 +787,7 @@ async def test_draft_files_are_the_owners_and_published_ones_everybodys(api: Api
     assert (await delete_file(api, alice, pending))["userErrors"] == []
     assert (await publish(api, alice, version_id))["userErrors"] == []
     # then everybody sees the available file, through the version and node(id), and
-    # can download it; the tombstones stay alice's
+    # can download it
     for who in (bob, None):
         files = await files_of(api, version_id, who)
         assert [(f["id"], f["status"], f["primary"]) for f in files] == [
@@ -781,11 +805,7 @@ async def test_draft_files_are_the_owners_and_published_ones_everybodys(api: Api
         assert response.content == body
         assert await file_node(api, deleted, who) is None
         assert await file_node(api, pending, who) is None
-    assert [f["status"] for f in await files_of(api, version_id, alice)] == [
-        "AVAILABLE",
-        "DELETED",
-        "DELETED",
-    ]
+    assert [f["status"] for f in await files_of(api, version_id, alice)] == ["AVAILABLE"]
 
 
 # 9. Deleting ---------------------------------------------------------------------------
@@ -807,21 +827,19 @@ async def test_deleting_a_draft_file_removes_its_bytes(api: Api, settings: Setti
     assert payload["userErrors"] == []
     assert blob_files(settings.blob_dir) == before
     assert all(not path.exists() for path in added)
-    # she keeps a DELETED tombstone with no download URL, and the old URL is dead
+    # the answer shows it as deleted; no record is kept (a draft's file was never
+    # public), and the old URL is dead
     assert payload["file"] == {
         "id": file_id,
         "status": "DELETED",
         "primary": False,
         "downloadUrl": None,
     }
-    node = await file_node(api, file_id, alice)
-    assert node is not None
-    assert (node["status"], node["downloadUrl"]) == ("DELETED", None)
+    assert await file_node(api, file_id, alice) is None
     assert (await api.http.get(url)).status_code == 404
-    # and deleting it again changes nothing
+    # and deleting it again finds nothing and changes nothing
     again = await delete_file(api, alice, file_id)
-    assert again["userErrors"] == []
-    assert again["file"]["status"] == "DELETED"
+    assert codes(again) == [("fileId", "NOT_FOUND")]
     assert blob_files(settings.blob_dir) == before
 
 
@@ -835,7 +853,7 @@ async def test_published_version_files_cannot_be_deleted(api: Api, settings: Set
     # when alice tries to delete it
     payload = await delete_file(api, alice, file_id)
     # then it is refused and the file is untouched
-    assert codes(payload) == [("versionId", "VERSION_PUBLISHED")]
+    assert [e["code"] for e in payload["userErrors"]] == ["VERSION_PUBLISHED"]
     assert payload["file"] is None
     assert blob_files(settings.blob_dir) == before
     node = await file_node(api, file_id, None)
@@ -843,6 +861,8 @@ async def test_published_version_files_cannot_be_deleted(api: Api, settings: Set
     assert (node["status"], node["primary"]) == ("AVAILABLE", True)
     response = await api.http.get(node["downloadUrl"])
     assert response.content == VALID
+    # and the error names a field of this mutation's input (it has only fileId), or none
+    assert payload["userErrors"][0]["field"] in ("fileId", None)
 
 
 async def test_deleting_a_version_deletes_its_file_blobs(api: Api, settings: Settings) -> None:
@@ -905,6 +925,73 @@ async def test_deleting_a_model_deletes_every_file_blob(api: Api, settings: Sett
     assert blob_files(settings.blob_dir) == before
 
 
+async def test_deleting_a_file_while_its_bytes_arrive_keeps_nothing(
+    api: Api, settings: Settings
+) -> None:
+    # given a file whose upload has started
+    alice = await api.sign_up("alice")
+    _, version_id = await draft(api, alice)
+    payload = await api.start_file_upload(alice, version_id, len(VALID))
+    file_id = payload["file"]["id"]
+    deleted: dict[str, Any] = {}
+
+    async def body() -> AsyncIterator[bytes]:
+        yield VALID[: len(VALID) // 2]
+        # when alice deletes the file half-way through
+        deleted.update(await delete_file(api, alice, file_id))
+        yield VALID[len(VALID) // 2 :]
+
+    response = await api.http.put(payload["uploadUrl"], content=body())
+    # then the deletion wins: the upload is refused and none of its bytes are kept
+    assert deleted["userErrors"] == []
+    assert deleted["file"]["status"] == "DELETED"
+    assert (response.status_code, response.json()["error"]) == (404, "NOT_FOUND")
+    assert blob_files(settings.blob_dir) == set()
+    assert temp_files(settings) == []
+    assert await file_node(api, file_id, alice) is None
+
+
+async def test_publishing_or_deleting_a_version_while_bytes_arrive(
+    api: Api, settings: Settings
+) -> None:
+    # given a draft with an available file, and a second file being uploaded
+    alice = await api.sign_up("alice")
+    model_id, version_id = await draft(api, alice)
+    await api.upload_file(alice, version_id, weights(1))
+    payload = await api.start_file_upload(alice, version_id, len(VALID))
+    during: dict[str, Any] = {}
+
+    async def body(action: str) -> AsyncIterator[bytes]:
+        yield VALID[:100]
+        if action == "publish":
+            during.update(await publish(api, alice, version_id))
+        else:
+            during.update(
+                await mutation(
+                    api, DELETE_VERSION, "deleteModelVersion", {"versionId": version_id}, alice
+                )
+            )
+        yield VALID[100:]
+
+    # when alice publishes half-way through
+    response = await api.http.put(payload["uploadUrl"], content=body("publish"))
+    # then publishing waits for the upload, which completes
+    assert codes(during) == [("versionId", "UPLOAD_INCOMPLETE")]
+    assert response.status_code == 200
+    assert [f["status"] for f in await files_of(api, version_id, alice)] == ["AVAILABLE"] * 2
+    # given a third file being uploaded
+    third = await api.start_file_upload(alice, version_id, len(VALID))
+    during.clear()
+    # when the version is deleted half-way through
+    response = await api.http.put(third["uploadUrl"], content=body("delete"))
+    # then the upload is refused, and no byte of the version's files is left
+    assert during["userErrors"] == []
+    assert (response.status_code, response.json()["error"]) == (404, "NOT_FOUND")
+    assert blob_files(settings.blob_dir) == set()  # every file was the version's
+    assert temp_files(settings) == []
+    assert (await api.gql(MODEL, {"id": model_id}, alice.token))["node"] is not None
+
+
 # 10. Downloads and counts ----------------------------------------------------------------
 
 
@@ -938,6 +1025,21 @@ async def test_download_full_range_and_head(api: Api) -> None:
     assert part.content == body[10:100]
     assert part.headers["content-range"] == f"bytes 10-99/{len(body)}"
     assert part.headers["content-length"] == "90"
+    # a range across the end of the header joins header and data
+    edge = 8 + header_length(body)
+    across = await api.http.get(url, headers={"Range": f"bytes={edge - 5}-{edge + 4}"})
+    assert across.status_code == 206
+    assert across.content == body[edge - 5 : edge + 5]
+    # If-Range: the range while the ETag matches, else the whole file
+    etag = full.headers["etag"]
+    same = await api.http.get(url, headers={"Range": "bytes=10-99", "If-Range": etag})
+    assert (same.status_code, same.content) == (206, body[10:100])
+    changed = await api.http.get(url, headers={"Range": "bytes=10-99", "If-Range": '"0000"'})
+    assert (changed.status_code, changed.content) == (200, body)
+    # a range that starts past the end cannot be satisfied
+    beyond = await api.http.get(url, headers={"Range": f"bytes={len(body)}-"})
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == f"bytes */{len(body)}"
     # a range past the header reads the data section only
     start = 8 + header_length(body) + 5
     tail = await api.http.get(url, headers={"Range": f"bytes={start}-"})
@@ -1043,6 +1145,9 @@ async def test_another_users_file_answers_like_a_missing_one(api: Api) -> None:
         assert codes(expected) == [("fileId", "NOT_FOUND")], name
         assert await operation(api, bob, published) == expected, name
         assert await operation(api, bob, drafted) == expected, name
+        # as do a malformed id and another kind's id
+        assert await operation(api, bob, "not-an-id") == expected, name
+        assert await operation(api, bob, ids.encode("ModelVersion", 1)) == expected, name
     # and alice's files are untouched
     for file_id in (published, drafted):
         node = await file_node(api, file_id, alice)

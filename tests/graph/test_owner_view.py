@@ -442,7 +442,7 @@ async def test_events_record_the_datasets_history_in_order(
     details = {e["kind"]: e["detail"] for e in view["events"]}
     assert details["UPLOAD_STARTED"] == "data.zip"
     assert details["UPLOADED"].startswith("sha256 ")
-    assert details["DOWNLOADED"] == "by the owner"
+    assert details["DOWNLOADED"] == "through a link issued to you, from 127.0.0.1"
     assert details["REMINDED"] == "30 seconds before deletion"
     assert details["DELETED"] == "EXPIRED"
     # and nobody else sees the history, even of a public dataset
