@@ -24,7 +24,7 @@ from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, upload
 from graph.schema import build_schema
-from graph.transport import GraphQLRequestGuard, SecurityHeaders
+from graph.transport import GraphQLRequestGuard, RequestsPerAddress, SecurityHeaders
 from jobs.notifier import InAppNotifier
 from jobs.runner import EmbeddedRunner
 from jobs.scheduler import ArqScheduler
@@ -33,7 +33,7 @@ from storage.blobs import BlobStore, open_blob_store
 from storage.clock import Clock, SystemClock
 from storage.config import Settings
 from storage.runtime import Runtime, Scheduler
-from storage.signing import Signer
+from storage.signing import Cursors, Signer
 
 log = logging.getLogger("lorashelf")
 
@@ -119,8 +119,12 @@ def create_app(
         scheduler=scheduler,
         notifier=InAppNotifier(),
     )
+    signer = Signer(settings.secret_key)
     services = Services(
-        runtime=runtime, signer=Signer(settings.secret_key), limiter=RateLimiter(settings)
+        runtime=runtime,
+        signer=signer,
+        limiter=RateLimiter(settings),
+        cursors=Cursors(signer.sealer),
     )
 
     @contextlib.asynccontextmanager
@@ -167,8 +171,14 @@ def create_app(
             )
         )
     middleware.append(
+        Middleware(RequestsPerAddress, limit=settings.limits.max_requests_per_address)
+    )
+    middleware.append(
         Middleware(
-            GraphQLRequestGuard, path="/graphql", max_body_bytes=settings.limits.max_body_bytes
+            GraphQLRequestGuard,
+            path="/graphql",
+            max_body_bytes=settings.limits.max_body_bytes,
+            body_timeout=settings.limits.body_timeout,
         )
     )
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -27,12 +27,16 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    trusted = ",".join(settings.trusted_proxies)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level="info",
-        proxy_headers=False,
+        # Client addresses come from X-Forwarded-For only through the configured proxies.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        timeout_keep_alive=5,
     )
 
 

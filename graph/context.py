@@ -26,7 +26,7 @@ from storage.models import (
     User,
 )
 from storage.runtime import Runtime
-from storage.signing import Signer
+from storage.signing import Cursors, Signer
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Services:
     runtime: Runtime
     signer: Signer
     limiter: RateLimiter
+    cursors: Cursors
 
     @property
     def settings(self) -> Settings:
@@ -88,6 +89,7 @@ class Loaders:
     files_of_version: DataLoader[int, list[ModelFile]] = field(init=False)
     tags_of_model: DataLoader[int, list[str]] = field(init=False)
     _by_kind: dict[str, DataLoader[int, Any]] = field(init=False, default_factory=dict)
+    _by_public: dict[str, DataLoader[str, Any]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         viewer = self.viewer
@@ -109,6 +111,20 @@ class Loaders:
         self.events_of_dataset = _list_loader(events_of)
         self.files_of_version = _list_loader(files_of)
         self.tags_of_model = _list_loader(search.tags_by_model_ids)  # of visible models only
+
+    def public(self, kind: Kind[M]) -> DataLoader[str, M | None]:
+        """The loader of objects of ``kind`` this viewer may see, by public id."""
+        loader = self._by_public.get(kind.name)
+        if loader is None:
+            viewer = self.viewer
+
+            async def load(public_ids: list[str]) -> list[M | None]:
+                found = await lookups.visible_public(kind, viewer, public_ids)
+                return [found.get(p) for p in public_ids]
+
+            loader = self._by_public[kind.name] = DataLoader(load_fn=load)
+        typed: DataLoader[str, M | None] = loader
+        return typed
 
     def of(self, kind: Kind[M]) -> DataLoader[int, M | None]:
         """The loader of objects of ``kind`` this viewer may see, by id."""

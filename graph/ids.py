@@ -1,43 +1,49 @@
-"""Opaque Relay global IDs: ``base64url("TypeName:pk")``.
+"""Opaque Relay global IDs: a type prefix and the row's random public id.
 
-Anything malformed, of the wrong type or out of range decodes to ``None``, which
-every caller treats exactly like an id that does not exist.
+``d_Q3pT...`` is the training dataset whose ``public_id`` is ``Q3pT...`` (128 random
+bits, see ``storage.models.new_public_id``): nothing about row order, count or
+creation time can be read from an id. Anything malformed or of the wrong type decodes
+to ``None``, which every caller treats exactly like an id that does not exist.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 
-MAX_PK = 2**63 - 1
+PREFIX = {
+    "User": "u",
+    "Model": "m",
+    "ModelVersion": "v",
+    "TrainingDataset": "d",
+    "ModelFile": "f",
+    "Notification": "n",
+}
+TYPE_OF = {prefix: type_name for type_name, prefix in PREFIX.items()}
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
-def encode(type_name: str, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
+def encode(type_name: str, public_id: str | None) -> str:
+    """The global ID of a row (every row gets a public id when it is created)."""
+    if public_id is None:
+        raise ValueError(f"a {type_name} without a public id")
+    return f"{PREFIX[type_name]}_{public_id}"
 
 
-def decode_any(global_id: str) -> tuple[str, int] | None:
-    if not global_id or len(global_id) > 100:
+def decode_any(global_id: str) -> tuple[str, str] | None:
+    """(type name, public id) of a well-formed global ID, else None."""
+    prefix, sep, public_id = global_id.partition("_")
+    type_name = TYPE_OF.get(prefix)
+    if not sep or type_name is None or not _PUBLIC_ID.fullmatch(public_id):
         return None
-    try:
-        raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    type_name, sep, pk = raw.partition(":")
-    if not sep or not pk.isdigit() or not pk.isascii():
-        return None
-    value = int(pk)
-    if not 0 < value <= MAX_PK:
-        return None
-    return type_name, value
+    return type_name, public_id
 
 
-def decode(global_id: str, type_name: str) -> int | None:
+def decode(global_id: str, type_name: str) -> str | None:
     decoded = decode_any(global_id)
     if decoded is None or decoded[0] != type_name:
         return None
     return decoded[1]
 
 
-def decode_many(global_ids: list[str], type_name: str) -> list[int]:
-    return [pk for gid in global_ids if (pk := decode(gid, type_name)) is not None]
+def decode_many(global_ids: list[str], type_name: str) -> list[str]:
+    return [pid for gid in global_ids if (pid := decode(gid, type_name)) is not None]

@@ -87,8 +87,8 @@ def payload_mutation(
     return decorate
 
 
-def pk(kind: lookups.Kind[Any], global_id: strawberry.ID) -> int | None:
-    """The key behind a global ID of this kind; None (then: not found) for anything else."""
+def pk(kind: lookups.Kind[Any], global_id: strawberry.ID) -> str | None:
+    """The public id in a global ID of this kind; None (then: not found) for anything else."""
     return ids.decode(str(global_id), kind.name)
 
 

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from graph import ids
 from graph.context import Services
+from graph.transport import TooSlow, paced
 from storage import access, accounts, datasets, db, downloads, files, lookups, signing
 from storage.blobs import read_parts
 from storage.clock import Clock
@@ -40,14 +41,15 @@ async def upload(request: Request) -> Response:
         grant = services.signer.read_upload_token(request.path_params["token"])
     except BadToken:
         return _error(403, "INVALID_UPLOAD_URL", "This upload URL is not valid.")
-    rt, chunks = services.runtime, request.stream()
+    rt, limits = services.runtime, services.settings.limits
+    chunks = paced(request.stream(), min_rate=limits.upload_min_rate, grace=limits.upload_grace)
     try:
         if grant.kind == signing.FILE:
             file = await files.receive_file_upload(
                 rt, file_id=grant.object_id, nonce=grant.nonce, chunks=chunks
             )
             body = {
-                "id": ids.encode(lookups.FILE.name, file.id),
+                "id": ids.encode(lookups.FILE.name, file.public_id),
                 "status": "AVAILABLE",
                 "sizeBytes": file.size_bytes,
                 "sha256": file.sha256,
@@ -59,13 +61,15 @@ async def upload(request: Request) -> Response:
                 rt, dataset_id=grant.object_id, nonce=grant.nonce, chunks=chunks
             )
             body = {
-                "id": ids.encode(lookups.DATASET.name, dataset.id),
+                "id": ids.encode(lookups.DATASET.name, dataset.public_id),
                 "status": "AVAILABLE",
                 "sizeBytes": dataset.size_bytes,
                 "sha256": dataset.sha256,
             }
     except UploadRejected as exc:
         return _error(exc.status, exc.code, exc.message)
+    except TooSlow as exc:
+        return _error(408, "UPLOAD_TOO_SLOW", str(exc))
     return JSONResponse(body)
 
 

@@ -36,6 +36,7 @@ from graph.types import (
     TrainingDatasetType,
     UserType,
     connection,
+    opened,
 )
 from storage import catalog, files, lookups
 from storage import models as db
@@ -65,7 +66,7 @@ async def resolve_node(info: Info, global_id: str) -> Node | None:
     if decoded is None or entry is None:
         return None
     kind, node_type = entry
-    row = await info.context.loaders.of(kind).load(decoded[1])
+    row = await info.context.loaders.public(kind).load(decoded[1])
     return node_type.of(row) if row is not None else None  # type: ignore[no-any-return]
 
 
@@ -90,8 +91,8 @@ class Query:
         info: Info,
         id: Annotated[strawberry.ID, strawberry.argument(description="The model's global ID.")],
     ) -> ModelType | None:
-        pk = ids.decode(str(id), lookups.MODEL.name)
-        model = await info.context.loaders.of(lookups.MODEL).load(pk) if pk else None
+        public_id = ids.decode(str(id), lookups.MODEL.name)
+        model = await info.context.loaders.public(lookups.MODEL).load(public_id or "")
         return ModelType.of(model) if model is not None else None
 
     @strawberry.field(
@@ -135,7 +136,7 @@ class Query:
     ) -> Connection[ModelType]:
         owner = None
         if owner_id is not None:
-            owner = ids.decode(str(owner_id), lookups.USER.name) or 0
+            owner = ids.decode(str(owner_id), lookups.USER.name) or ""
         narrow = catalog.CatalogueFilter(
             owner_id=owner,
             query=query,
@@ -149,9 +150,9 @@ class Query:
             narrow=narrow,
             sort=db.ModelSort(sort),
             first=first,
-            after=after,
+            after=opened(info, after),
         )
-        return connection(page, ModelType.of)
+        return connection(info, page, ModelType.of)
 
     @strawberry.field(
         description=(

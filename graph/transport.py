@@ -2,13 +2,19 @@
 
 - ``GraphQLRequestGuard``: on ``/graphql``, operations come only as ``application/json``
   POST bodies (no form or text/plain "simple requests", so no CSRF) of bounded size,
-  refused before any parsing; GET query strings are bounded the same way.
+  arriving within a deadline, refused before any parsing; GET query strings are
+  bounded the same way.
+- ``RequestsPerAddress``: a bound on the requests one client address has in flight.
+- ``paced``: upload bodies must keep up a minimum rate.
 - ``SecurityHeaders``: the same protective headers on every response.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,10 +51,11 @@ async def _refuse(send: Send, status: int, message: str) -> None:
 
 
 class GraphQLRequestGuard:
-    def __init__(self, app: ASGIApp, *, path: str, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, *, path: str, max_body_bytes: int, body_timeout: float):
         self.app = app
         self.path = path
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path:
@@ -77,23 +84,33 @@ class GraphQLRequestGuard:
                 send, 413, f"The request body is larger than {self.max_body_bytes} bytes."
             )
             return
-        # Read the (small) body here, never more than the limit plus one chunk.
+        # Read the (small) body here, never more than the limit plus one chunk, and
+        # within the deadline: a body trickled in holds a connection for nothing.
         chunks: list[bytes] = []
         size = 0
         more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await _refuse(
-                    send, 413, f"The request body is larger than {self.max_body_bytes} bytes."
-                )
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        await _refuse(
+                            send,
+                            413,
+                            f"The request body is larger than {self.max_body_bytes} bytes.",
+                        )
+                        return
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            await _refuse(
+                send, 408, f"The request body did not arrive within {self.body_timeout:g} seconds."
+            )
+            return
         body = b"".join(chunks)
         sent = False
 
@@ -105,6 +122,67 @@ class GraphQLRequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RequestsPerAddress:
+    """At most ``limit`` requests in flight from one client address (429 beyond): one
+    address cannot hold every connection, whatever it sends. Behind a reverse proxy,
+    trust its forwarded addresses (LORASHELF_TRUSTED_PROXIES) or every client shares
+    the proxy's."""
+
+    def __init__(self, app: ASGIApp, *, limit: int):
+        self.app = app
+        self.limit = limit
+        self.in_flight: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if self.in_flight.get(address, 0) >= self.limit:
+            await _refuse(send, 429, "Too many requests from this address at once.")
+            return
+        self.in_flight[address] = self.in_flight.get(address, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.in_flight[address] - 1
+            if left:
+                self.in_flight[address] = left
+            else:
+                del self.in_flight[address]
+
+
+class TooSlow(Exception):
+    """An upload body arrived slower than the minimum rate."""
+
+
+async def paced(
+    chunks: AsyncIterator[bytes], *, min_rate: int, grace: float
+) -> AsyncIterator[bytes]:
+    """An upload body that must keep arriving: after ``grace`` seconds it must average at
+    least ``min_rate`` bytes a second, and a stalled body is cut as soon as it falls
+    behind (each chunk is awaited only until then), so a trickle cannot hold a
+    connection, a file descriptor and a temp file for ever."""
+    start = time.monotonic()
+    received = 0
+    stream = aiter(chunks)
+    while True:
+        allowed = grace + received / min_rate - (time.monotonic() - start)
+        try:
+            async with asyncio.timeout(max(allowed, 0.0)):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TooSlow(
+                f"The body arrived slower than {min_rate} bytes a second; send it again "
+                "through a new upload URL."
+            ) from None
+        received += len(chunk)
+        yield chunk
 
 
 class SecurityHeaders:

@@ -82,14 +82,21 @@ class Connection(Generic[T]):
     page_info: PageInfo = strawberry.field(description="Paging information.")
 
 
-def connection(page: Page, wrap) -> Connection:  # type: ignore[no-untyped-def, type-arg]
-    edges = [Edge(cursor=page.cursor(row), node=wrap(row)) for row in page.items]
+def connection(info: Info, page: Page, wrap) -> Connection:  # type: ignore[no-untyped-def, type-arg]
+    """A Relay connection of a page, each position sealed into an opaque cursor."""
+    seal = info.context.services.cursors.seal
+    edges = [Edge(cursor=seal(page.position(row)), node=wrap(row)) for row in page.items]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
         ),
     )
+
+
+def opened(info: Info, after: str | None) -> str | None:
+    """The position in an ``after`` cursor (INVALID_CURSOR if it is not one of ours)."""
+    return None if after is None else info.context.services.cursors.open(after)
 
 
 FirstArg = Annotated[
@@ -112,7 +119,9 @@ class UserType(Node):
 
     @classmethod
     def of(cls, row: db.User) -> UserType:
-        return cls(id=strawberry.ID(ids.encode("User", row.id)), row=row, username=row.username)
+        return cls(
+            id=strawberry.ID(ids.encode("User", row.public_id)), row=row, username=row.username
+        )
 
     username: str = strawberry.field(description="The user's unique name.")
 
@@ -130,11 +139,11 @@ class UserType(Node):
     ) -> Connection[ModelType]:
         page = await catalog.models_page(
             viewer=info.context.viewer_id,
-            narrow=catalog.CatalogueFilter(owner_id=self.row.id, include_nsfw=include_nsfw),
+            narrow=catalog.CatalogueFilter(owner_id=self.row.public_id, include_nsfw=include_nsfw),
             first=first,
-            after=after,
+            after=opened(info, after),
         )
-        return connection(page, ModelType.of)
+        return connection(info, page, ModelType.of)
 
     @strawberry.field(
         description=(
@@ -157,9 +166,9 @@ class UserType(Node):
             owner_id=self.row.id,
             status=db.DatasetStatus(status) if status else None,
             first=first,
-            after=after,
+            after=opened(info, after),
         )
-        return connection(page, TrainingDatasetType.of)
+        return connection(info, page, TrainingDatasetType.of)
 
     @strawberry.field(
         description="Your notifications, newest first; null for anybody but yourself."
@@ -176,9 +185,9 @@ class UserType(Node):
         if not access.owns(info.context.viewer_id, self.row.id):
             return None
         page = await notifications.notifications_page(
-            user_id=self.row.id, unread_only=unread_only, first=first, after=after
+            user_id=self.row.id, unread_only=unread_only, first=first, after=opened(info, after)
         )
-        return connection(page, NotificationType.of)
+        return connection(info, page, NotificationType.of)
 
     @strawberry.field(
         description="How many of your notifications are unread; null for anybody but yourself."
@@ -196,7 +205,7 @@ class ModelType(Node):
     @classmethod
     def of(cls, row: db.LoraModel) -> ModelType:
         return cls(
-            id=strawberry.ID(ids.encode("Model", row.id)),
+            id=strawberry.ID(ids.encode("Model", row.public_id)),
             row=row,
             name=row.name,
             description=row.description,
@@ -252,7 +261,7 @@ class ModelVersionType(Node):
     @classmethod
     def of(cls, row: db.ModelVersion) -> ModelVersionType:
         return cls(
-            id=strawberry.ID(ids.encode("ModelVersion", row.id)),
+            id=strawberry.ID(ids.encode("ModelVersion", row.public_id)),
             row=row,
             name=row.name,
             status=row.status,
@@ -365,7 +374,7 @@ class ModelFileType(Node):
     @classmethod
     def of(cls, row: db.ModelFile) -> ModelFileType:
         return cls(
-            id=strawberry.ID(ids.encode(lookups.FILE.name, row.id)),
+            id=strawberry.ID(ids.encode(lookups.FILE.name, row.public_id)),
             row=row,
             filename=row.filename,
             status=shown_status(row.status),
@@ -552,7 +561,7 @@ class TrainingDatasetType(Node):
     def of(cls, row: db.TrainingDataset) -> TrainingDatasetType:
         deleting = row.status == db.DatasetStatus.DELETING  # access ended at the claim
         return cls(
-            id=strawberry.ID(ids.encode("TrainingDataset", row.id)),
+            id=strawberry.ID(ids.encode("TrainingDataset", row.public_id)),
             row=row,
             filename=row.filename,
             size_bytes=BigInt(row.size_bytes),
@@ -645,7 +654,7 @@ class NotificationType(Node):
     @classmethod
     def of(cls, row: db.Notification) -> NotificationType:
         return cls(
-            id=strawberry.ID(ids.encode("Notification", row.id)),
+            id=strawberry.ID(ids.encode("Notification", row.public_id)),
             row=row,
             kind=row.kind,
             message=row.message,

@@ -5,6 +5,7 @@ count all ask the database the same question, and an object the viewer may not s
 is exactly as absent as one that does not exist. :mod:`storage.lookups` applies these
 filters; nothing else decides visibility.
 
+- An account is visible to itself, and to others once it has a published model.
 - A model is visible to everyone once one of its versions is published, and to its
   owner always; a deleted one to nobody.
 - A version is visible to everyone once published, a draft to its owner only.
@@ -23,16 +24,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
-from storage.models import DatasetStatus, ModelFile, TrainingDataset, VersionStatus, Visibility
+from storage.models import (
+    DatasetStatus,
+    LoraModel,
+    ModelFile,
+    TrainingDataset,
+    VersionStatus,
+    Visibility,
+)
 
 ViewerId = int | None
 
 
 def visible_users_q(viewer: ViewerId) -> Q:
-    """Every account is visible (its username and public models)."""
-    return Q()
+    """An account is visible to itself, and to others only once something of theirs is
+    public (a published model): accounts cannot be listed or probed by id."""
+    public = Q(id__in=Subquery(LoraModel.filter(visible_models_q(None)).values("owner_id")))
+    return public if viewer is None else public | Q(id=viewer)
 
 
 def visible_models_q(viewer: ViewerId) -> Q:

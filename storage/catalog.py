@@ -102,7 +102,7 @@ async def update_model(
     rt: Runtime,
     viewer: int | None,
     *,
-    model_id: int | None,
+    model_id: str | None,
     name: str | None = None,
     description: str | None = None,
     type: LoraType | None = None,
@@ -134,7 +134,7 @@ async def create_version(
     rt: Runtime,
     viewer: int | None,
     *,
-    model_id: int | None,
+    model_id: str | None,
     name: str,
     base_model: BaseModel,
     trained_words: list[str] | None = None,
@@ -166,7 +166,7 @@ async def update_version(
     rt: Runtime,
     viewer: int | None,
     *,
-    version_id: int | None,
+    version_id: str | None,
     name: str | None = None,
     base_model: BaseModel | None = None,
     trained_words: list[str] | None = None,
@@ -187,7 +187,7 @@ async def update_version(
 
 
 async def publish_version(
-    rt: Runtime, viewer: int | None, *, version_id: int | None
+    rt: Runtime, viewer: int | None, *, version_id: str | None
 ) -> ModelVersion:
     """Publish a draft; a private dataset's window starts now."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
@@ -258,7 +258,7 @@ async def _claim_datasets(dataset_ids: list[int], *, now: datetime) -> None:
 
 
 async def delete_version(
-    rt: Runtime, viewer: int | None, *, version_id: int | None
+    rt: Runtime, viewer: int | None, *, version_id: str | None
 ) -> ModelVersion:
     """Delete a version; its dataset's and files' bytes go now, leaving the owner
     tombstones."""
@@ -277,7 +277,7 @@ async def delete_version(
     return version
 
 
-async def delete_model(rt: Runtime, viewer: int | None, *, model_id: int | None) -> LoraModel:
+async def delete_model(rt: Runtime, viewer: int | None, *, model_id: str | None) -> LoraModel:
     """Delete a model and its versions; their datasets' and files' bytes go now."""
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     now = rt.clock.now()
@@ -320,7 +320,7 @@ async def versions_by_model_ids(
 class CatalogueFilter:
     """What a catalogue listing is narrowed to (every part optional)."""
 
-    owner_id: int | None = None
+    owner_id: str | None = None  # a user's public id
     query: str | None = None
     tag: str | None = None
     base_model: BaseModel | None = None
@@ -343,7 +343,8 @@ async def models_page(
     narrow = narrow or CatalogueFilter()
     query = LoraModel.filter(access.visible_models_q(viewer))
     if narrow.owner_id is not None:
-        query = query.filter(owner_id=narrow.owner_id)
+        owners = User.filter(access.visible_users_q(viewer), public_id=narrow.owner_id)
+        query = query.filter(owner_id__in=Subquery(owners.values("id")))
     if not narrow.include_nsfw:
         query = query.filter(Q(nsfw=False) | Q(owner_id=viewer) if viewer else Q(nsfw=False))
     if narrow.type is not None:

@@ -320,6 +320,15 @@ VARIABLES: tuple[Variable, ...] = (
         shown_default="unset (links are relative)",
     ),
     Variable(
+        "trusted_proxies",
+        "LORASHELF_TRUSTED_PROXIES",
+        parse_names,
+        "",
+        "addresses of reverse proxies whose `X-Forwarded-For` names the client (comma-separated; "
+        "`*` for any): rate limits and per-address bounds then count real clients",
+        shown_default="none",
+    ),
+    Variable(
         "token_lifetime",
         "LORASHELF_TOKEN_LIFETIME",
         parse_duration,
@@ -373,6 +382,38 @@ VARIABLES: tuple[Variable, ...] = (
         parse_count,
         "20000",
         "fields, each connection multiplying its fields by `first` (at most 100)",
+        table="limits",
+    ),
+    Variable(
+        "body_timeout",
+        "LORASHELF_BODY_TIMEOUT",
+        parse_duration,
+        "10s",
+        "time a `/graphql` request body may take to arrive (408 after it)",
+        table="limits",
+    ),
+    Variable(
+        "upload_min_rate",
+        "LORASHELF_UPLOAD_MIN_RATE",
+        parse_size,
+        "16KiB",
+        "bytes a second an upload body must average after its grace period (408 below it)",
+        table="limits",
+    ),
+    Variable(
+        "upload_grace",
+        "LORASHELF_UPLOAD_GRACE",
+        parse_duration,
+        "60s",
+        "seconds an upload body may take before the minimum rate applies",
+        table="limits",
+    ),
+    Variable(
+        "max_requests_per_address",
+        "LORASHELF_MAX_REQUESTS_PER_ADDRESS",
+        parse_count,
+        "32",
+        "requests one client address may have in flight at once (429 beyond)",
         table="limits",
     ),
     Variable(
@@ -470,6 +511,10 @@ class Limits:
     max_aliases: int
     max_directives: int
     max_cost: int
+    body_timeout: int
+    upload_min_rate: int
+    upload_grace: int
+    max_requests_per_address: int
     max_field_repeats: int
     login_rate_username: str
     login_rate_username_slowdown: str
@@ -503,6 +548,7 @@ class Settings:
     graphiql: bool
     blob_url: str
     public_url: str
+    trusted_proxies: tuple[str, ...]
     token_lifetime: int
     limits: Limits = field(default_factory=lambda: load_limits({}))
     upload_url_lifetime: int = 3600

@@ -78,7 +78,7 @@ async def _check_quota(rt: Runtime, owner_id: int, *, replacing_version: int, si
 
 
 async def start_upload(
-    rt: Runtime, viewer: int | None, *, version_id: int | None, request: UploadRequest
+    rt: Runtime, viewer: int | None, *, version_id: str | None, request: UploadRequest
 ) -> tuple[TrainingDataset, str]:
     """Record a dataset awaiting its bytes; return it and the single-use upload nonce."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
@@ -201,7 +201,7 @@ async def set_visibility(
     rt: Runtime,
     viewer: int | None,
     *,
-    dataset_id: int | None,
+    dataset_id: str | None,
     visibility: Visibility,
     owns_rights: bool | None,
 ) -> TrainingDataset:
@@ -246,7 +246,7 @@ async def set_visibility(
 
 
 async def delete_dataset(
-    rt: Runtime, viewer: int | None, *, dataset_id: int | None
+    rt: Runtime, viewer: int | None, *, dataset_id: str | None
 ) -> TrainingDataset:
     """The owner deletes a dataset now: bytes gone, tombstone left. Idempotent."""
     dataset = await lookups.owned(lookups.DATASET, viewer, dataset_id)

@@ -54,7 +54,7 @@ class FileUploadRequest:
 
 
 async def start_file_upload(
-    rt: Runtime, viewer: int | None, *, version_id: int | None, request: FileUploadRequest
+    rt: Runtime, viewer: int | None, *, version_id: str | None, request: FileUploadRequest
 ) -> tuple[ModelFile, str]:
     """Record a weights file awaiting its bytes; return it and the single-use nonce."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
@@ -207,7 +207,7 @@ async def _settle_primary(version_id: int, *, prefer: int | None = None) -> None
         await ModelFile.filter(id=chosen).update(primary=True)
 
 
-async def set_primary(rt: Runtime, viewer: int | None, *, file_id: int | None) -> ModelFile:
+async def set_primary(rt: Runtime, viewer: int | None, *, file_id: str | None) -> ModelFile:
     """Make one of the owner's available files its version's primary file."""
     file = await lookups.owned(lookups.FILE, viewer, file_id)
     if file.status != DatasetStatus.AVAILABLE:
@@ -271,7 +271,7 @@ async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) ->
     return bool(done)
 
 
-async def delete_file(rt: Runtime, viewer: int | None, *, file_id: int | None) -> ModelFile:
+async def delete_file(rt: Runtime, viewer: int | None, *, file_id: str | None) -> ModelFile:
     """The owner deletes a draft's file: bytes and record gone now (a draft's file was
     never public, so no tombstone is kept). Returns the file as it was deleted."""
     file = await lookups.owned(lookups.FILE, viewer, file_id)

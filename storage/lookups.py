@@ -95,24 +95,37 @@ def require_viewer(viewer: access.ViewerId) -> int:
     return viewer
 
 
-async def visible(kind: Kind[M], viewer: access.ViewerId, pk: int | None) -> M | None:
-    """The object if the viewer may see it; None if not, or if there is no such id."""
-    found = await visible_many(kind, viewer, [] if pk is None else [pk])
-    return found.get(pk) if pk is not None else None
+async def visible(kind: Kind[M], viewer: access.ViewerId, pk: int) -> M | None:
+    """The object behind an internal key (a link, a token) if the viewer may see it."""
+    return (await visible_many(kind, viewer, [pk])).get(pk)
 
 
 async def visible_many(kind: Kind[M], viewer: access.ViewerId, pks: Iterable[int]) -> dict[int, M]:
-    """Those of ``pks`` the viewer may see, by id: one query (DataLoaders batch here)."""
-    wanted = list(pks)
-    rows = await kind.model.filter(kind.visible(viewer), id__in=wanted)
+    """Those of ``pks`` the viewer may see, by key: one query (DataLoaders batch here)."""
+    rows = await kind.model.filter(kind.visible(viewer), id__in=list(pks))
     return {row.pk: row for row in rows}
 
 
-async def owned(kind: Kind[M], viewer: access.ViewerId, pk: int | None) -> M:
-    """The viewer's own object, for a change. Anybody else's, a deleted one, a
-    malformed id and a missing one all raise the same :class:`NotFound`."""
+async def visible_public(
+    kind: Kind[M], viewer: access.ViewerId, public_ids: Iterable[str | None]
+) -> dict[str, M]:
+    """Those of the public ids the viewer may see, by public id: one query, the same
+    whether an id is hidden from the viewer, missing or malformed."""
+    wanted = [p if p is not None else "" for p in public_ids]
+    rows = await kind.model.filter(kind.visible(viewer), public_id__in=wanted)
+    found: dict[str, M] = {}
+    for row in rows:
+        public_id: str = row.public_id  # type: ignore[attr-defined]  # every Kind has one
+        found[public_id] = row
+    return found
+
+
+async def owned(kind: Kind[M], viewer: access.ViewerId, public_id: str | None) -> M:
+    """The viewer's own object, by its public id, for a change. Anybody else's, a
+    deleted one, a malformed id and a missing one all raise the same :class:`NotFound`
+    after the same query."""
     owner = require_viewer(viewer)
-    row = await kind.model.filter(kind.owned(owner), id=-1 if pk is None else pk).first()
+    row = await kind.model.filter(kind.owned(owner), public_id=public_id or "").first()
     if row is None:
         raise NotFound(kind.missing, field=kind.field)
     return row

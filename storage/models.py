@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
 
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
+
+
+def new_public_id() -> str:
+    """A row's public id: 128 random bits (22 URL-safe characters). What the API shows of
+    a row is this, never its key: nothing about order, count or creation time shows."""
+    return secrets.token_urlsafe(16)
 
 
 class VersionStatus(StrEnum):
@@ -81,6 +88,7 @@ class EventKind(StrEnum):
 
 class User(Model):
     id = fields.IntField(primary_key=True)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     username = fields.CharField(max_length=32, unique=True)
     password_hash = fields.CharField(max_length=255)
     created_at = fields.DatetimeField()
@@ -107,6 +115,7 @@ class AuthToken(Model):
 
 class LoraModel(Model):
     id = fields.IntField(primary_key=True)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="lora_models", on_delete=fields.CASCADE
     )
@@ -148,6 +157,7 @@ class ModelTag(Model):
 
 class ModelVersion(Model):
     id = fields.IntField(primary_key=True)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     model: fields.ForeignKeyRelation[LoraModel] = fields.ForeignKeyField(
         "models.LoraModel", related_name="versions", on_delete=fields.CASCADE
     )
@@ -173,6 +183,7 @@ class ModelVersion(Model):
 
 class TrainingDataset(Model):
     id = fields.IntField(primary_key=True)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     version: fields.OneToOneRelation[ModelVersion] = fields.OneToOneField(
         "models.ModelVersion", related_name="training_dataset", on_delete=fields.CASCADE
     )
@@ -210,6 +221,7 @@ class TrainingDataset(Model):
 
 class Notification(Model):
     id = fields.IntField(primary_key=True)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="notifications", on_delete=fields.CASCADE
     )
@@ -265,6 +277,7 @@ class ModelFile(Model):
     """
 
     id = fields.IntField(primary_key=True)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     version: fields.ForeignKeyRelation[ModelVersion] = fields.ForeignKeyField(
         "models.ModelVersion", related_name="files", on_delete=fields.CASCADE
     )

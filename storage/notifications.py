@@ -41,10 +41,10 @@ async def unread_count(user_id: int) -> int:
     )
 
 
-async def mark_read(*, user_id: int, ids: Iterable[int], now: datetime) -> list[Notification]:
-    """Mark the user's own notifications read; ids of anybody else's are ignored."""
+async def mark_read(*, user_id: int, ids: Iterable[str], now: datetime) -> list[Notification]:
+    """Mark the user's own notifications read (by public id); anybody else's are ignored."""
     wanted = list(ids)
-    mine = Notification.filter(access.owned_notifications_q(user_id), id__in=wanted)
+    mine = Notification.filter(access.owned_notifications_q(user_id), public_id__in=wanted)
     await mine.filter(read_at=None).update(read_at=now)
     return list(await mine.order_by("-id"))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,27 +22,28 @@ DEFAULT_PAGE = 20
 
 @dataclass
 class Page(Generic[M]):
+    """A page of rows and where each stands. A position is plain text for the listing
+    that made it (e.g. ``n:123``); the API seals it into an opaque cursor
+    (``storage.signing``) and opens the ``after`` cursor back into one."""
+
     items: list[M]
     has_next: bool
-    key: Callable[[M], str] = lambda item: str(item.pk)
+    key: Callable[[M], str] = lambda item: f"n:{item.pk}"
 
-    def cursor(self, item: M) -> str:
-        return encode_cursor(self.key(item))
-
-
-def encode_cursor(position: str) -> str:
-    return base64.urlsafe_b64encode(f"cursor:{position}".encode()).decode().rstrip("=")
+    def position(self, item: M) -> str:
+        return self.key(item)
 
 
-def decode_position(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.urlsafe_b64decode(padded).decode() if len(cursor) <= 200 else ""
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raw = ""
-    prefix, _, value = raw.partition(":")
-    if prefix != "cursor" or not value:
-        raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+def malformed() -> ServiceError:
+    return ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+
+
+def decode_position(after: str, tag: str) -> str:
+    """The position in an ``after`` of this listing (its tag), else INVALID_CURSOR: a
+    cursor of another listing or order is refused, never misread."""
+    found, sep, value = after.partition(":")
+    if found != tag or not sep or not value:
+        raise malformed()
     return value
 
 
@@ -54,12 +53,8 @@ MAX_KEY = 2**63 - 1  # the largest key a database column holds
 def cursor_number(value: str) -> int:
     """A whole number from a cursor: ASCII digits, within a 64-bit column's range."""
     if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_KEY:
-        raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+        raise malformed()
     return int(value)
-
-
-def decode_cursor(cursor: str) -> int:
-    return cursor_number(decode_position(cursor))
 
 
 def page_size(first: int | None) -> int:
@@ -76,7 +71,7 @@ async def newest_first(query: QuerySet[M], *, first: int | None, after: str | No
     """Rows newest (highest id) first, ``first`` of them after the ``after`` cursor."""
     size = page_size(first)
     if after is not None:
-        query = query.filter(id__lt=decode_cursor(after))
+        query = query.filter(id__lt=cursor_number(decode_position(after, "n")))
     if size == 0:
         return Page([], False)
     rows = await query.order_by("-id").limit(size + 1)
@@ -90,12 +85,12 @@ async def largest_first(
     (field, id), one query per page."""
     size = page_size(first)
     if after is not None:
-        value_text, _, pk_text = decode_position(after).partition(".")
+        value_text, _, pk_text = decode_position(after, field).partition(".")
         value, pk = cursor_number(value_text), cursor_number(pk_text)
         below: dict[str, Any] = {f"{field}__lt": value}
         tied: dict[str, Any] = {field: value, "id__lt": pk}
         query = query.filter(Q(**below) | Q(**tied))
-    position: Callable[[M], str] = lambda row: f"{getattr(row, field)}.{row.pk}"  # noqa: E731
+    position: Callable[[M], str] = lambda row: f"{field}:{getattr(row, field)}.{row.pk}"  # noqa: E731
     if size == 0:
         return Page([], False, position)
     rows = await query.order_by(f"-{field}", "-id").limit(size + 1)
@@ -109,7 +104,7 @@ MICROSECOND = timedelta(microseconds=1)
 def _expiry_position(live: Sequence[StrEnum]) -> Callable[[Any], str]:
     def position(row: Any) -> str:
         expires = row.expires_at if row.status in live else None
-        return f"{(expires - EPOCH) // MICROSECOND if expires else '-'}.{row.id}"
+        return f"e:{(expires - EPOCH) // MICROSECOND if expires else '-'}.{row.id}"
 
     return position
 
@@ -130,7 +125,7 @@ async def soonest_expiry_first(
     past_expiring = False
     open_ended = query.filter(Q(expires_at__isnull=True) | ~Q(status__in=list(live)))
     if after is not None:
-        micros, _, pk_text = decode_position(after).partition(".")
+        micros, _, pk_text = decode_position(after, "e").partition(".")
         pk = cursor_number(pk_text)
         if micros == "-":
             past_expiring = True
@@ -139,9 +134,7 @@ async def soonest_expiry_first(
             try:
                 moment = EPOCH + cursor_number(micros) * MICROSECOND
             except OverflowError:
-                raise ServiceError(
-                    "Malformed cursor.", field="after", code="INVALID_CURSOR"
-                ) from None
+                raise malformed() from None
             expiring = expiring.filter(Q(expires_at__gt=moment) | Q(expires_at=moment, id__gt=pk))
     if size == 0:
         return Page([], False, position)

@@ -1,27 +1,41 @@
-"""Signed upload and download URLs (itsdangerous, HMAC with constant-time checks).
+"""Sealed tokens: upload and download URLs, and connection cursors.
 
-A token names the kind of object (a training dataset ``"d"`` or a weights file
-``"f"``), its key and, for an upload, the single-use nonce; a download token also
-names the viewer it was minted for, when it expires, and a random link id (one
-download link, however many ranged requests it serves).
+Every token lorashelf hands out is sealed with AES-256-GCM under a key derived from
+``LORASHELF_SECRET_KEY``: authenticated (tampering is refused) *and* encrypted, so a
+token reveals nothing, not even the sequential keys inside it that would tell how
+many rows exist or in which order they were made. Each purpose has its own
+associated data, so a token of one kind is never accepted as another.
+
+An upload token names the kind of object (a training dataset ``"d"`` or a weights
+file ``"f"``), its key and the single-use nonce; a download token also names the
+viewer it was minted for, the sign-in (bearer token) it dies with, when it expires,
+and a random link id (one download link, however many ranged requests it serves).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from storage.errors import ServiceError
 
 Kind = Literal["d", "f"]
 DATASET: Kind = "d"
 FILE: Kind = "f"
+MAX_TOKEN = 1024  # characters: anything longer is not one of ours
 
 
 class BadToken(Exception):
-    """A URL token that is malformed, tampered with or expired."""
+    """A token that is malformed, tampered with, of another purpose, or expired."""
 
 
 @dataclass(frozen=True)
@@ -49,22 +63,59 @@ def _kind(value: object) -> Kind:
     raise BadToken("unknown kind")
 
 
-class Signer:
+def _optional_int(value: object) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise BadToken("malformed token")
+
+
+def _int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise BadToken("malformed token")
+
+
+class Sealer:
+    """Seals and opens JSON payloads for one secret key."""
+
     def __init__(self, secret_key: str):
-        self._upload = URLSafeSerializer(secret_key, salt="lorashelf.upload.v2")
-        self._download = URLSafeSerializer(secret_key, salt="lorashelf.download.v2")
+        key = hashlib.sha256(b"lorashelf tokens v1\0" + secret_key.encode()).digest()
+        self._aead = AESGCM(key)
+
+    def seal(self, purpose: str, payload: Any) -> str:
+        nonce = secrets.token_bytes(12)
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        sealed = nonce + self._aead.encrypt(nonce, data, purpose.encode())
+        return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+    def open(self, purpose: str, token: str) -> Any:
+        if not token or len(token) > MAX_TOKEN or not token.isascii():
+            raise BadToken("malformed token")
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            data = self._aead.decrypt(raw[:12], raw[12:], purpose.encode())
+            return json.loads(data)
+        except (binascii.Error, ValueError, InvalidTag):
+            raise BadToken("invalid token") from None
+
+
+class Signer:
+    """The upload and download URL tokens."""
+
+    def __init__(self, secret_key: str):
+        self.sealer = Sealer(secret_key)
 
     def upload_token(self, grant: UploadGrant) -> str:
-        return str(self._upload.dumps([grant.kind, grant.object_id, grant.nonce]))
+        return self.sealer.seal("upload", [grant.kind, grant.object_id, grant.nonce])
 
     def read_upload_token(self, token: str) -> UploadGrant:
-        try:
-            kind, object_id, nonce = self._upload.loads(token)
-        except (BadSignature, ValueError, TypeError):
-            raise BadToken("invalid upload token") from None
-        if not isinstance(object_id, int) or not isinstance(nonce, str):
-            raise BadToken("invalid upload token")
-        return UploadGrant(_kind(kind), object_id, nonce)
+        payload = self.sealer.open("upload", token)
+        if not isinstance(payload, list) or len(payload) != 3:
+            raise BadToken("malformed token")
+        kind, object_id, nonce = payload
+        if not isinstance(nonce, str):
+            raise BadToken("malformed token")
+        return UploadGrant(_kind(kind), _int(object_id), nonce)
 
     def download_token(self, grant: DownloadGrant) -> str:
         payload = [
@@ -75,20 +126,43 @@ class Signer:
             grant.session,
             grant.link,
         ]
-        return str(self._download.dumps(payload))
+        return self.sealer.seal("download", payload)
 
     def read_download_token(self, token: str, *, now: datetime) -> DownloadGrant:
-        try:
-            kind, object_id, viewer, expires, session, link = self._download.loads(token)
-        except (BadSignature, ValueError, TypeError):
-            raise BadToken("invalid download token") from None
-        if not isinstance(object_id, int) or not isinstance(expires, int):
-            raise BadToken("invalid download token")
-        for optional in (viewer, session):
-            if optional is not None and not isinstance(optional, int):
-                raise BadToken("invalid download token")
+        payload = self.sealer.open("download", token)
+        if not isinstance(payload, list) or len(payload) != 6:
+            raise BadToken("malformed token")
+        kind, object_id, viewer, expires, session, link = payload
         if not isinstance(link, str) or len(link) != 32:
-            raise BadToken("invalid download token")
-        if now.timestamp() >= expires:
+            raise BadToken("malformed token")
+        grant = DownloadGrant(
+            _kind(kind),
+            _int(object_id),
+            _optional_int(viewer),
+            _int(expires),
+            _optional_int(session),
+            link,
+        )
+        if now.timestamp() >= grant.expires:
             raise BadToken("expired download token")
-        return DownloadGrant(_kind(kind), object_id, viewer, expires, session, link)
+        return grant
+
+
+class Cursors:
+    """Connection cursors: a listing's position (``storage.pages``), sealed."""
+
+    def __init__(self, sealer: Sealer):
+        self._sealer = sealer
+
+    def seal(self, position: str) -> str:
+        return self._sealer.seal("cursor", position)
+
+    def open(self, cursor: str) -> str:
+        """The position in a cursor we made, else INVALID_CURSOR (never a server error)."""
+        try:
+            position = self._sealer.open("cursor", cursor)
+        except BadToken:
+            position = None
+        if not isinstance(position, str):
+            raise ServiceError("Malformed cursor.", field="after", code="INVALID_CURSOR")
+        return position

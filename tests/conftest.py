@@ -20,6 +20,8 @@ from jobs.notifier import InAppNotifier
 from storage import db
 from storage.blobs import LocalBlobStore, open_blob_store
 from storage.config import Settings, load_settings
+from storage.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
+from storage.models import new_public_id
 from storage.runtime import NoScheduler, Runtime
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -88,11 +90,21 @@ def dataset_blobs(root: Path) -> set[Path]:
     return found
 
 
-def raw_id(global_id: str, type_name: str = "TrainingDataset") -> int:
+KINDS = (USER, MODEL, VERSION, DATASET, FILE, NOTIFICATION)
+
+
+async def raw_id(global_id: str, type_name: str = "TrainingDataset") -> int:
     """The database key behind a global ID (for tests that call job functions)."""
-    pk = ids.decode(global_id, type_name)
-    assert pk is not None
-    return pk
+    public_id = ids.decode(global_id, type_name)
+    assert public_id is not None
+    kind = next(k for k in KINDS if k.name == type_name)
+    row = await kind.model.get(public_id=public_id)
+    return int(row.pk)
+
+
+def missing_id(type_name: str) -> str:
+    """A well-formed global ID of this type that no row has."""
+    return ids.encode(type_name, new_public_id())
 
 
 @pytest.fixture

@@ -423,7 +423,13 @@ class Owner:
             "startModelFileUpload",
             "mutation($i: StartModelFileUploadInput!) { startModelFileUpload(input: $i) "
             "{ file { id } uploadUrl userErrors { code message } } }",
-            {"i": {"versionId": version_id, "filename": "lora.safetensors", "sizeBytes": len(content)}},
+            {
+                "i": {
+                    "versionId": version_id,
+                    "filename": "lora.safetensors",
+                    "sizeBytes": len(content),
+                }
+            },
         )
         put = httpx.put(started["uploadUrl"], content=content, timeout=10)
         assert put.status_code == 200, put.text

@@ -401,7 +401,7 @@ async def test_sweep_erases_the_keys_from_every_byte(
     assert files_holding_secrets(settings.data_dir) == {}
     database_files(settings.data_dir)  # the database was among the files searched
     # and running the job again changes nothing
-    assert await erase_header(ctx, raw_id(file_id, "ModelFile")) is False
+    assert await erase_header(ctx, await raw_id(file_id, "ModelFile")) is False
     assert (await sweep(ctx)).get("headers_erased") is None
     assert await download(api, file_id, alice) == public
 
@@ -412,7 +412,7 @@ async def test_erase_header_job_waits_for_the_window(
     # given alice's published version with a private dataset
     alice = await api.sign_up("alice")
     _, dataset_id, file_id = await version_with_file(api, alice)
-    pk = raw_id(file_id, "ModelFile")
+    pk = await raw_id(file_id, "ModelFile")
     expires_at = at((await dataset_view(api, dataset_id, alice))["expiresAt"])
     # when the erase job runs early
     clock.set(expires_at - timedelta(seconds=5))
@@ -456,7 +456,7 @@ async def test_public_dataset_shares_the_keys_with_everybody(
     assert owner["headerExpiresAt"] is None
     clock.advance(365 * 86400)
     await sweep(ctx)
-    assert await erase_header(ctx, raw_id(file_id, "ModelFile")) is False
+    assert await erase_header(ctx, await raw_id(file_id, "ModelFile")) is False
     assert await download(api, file_id, None) == LORA
     assert (await file_view(api, file_id, alice))["headerErasedAt"] is None
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from graph import ids
 from jobs.tasks import expire_dataset
-from tests.conftest import Api, MutableClock, Person, at
+from tests.conftest import Api, MutableClock, Person, at, missing_id, raw_id
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="")
 
@@ -58,9 +57,7 @@ async def given_expired(
         clock.advance(1)
     clock.advance(60 - len(names))  # the first window ends now
     for dataset_id in dataset_ids:
-        pk = ids.decode(dataset_id, "TrainingDataset")
-        assert pk is not None
-        assert await expire_dataset(ctx, pk) is True
+        assert await expire_dataset(ctx, await raw_id(dataset_id)) is True
         clock.advance(1)
     return dataset_ids
 
@@ -127,7 +124,7 @@ async def test_marking_read_sets_read_at_and_lowers_the_count(
     payload = await api.mutate(
         "markNotificationsRead",
         MARK_READ,
-        {"i": {"ids": [middle, bobs, "not-an-id", ids.encode("User", 1)]}},
+        {"i": {"ids": [middle, bobs, "not-an-id", missing_id("User")]}},
         alice.token,
     )
     # then only hers is marked, at the current time

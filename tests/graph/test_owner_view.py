@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from graph import ids
 from jobs.tasks import expire_dataset, send_reminder
 from storage.config import Settings
 from tests.conftest import (
@@ -18,6 +17,7 @@ from tests.conftest import (
     at,
     blob_files,
     dataset_blobs,
+    missing_id,
     raw_id,
     set_visibility,
 )
@@ -201,7 +201,7 @@ async def test_status_filters(api: Api, clock: MutableClock, ctx: Ctx) -> None:
     alice = await api.sign_up("alice")
     shelf = await Shelf(api, clock, alice).build()
     clock.advance(60)
-    assert await expire_dataset(ctx, raw_id(shelf["early"])) is True
+    assert await expire_dataset(ctx, await raw_id(shelf["early"])) is True
     await api.mutate(
         "deleteDataset", DELETE_DATASET, {"i": {"datasetId": shelf["draft"]}}, alice.token
     )
@@ -369,8 +369,8 @@ async def test_deleting_someone_elses_model_or_version_is_not_found(
     alice = await api.sign_up("alice")
     bob = await api.sign_up("bob")
     model_id, version_id, dataset_id = await api.model_with_dataset(alice, "PRIVATE")
-    missing_model = ids.encode("Model", 999_999)
-    missing_version = ids.encode("ModelVersion", 999_999)
+    missing_model = missing_id("Model")
+    missing_version = missing_id("ModelVersion")
     # when bob tries to delete them, and ids that do not exist
     as_bob = {
         "model": await api.gql(DELETE_MODEL, {"i": {"modelId": model_id}}, bob.token),
@@ -423,9 +423,9 @@ async def test_events_record_the_datasets_history_in_order(
     response = await api.http.get(view["downloadUrl"])
     assert response.status_code == 200
     clock.advance(29)  # 12:00:33: 30 s before deletion
-    assert await send_reminder(ctx, raw_id(dataset_id), 30) is True
+    assert await send_reminder(ctx, await raw_id(dataset_id), 30) is True
     clock.advance(30)  # 12:01:03
-    assert await expire_dataset(ctx, raw_id(dataset_id)) is True
+    assert await expire_dataset(ctx, await raw_id(dataset_id)) is True
     # then the owner sees each step, oldest first, at its time
     view = await dataset(api, dataset_id, alice)
     assert view is not None

@@ -42,6 +42,7 @@ def graphiql_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(graphiql, "VENDOR_DIR", static / "vendor")
     return static
 
+
 PREFLIGHT = {
     "access-control-request-method": "POST",
     "access-control-request-headers": "content-type",

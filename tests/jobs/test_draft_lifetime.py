@@ -123,7 +123,7 @@ async def test_private_draft_dataset_is_reminded_then_deleted_when_its_draft_win
     version_id = await given_draft(api, owner)
     body = make_zip({"otters/1.txt": b"otter" * 300})
     dataset_id = await upload(api, owner, version_id, body)
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     uploaded = clock.now()
 
     # then its window ends the draft lifetime after the upload
@@ -224,7 +224,7 @@ async def test_expiry_job_before_the_draft_window_ends_changes_nothing(
     dataset_id = await upload(api, owner, version_id, make_zip())
     clock.advance(DRAFT - 1)
     # when the expiry job runs (early)
-    done = await expire_dataset(ctx, raw_id(dataset_id))
+    done = await expire_dataset(ctx, await raw_id(dataset_id))
     # then the dataset is untouched and still downloadable
     assert done is False
     current = await view(api, owner, dataset_id)
@@ -276,7 +276,7 @@ async def test_publishing_replaces_the_draft_window_with_the_private_window(
     owner = await api.sign_up()
     version_id = await given_draft(api, owner)
     dataset_id = await upload(api, owner, version_id, make_zip())
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     uploaded = clock.now()
     old_expiry = uploaded + seconds(draft)
     assert at((await view(api, owner, dataset_id))["expiresAt"]) == old_expiry
@@ -435,7 +435,7 @@ async def test_public_draft_dataset_gets_a_draft_window_when_made_private_and_lo
         assert await sweep(ctx) == {}
     clock.advance(10 * DRAFT)
     assert await sweep(ctx) == {}
-    assert await expire_dataset(ctx, raw_id(dataset_id)) is False
+    assert await expire_dataset(ctx, await raw_id(dataset_id)) is False
     kept = await view(api, owner, dataset_id)
     assert kept["status"] == "AVAILABLE"
     assert kept["downloadUrl"] is not None
@@ -556,7 +556,7 @@ async def test_sweep_gives_a_windowless_private_dataset_a_full_window_from_now(
     # an older lorashelf could leave it (only reachable through the database)
     owner = await api.sign_up()
     _, _, dataset_id = await api.model_with_dataset(owner, "PRIVATE", publish=published)
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     await TrainingDataset.filter(id=pk).update(expires_at=None, next_reminder_at=None)
     assert (await view(api, owner, dataset_id))["expiresAt"] is None
     clock.advance(10 * DRAFT)

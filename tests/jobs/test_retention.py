@@ -73,7 +73,7 @@ async def test_expiry_before_the_window_ends_changes_nothing(
     files = dataset_blobs(settings.blob_dir)
     clock.advance(RETENTION - 1)
     # when
-    done = await expire_dataset(ctx, raw_id(dataset_id))
+    done = await expire_dataset(ctx, await raw_id(dataset_id))
     # then
     assert done is False
     assert dataset_blobs(settings.blob_dir) == files and len(files) == 1
@@ -92,7 +92,7 @@ async def test_expiry_at_the_exact_instant_deletes_bytes_and_leaves_a_tombstone(
     assert len(dataset_blobs(settings.blob_dir)) == 1
     clock.advance(RETENTION)
     # when
-    done = await expire_dataset(ctx, raw_id(dataset_id))
+    done = await expire_dataset(ctx, await raw_id(dataset_id))
     # then the bytes are gone and the owner sees a tombstone
     assert done is True
     assert dataset_blobs(settings.blob_dir) == set()
@@ -128,11 +128,11 @@ async def test_expiring_twice_deletes_and_notifies_once(
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
     clock.advance(RETENTION)
-    assert await expire_dataset(ctx, raw_id(dataset_id)) is True
+    assert await expire_dataset(ctx, await raw_id(dataset_id)) is True
     deleted_at = (await owner_view(api, owner, dataset_id))["deletedAt"]
     clock.advance(5)
     # when the job runs again (a retry, or the sweep)
-    again = await expire_dataset(ctx, raw_id(dataset_id))
+    again = await expire_dataset(ctx, await raw_id(dataset_id))
     # then nothing more happens
     assert again is False
     view = await owner_view(api, owner, dataset_id)
@@ -150,7 +150,7 @@ async def test_concurrent_expiries_delete_once(
     clock.advance(RETENTION)
     # when two runners expire it at the same time
     results = await asyncio.gather(
-        expire_dataset(ctx, raw_id(dataset_id)), expire_dataset(ctx, raw_id(dataset_id))
+        expire_dataset(ctx, await raw_id(dataset_id)), expire_dataset(ctx, await raw_id(dataset_id))
     )
     # then exactly one of them wrote the tombstone
     assert sorted(results) == [False, True]
@@ -170,7 +170,7 @@ async def given_crash_after_blob_deletion(
     dataset_id = await given_private_published(api, owner)
     clock.advance(RETENTION)
     now = clock.now()
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     claimed = await retention.claim_deletion(
         retention.expiry_condition(pk, now), reason=DeletionReason.EXPIRED, now=now
     )
@@ -192,7 +192,7 @@ async def test_rerun_after_a_crash_between_blob_deletion_and_tombstone_converges
     assert await notifications_of(api, owner) == []
     clock.advance(1)
     # when the job is retried
-    done = await expire_dataset(ctx, raw_id(dataset_id))
+    done = await expire_dataset(ctx, await raw_id(dataset_id))
     # then it finishes the tombstone and the notice, once
     assert done is True
     view = await owner_view(api, owner, dataset_id)
@@ -201,7 +201,7 @@ async def test_rerun_after_a_crash_between_blob_deletion_and_tombstone_converges
     assert at(view["deletedAt"]) == clock.now()
     assert kinds(view["events"]).count("DELETED") == 1
     assert [n["kind"] for n in await notifications_of(api, owner)] == ["DATASET_DELETED"]
-    assert await expire_dataset(ctx, raw_id(dataset_id)) is False
+    assert await expire_dataset(ctx, await raw_id(dataset_id)) is False
 
 
 async def test_sweep_finishes_a_stuck_deletion_only_after_the_claim_is_old(
@@ -237,13 +237,15 @@ async def test_datasets_without_a_window_are_never_expired(
     # (a private draft's dataset has a window of its own: tests/jobs/test_draft_lifetime.py)
     owner = await api.sign_up()
     visibility = "PRIVATE" if state == "made public before expiry" else "PUBLIC"
-    _, _, dataset_id = await api.model_with_dataset(owner, visibility, publish=state != "public draft")
+    _, _, dataset_id = await api.model_with_dataset(
+        owner, visibility, publish=state != "public draft"
+    )
     if state == "made public before expiry":
         clock.advance(RETENTION - 1)
         await set_visibility(api, owner, dataset_id, "PUBLIC")
     # when long after any window would have ended, the jobs run
     clock.advance(10 * RETENTION)
-    expired = await expire_dataset(ctx, raw_id(dataset_id))
+    expired = await expire_dataset(ctx, await raw_id(dataset_id))
     swept = await sweep(ctx)
     # then the dataset is untouched
     assert expired is False
@@ -271,7 +273,7 @@ async def test_a_reminder_is_sent_when_due_and_only_once(
     # given a private dataset published now: expires in 60 s, reminded 30 s before
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     # when the reminder runs a second early
     clock.advance(29)
     early = await send_reminder(ctx, pk, 30)
@@ -313,7 +315,8 @@ async def test_concurrent_reminders_send_one(api: Api, clock: MutableClock, ctx:
     clock.advance(30)
     # when two runners send it at once
     results = await asyncio.gather(
-        send_reminder(ctx, raw_id(dataset_id), 30), send_reminder(ctx, raw_id(dataset_id), 30)
+        send_reminder(ctx, await raw_id(dataset_id), 30),
+        send_reminder(ctx, await raw_id(dataset_id), 30),
     )
     # then one notification
     assert sorted(results) == [False, True]
@@ -331,7 +334,7 @@ async def test_no_reminder_once_the_dataset_is_public(
     await set_visibility(api, owner, dataset_id, "PUBLIC")
     clock.advance(10)
     # when the reminder job runs at its old time
-    sent = await send_reminder(ctx, raw_id(dataset_id), 30)
+    sent = await send_reminder(ctx, await raw_id(dataset_id), 30)
     # then nothing is sent
     assert sent is False
     assert await notifications_of(api, owner) == []
@@ -347,7 +350,7 @@ async def test_a_stale_reminder_is_skipped_and_the_next_one_still_comes(
     dataset_id = await given_private_published(api, owner)
     # when it runs 11 s late
     clock.advance(30 + 11)
-    sent = await send_reminder(ctx, raw_id(dataset_id), 30)
+    sent = await send_reminder(ctx, await raw_id(dataset_id), 30)
     # then it is not sent at all
     assert sent is False
     assert await notifications_of(api, owner) == []
@@ -372,7 +375,7 @@ async def test_a_reminder_just_within_the_grace_is_sent(
     # when it runs exactly 10 s late
     clock.advance(30 + 10)
     # then it is still sent
-    assert await send_reminder(ctx, raw_id(dataset_id), 30) is True
+    assert await send_reminder(ctx, await raw_id(dataset_id), 30) is True
     notices = await notifications_of(api, owner)
     assert [n["message"] for n in notices] == [
         expiring_message("2026-03-01 12:01:00 UTC", "20 seconds")
@@ -388,7 +391,7 @@ async def test_a_reminder_due_before_publishing_is_never_sent(
     dataset_id = await given_private_published(api, owner)
     # when the sweep and the reminder job run right after publishing
     swept = await sweep(ctx)
-    direct = await send_reminder(ctx, raw_id(dataset_id), 90)
+    direct = await send_reminder(ctx, await raw_id(dataset_id), 90)
     # then the 90 s reminder is not sent: the owner would be told "in about 60 seconds"
     # by a reminder promised for 90 seconds before, about a window that just opened
     assert swept == {}
@@ -411,7 +414,7 @@ async def test_private_public_private_starts_a_new_window(
     # given a private dataset published at 12:00:00 (expiring 12:01:00)
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     old_expiry = clock.now() + timedelta(seconds=RETENTION)
     # when it is made public at 12:00:10 and private again at 12:00:20
     clock.advance(10)

@@ -25,7 +25,7 @@ def ms(moment: datetime) -> int:
 
 
 async def row(dataset_id: str) -> TrainingDataset:
-    found = await retention.dataset_by_id(raw_id(dataset_id))
+    found = await retention.dataset_by_id(await raw_id(dataset_id))
     assert found is not None
     return found
 
@@ -72,7 +72,7 @@ async def test_a_private_published_dataset_gets_its_expiry_and_reminders(
 ) -> None:
     # given a private dataset published now
     _, dataset_id = await given_private_published(api)
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     expires = clock.now() + timedelta(seconds=60)
     # when
     jobs = await plan(dataset_id, clock)
@@ -90,7 +90,7 @@ async def test_a_private_published_dataset_gets_its_expiry_and_reminders(
 async def test_only_reminders_still_ahead_are_planned(api: Api, clock: MutableClock) -> None:
     # given a private dataset whose 30 s reminder time has just passed
     _, dataset_id = await given_private_published(api)
-    pk = raw_id(dataset_id)
+    pk = await raw_id(dataset_id)
     expires = clock.now() + timedelta(seconds=60)
     clock.advance(30)
     # when
