@@ -1,4 +1,4 @@
-"""The ASGI application: GraphQL at /graphql, upload/download routes, /healthz."""
+"""The ASGI application: GraphQL at /graphql, upload/download routes, /healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -22,20 +23,44 @@ from strawberry.asgi import GraphQL
 from graph import graphiql
 from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
-from graph.routes import download, healthz, upload
+from graph.routes import download, healthz, readyz, upload
 from graph.schema import build_schema
 from graph.transport import GraphQLRequestGuard, RequestsPerAddress, SecurityHeaders
 from jobs.notifier import InAppNotifier
 from jobs.runner import EmbeddedRunner
 from jobs.scheduler import ArqScheduler
-from storage import accounts, db
+from jobs.watch import WorkerWatch
+from storage import accounts, db, disk
 from storage.blobs import BlobStore, open_blob_store
-from storage.clock import Clock, SystemClock
+from storage.clock import Clock, SteadyClock, load_mark
 from storage.config import Settings
-from storage.runtime import Runtime, Scheduler
+from storage.runtime import Fanout, Runtime, Scheduler
 from storage.signing import Cursors, Signer
 
 log = logging.getLogger("lorashelf")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Every HTTP-level refusal (no such route, method not allowed) as coded JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    return JSONResponse(
+        {"error": codes.get(exc.status_code, "HTTP_ERROR"), "message": exc.detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """An unexpected failure outside GraphQL: coded JSON with a request id (the traceback
+    is logged under it), never a plain-text 500."""
+    request_id = uuid.uuid4().hex
+    log.error("request %s: unexpected error", request_id, exc_info=exc)
+    if disk.is_full(exc):
+        body = {"error": "STORAGE_FULL", "message": disk.StorageFull().message}
+        return JSONResponse({**body, "requestId": request_id}, status_code=507)
+    body = {"error": "INTERNAL_ERROR", "message": "Unexpected error.", "requestId": request_id}
+    return JSONResponse(body, status_code=500)
 
 
 class GraphQLApp(GraphQL[Context, None]):
@@ -103,13 +128,15 @@ def create_app(
     ``lorashelf worker``; without it an embedded runner does the work in-process.
     A ``scheduler`` passed in replaces both.
     """
-    clock = clock or SystemClock()
+    clock = clock or SteadyClock()
     blobs = blobs or open_blob_store(settings.blob_url)
     runner: EmbeddedRunner | None = None
     arq: ArqScheduler | None = None
+    watch: WorkerWatch | None = None
     if scheduler is None:
         if settings.redis_url:
-            scheduler = arq = ArqScheduler(settings, clock)
+            arq, watch = ArqScheduler(settings, clock), WorkerWatch(settings)
+            scheduler = Fanout(arq, watch)
         else:
             scheduler = runner = EmbeddedRunner()
     runtime = Runtime(
@@ -133,13 +160,18 @@ def create_app(
             if settings.database_url.startswith("sqlite"):
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
+            await load_mark(clock)
         if runner is not None:
             runner.start(runtime)
+        if watch is not None:
+            watch.start(runtime)
         try:
             yield
         finally:
             if runner is not None:
                 await runner.stop()
+            if watch is not None:
+                await watch.stop()
             if arq is not None:
                 await arq.close()
             if manage_database:
@@ -151,6 +183,7 @@ def create_app(
         Route("/uploads/{token}", upload, methods=["PUT"], name="upload"),
         Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
     ]
     if settings.graphiql:
         routes.append(Mount(graphiql.URL_PREFIX, StaticFiles(directory=graphiql.STATIC_DIR)))
@@ -181,6 +214,11 @@ def create_app(
             body_timeout=settings.limits.body_timeout,
         )
     )
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={StarletteHTTPException: http_error, Exception: unexpected_error},
+    )
     app.state.services = services
     return app

@@ -54,7 +54,7 @@ def _worker(args: argparse.Namespace) -> None:
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    worker.run(settings)
+    raise SystemExit(worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss))
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -90,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.set_defaults(func=_serve)
     work = sub.add_parser("worker", help="run the ARQ retention worker (needs Redis)")
     work.add_argument("--check", action="store_true", help="exit 0 if a worker is alive, 1 if not")
+    work.add_argument(
+        "--exit-on-redis-loss",
+        action="store_true",
+        help="exit 1 when Redis is lost, for a supervisor to restart the worker (by default "
+        "it deletes from the database while it reconnects)",
+    )
     work.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=_export_schema)

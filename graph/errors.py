@@ -18,7 +18,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
-from storage.errors import ServiceError
+from storage.db import is_busy
+from storage.errors import ServiceError, TryAgain
 
 log = logging.getLogger("lorashelf.errors")
 
@@ -30,7 +31,7 @@ def is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
         return False
-    return not isinstance(original, ServiceError)
+    return not isinstance(original, ServiceError) and not is_busy(original)
 
 
 def request_id_of(execution_context: ExecutionContext | None) -> str | None:
@@ -81,6 +82,8 @@ class MaskUnexpected(MaskErrors):
 def _with_code(error: GraphQLError) -> GraphQLError:
     """An expected failure keeps its message and gains its code and field."""
     original = error.original_error
+    if original is not None and not isinstance(original, ServiceError) and is_busy(original):
+        original = TryAgain()
     if not isinstance(original, ServiceError):
         return error
     return GraphQLError(

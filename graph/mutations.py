@@ -29,7 +29,8 @@ from graph.types import (
 )
 from storage import accounts, catalog, datasets, files, lookups, notifications, signing
 from storage import models as db
-from storage.errors import ServiceError, Unauthenticated
+from storage.db import is_busy
+from storage.errors import ServiceError, TryAgain, Unauthenticated
 
 
 @strawberry.type(description="An expected failure of a mutation, with a stable code.")
@@ -80,6 +81,11 @@ def payload_mutation(
             except ServiceError as exc:
                 failed: R = payload(user_errors=UserError.of(exc))
                 return failed
+            except Exception as exc:
+                if not is_busy(exc):
+                    raise
+                busy: R = payload(user_errors=UserError.of(TryAgain()))
+                return busy
 
         setattr(wrapper, PAYLOAD_MUTATION, True)
         return strawberry.mutation(description=description)(wrapper)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,9 +16,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from graph import ids
 from graph.context import Services
 from graph.transport import TooSlow, paced
-from storage import access, accounts, datasets, db, downloads, files, lookups, signing
+from storage import (
+    access,
+    accounts,
+    datasets,
+    db,
+    disk,
+    downloads,
+    files,
+    headers,
+    lookups,
+    signing,
+)
 from storage.blobs import read_parts
 from storage.clock import Clock
+from storage.errors import TryAgain
 from storage.models import DatasetStatus
 from storage.signing import BadToken, DownloadGrant
 from storage.uploads import UploadRejected
@@ -70,6 +83,12 @@ async def upload(request: Request) -> Response:
         return _error(exc.status, exc.code, exc.message)
     except TooSlow as exc:
         return _error(408, "UPLOAD_TOO_SLOW", str(exc))
+    except Exception as exc:
+        if disk.is_full(exc):
+            return _error(507, "STORAGE_FULL", disk.StorageFull().message)
+        if not db.is_busy(exc):
+            raise
+        return _error(503, "TRY_AGAIN", TryAgain().message)
     return JSONResponse(body)
 
 
@@ -111,7 +130,7 @@ async def _dataset(
     services: Services, grant: DownloadGrant, now: datetime, address: str
 ) -> Served | None:
     rt = services.runtime
-    dataset = await datasets.downloadable(grant.viewer, grant.object_id, now)
+    dataset = await datasets.downloadable(rt, grant.viewer, grant.object_id, now)
     if dataset is None or dataset.blob_key is None or dataset.sha256 is None:
         return None
     key = dataset.blob_key
@@ -143,6 +162,11 @@ async def _file(
     file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
     if file is None or file.status != DatasetStatus.AVAILABLE:
         return None
+    if file.header_expires_at is not None and file.header_expires_at <= now:
+        await headers.erase(rt, file.id, now=now)  # the first to see the window over erases
+        file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
+        if file is None:
+            return None
     dataset = await files.dataset_of(file, viewer=grant.viewer)
     original = access.sees_withheld_keys(grant.viewer, file, dataset, now)
     parts = files.parts(file, original=original)
@@ -225,6 +249,21 @@ async def _stream(served: Served, start: int, end: int, clock: Clock) -> AsyncIt
         yield chunk
     if end == served.size - 1 and served.on_last_byte is not None:
         await served.on_last_byte()
+
+
+async def readyz(request: Request) -> Response:
+    """Whether this process can serve: the database answers, and the disk has room for
+    uploads. 503 (with what is wrong) when not: deletions still go on."""
+    services = _services(request)
+    settings = services.settings
+    free = await asyncio.to_thread(disk.free_bytes, settings.data_dir)
+    checks = {
+        "database": "ok" if await db.ping() else "unavailable",
+        "disk": "ok" if free >= settings.min_free_bytes else "full",
+    }
+    ready = all(value == "ok" for value in checks.values())
+    body = {"status": "ok" if ready else "unavailable", "checks": checks, "freeBytes": free}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 async def healthz(request: Request) -> Response:

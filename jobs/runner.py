@@ -53,6 +53,7 @@ class EmbeddedRunner:
         interval = timedelta(seconds=runtime.settings.sweep_interval)
         next_sweep = clock.now()  # sweep at start: catch up on what fell due while down
         last_orphans = -ORPHAN_EVERY
+        startup = True  # the first sweep also finishes what a dead process left
         while True:
             self._wake.clear()  # a change from here on wakes the wait below
             try:
@@ -60,7 +61,8 @@ class EmbeddedRunner:
                 now = clock.now()
                 due = await retention.next_due(now)
                 if now >= next_sweep or (due is not None and due <= now):
-                    done = await sweep(ctx)
+                    done = await sweep(ctx, startup=startup)
+                    startup = False
                     backoff = any(kind.endswith("_failed") for kind in done)
                     next_sweep = clock.now() + interval
                     if time.monotonic() - last_orphans >= ORPHAN_EVERY:

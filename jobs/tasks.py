@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from storage import downloads, files, headers, notifications, retention
+from storage import downloads, files, headers, notifications, retention, uploads
+from storage.clock import save_mark
 from storage.config import Settings
+from storage.disk import is_full
 from storage.models import DatasetStatus, DeletionReason, ModelFile, TrainingDataset, Visibility
 from storage.runtime import Runtime
 
@@ -26,7 +28,7 @@ log = logging.getLogger("lorashelf.jobs")
 
 BATCH = 100
 MAX_BATCHES = 50  # per kind of work and sweep; what is left waits for the next sweep
-STUCK_AFTER = 300  # seconds a DELETING or UPLOADING claim may last before it is redone
+LEASE = 30  # seconds a deletion's claim lasts before any sweep finishes it
 EARLY_TOLERANCE = 0.05  # seconds an expiry job may start early and still wait for its time
 ORPHAN_AGE = 3600  # seconds an unreferenced blob or temp file is kept before removal
 
@@ -39,7 +41,8 @@ def runtime_of(ctx: Ctx) -> Runtime:
 
 
 def reminder_grace(settings: Settings) -> int:
-    """How late a reminder may still be sent: two sweep intervals (one may run late)."""
+    """How late a reminder may be and still be on time: two sweep intervals (one may run
+    late). Later than that it says it is late."""
     return 2 * settings.sweep_interval
 
 
@@ -58,6 +61,10 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
         if 0 < early <= EARLY_TOLERANCE:  # a queue may round the due time down a little
             await asyncio.sleep(early)
             now = rt.clock.now()
+    if row is not None and retention.over(row, now) and row.blob_key is not None:
+        # The bytes go first: nobody may read them any more, and deleting them needs no
+        # space, so a full disk frees itself before the tombstone is written.
+        await rt.blobs.delete(row.blob_key)
     await retention.claim_deletion(
         retention.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
     )
@@ -70,8 +77,10 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
 async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
     """Remind the owner ``offset`` seconds before deletion, once per dataset and offset.
 
-    Skipped when stale: the dataset is gone or public again, its window moved, or
-    the reminder's time passed by more than the grace period. Returns whether a
+    Skipped when pointless: the dataset is gone or public again, or its window moved.
+    A reminder that could not be sent on time (an outage) is sent late, saying so,
+    while the window is still open, unless a later one is already due (then that one
+    alone is sent: one late reminder, not several at once). Returns whether a
     notification was stored by this call.
     """
     rt = runtime_of(ctx)
@@ -90,12 +99,17 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
         return False  # the window moved later; another job is scheduled for the new time
     sent = None
     late = (now - due).total_seconds()
-    timely = late <= reminder_grace(rt.settings)
-    if timely and rt.policy.sends(offset, published=await retention.published(dataset)):
-        sent = await notifications.record_reminder(dataset, offset=offset, now=now)
+    expires = dataset.expires_at
+    superseded = any(
+        o < offset and expires - timedelta(seconds=o) <= now for o in rt.policy.reminders
+    )
+    if superseded:
+        log.info("reminder for dataset %s (%ss) superseded by a later one", dataset_id, offset)
+    elif rt.policy.sends(offset, published=await retention.published(dataset)):
+        sent = await notifications.record_reminder(
+            dataset, offset=offset, now=now, late=late > reminder_grace(rt.settings)
+        )
         await rt.deliver(sent)
-    else:
-        log.info("reminder for dataset %s (%ss) is stale by %.0fs", dataset_id, offset, late)
     if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due:
         await retention.advance_reminder(dataset, past=due, offsets=rt.policy.reminders)
     return sent is not None
@@ -118,7 +132,19 @@ async def erase_header(ctx: Ctx, file_id: int) -> bool:
     return done
 
 
+async def _retrying_when_full(rt: Runtime, step: Callable[[], Awaitable[object]]) -> object:
+    """Run a step; if the disk is full, give the reserve back to it and try once more
+    (the step frees space itself: bytes go before tombstones are written)."""
+    try:
+        return await step()
+    except Exception as exc:
+        if not is_full(exc) or not rt.reserve.release():
+            raise
+        return await step()
+
+
 async def _each(
+    rt: Runtime,
     name: str,
     fetch: Callable[[], Awaitable[list[int]]],
     handle: Callable[[int], Awaitable[object]],
@@ -133,29 +159,38 @@ async def _each(
         for item in batch:
             seen.add(item)
             try:
-                if await handle(item):
+                if await _retrying_when_full(rt, functools.partial(handle, item)):
                     counts[name] += 1
             except Exception:
                 counts[f"{name}_failed"] += 1
-                log.exception("sweep: %s failed for dataset %s", name, item)
+                log.exception("sweep: %s failed for %s", name, item)
 
 
-async def sweep(ctx: Ctx) -> dict[str, int]:
+async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
     """The safety net: overdue expiries, due reminders, due header erasures, stuck
     deletions and abandoned uploads (of datasets and weights files).
 
-    Uses the indexes in bounded batches. Returns what it did, by kind.
+    Uses the indexes in bounded batches. Returns what it did, by kind. At start-up
+    (``startup``) every deletion left half-done is finished at once, whoever claimed
+    it (finishing a deletion twice is harmless); otherwise a claim is left to its
+    holder for ``LEASE`` seconds, unless its holder is known to be gone.
     """
     rt = runtime_of(ctx)
     now = rt.clock.now()
     counts: Counter[str] = Counter()
+    lease = 0 if startup else LEASE
+    await asyncio.to_thread(rt.reserve.ensure)  # held again once there is room
+    stale = uploads.staleness(rt.settings)
 
     async def remind(dataset_id: int) -> bool:
         row = await retention.dataset_by_id(dataset_id)
         if row is None or row.expires_at is None or row.next_reminder_at is None:
             return False
+        # The latest reminder due (after an outage several may be; one is sent).
         offset = round((row.expires_at - row.next_reminder_at).total_seconds())
-        return await send_reminder(ctx, dataset_id, offset)
+        expires = row.expires_at
+        due = [o for o in rt.policy.reminders if expires - timedelta(seconds=o) <= now]
+        return await send_reminder(ctx, dataset_id, min(due, default=offset))
 
     async def finish(dataset_id: int) -> bool:
         return await retention.complete_deletion(rt, dataset_id, now=now)
@@ -165,28 +200,29 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
 
     async def discard(dataset_id: int) -> bool:
         return await retention.discard_upload(
-            rt, TrainingDataset, dataset_id, now=now, older_than=STUCK_AFTER
+            rt, TrainingDataset, dataset_id, now=now, older_than=stale
         )
 
     async def discard_file(file_id: int) -> bool:
-        return await retention.discard_upload(
-            rt, ModelFile, file_id, now=now, older_than=STUCK_AFTER
-        )
+        return await retention.discard_upload(rt, ModelFile, file_id, now=now, older_than=stale)
 
     await _each(
+        rt,
         "expired",
         lambda: retention.overdue_expiries(now, limit=BATCH),
         lambda i: expire_dataset(ctx, i),
         counts,
     )
     await _each(
+        rt,
         "windows_repaired",
         lambda: retention.windowless(limit=BATCH),
         lambda i: retention.give_window(rt, i, now=now),
         counts,
     )
-    await _each("reminded", lambda: retention.due_reminders(now, limit=BATCH), remind, counts)
+    await _each(rt, "reminded", lambda: retention.due_reminders(now, limit=BATCH), remind, counts)
     await _each(
+        rt,
         "headers_erased",
         lambda: headers.due(now, limit=BATCH),
         lambda i: erase_header(ctx, i),
@@ -198,22 +234,27 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
     ]
     for model, prefix, finish_one, discard_one in kinds:
         await _each(
+            rt,
             f"{prefix}unstuck",
-            functools.partial(
-                retention.stuck_deletions, model, now, older_than=STUCK_AFTER, limit=BATCH
-            ),
+            functools.partial(retention.stuck_deletions, model, now, older_than=lease, limit=BATCH),
             finish_one,
             counts,
         )
         await _each(
+            rt,
             f"{prefix}abandoned",
             functools.partial(
-                retention.abandoned_uploads, model, now, older_than=STUCK_AFTER, limit=BATCH
+                retention.abandoned_uploads, model, now, older_than=stale, limit=BATCH
             ),
             discard_one,
             counts,
         )
+    if startup:  # what a dead upload left: its temp file (an upload alive writes often)
+        partial = await rt.blobs.remove_stale_temp_files(older_than=now - timedelta(seconds=stale))
+        if partial:
+            counts["partial_files_removed"] = partial
     forgotten = await downloads.forget(now, older_than=ORPHAN_AGE)
+    await save_mark(now)  # time as lorashelf sees it never goes back, across restarts
     if forgotten:
         counts["links_forgotten"] = forgotten
     if counts:

@@ -1,35 +1,51 @@
-"""``lorashelf worker``: the ARQ worker running the retention jobs from Redis.
+"""``lorashelf worker``: the ARQ worker running the retention jobs from Redis, and what
+it does when Redis is gone.
 
-Deferred per-dataset jobs (``expire_dataset``, ``send_reminder``) arrive from
-``serve``; a cron ``sweep`` runs every ``LORASHELF_SWEEP_INTERVAL`` (and at start,
-since ARQ skips cron runs missed while no worker was up) and ``collect_orphan_blobs``
-hourly. Several workers may run at once: cron runs are unique per slot, and every
-job claims its work with conditional updates.
+Deferred per-dataset jobs (``expire_dataset``, ``send_reminder``, ``erase_header``)
+arrive from ``serve``; a cron ``sweep`` runs every ``LORASHELF_SWEEP_INTERVAL`` and
+``collect_orphan_blobs`` hourly. Several workers may run at once: cron runs are unique
+per slot, and every job claims its work with conditional updates.
+
+Redis going away is a state, not a crash. ARQ's own loop raises ``ConnectionError``
+and cannot close cleanly, so :class:`Supervisor` owns the loop: it connects the
+database once, runs an ARQ worker, and when Redis is lost it drops that worker and
+runs the embedded runner instead (the exact-time retention work straight from the
+database, as ``serve`` does without Redis) while it tries Redis again with back-off;
+when Redis answers, it goes back to ARQ. Deletion never stops for a Redis outage.
+With ``--exit-on-redis-loss`` it exits non-zero at once instead, for a supervisor
+(systemd, Kubernetes) to restart it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from arq import Retry, cron, func
+from arq.connections import create_pool
 from arq.typing import WorkerCoroutine
-from arq.worker import check_health, run_worker
+from arq.worker import Worker, check_health
 
 from jobs import tasks
 from jobs.notifier import InAppNotifier
+from jobs.runner import EmbeddedRunner
 from jobs.scheduler import redis_settings
 from storage import db
 from storage.blobs import open_blob_store
-from storage.clock import SystemClock
+from storage.clock import SteadyClock, load_mark
 from storage.config import Settings, cron_fields
 from storage.runtime import NoScheduler, Runtime
 
 log = logging.getLogger("lorashelf.worker")
 
 MAX_TRIES = 6
+BACKOFF_FIRST = 0.5  # seconds before trying Redis again, doubling ...
+BACKOFF_MAX = 10.0  # ... up to this
 
 
 def retrying(job: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
@@ -51,75 +67,155 @@ def retrying(job: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
     return cast(WorkerCoroutine, wrapper)
 
 
-def worker_settings(settings: Settings) -> type:
-    """ARQ reads settings from the class's own ``__dict__``: build one per configuration."""
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """ARQ's worker settings for one configuration (the database is the supervisor's)."""
     assert settings.redis_url is not None
 
-    async def startup(ctx: dict[str, Any]) -> None:
+    def job(fn: Callable[..., Awaitable[Any]], **options: Any) -> Any:
+        return func(retrying(fn), name=fn.__name__, max_tries=MAX_TRIES, **options)
+
+    return {
+        "functions": [
+            job(tasks.expire_dataset, timeout=300),
+            job(tasks.send_reminder, timeout=60),
+            job(tasks.erase_header, timeout=300),
+            job(tasks.sweep, timeout=600),
+            job(tasks.collect_orphan_blobs, timeout=1800),
+        ],
+        "cron_jobs": [
+            cron(
+                retrying(tasks.sweep),
+                name="cron:sweep",
+                unique=True,
+                run_at_startup=True,
+                timeout=600,
+                **cron_fields(settings.sweep_interval),  # type: ignore[arg-type]
+            ),
+            cron(
+                retrying(tasks.collect_orphan_blobs),
+                name="cron:collect_orphan_blobs",
+                unique=True,
+                minute=17,
+                second=0,
+                timeout=1800,
+            ),
+        ],
+        "redis_settings": redis_settings(settings.redis_url),
+        "poll_delay": 0.1,
+        "max_jobs": 10,
+        "keep_result": 3600,
+        "health_check_interval": 5,
+        "allow_abort_jobs": False,
+        "handle_signals": False,  # the supervisor handles them
+    }
+
+
+class RedisLost(Exception):
+    """ARQ's loop ended because Redis could not be reached."""
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, *, exit_on_redis_loss: bool = False):
+        assert settings.redis_url is not None
+        self.settings = settings
+        self.exit_on_redis_loss = exit_on_redis_loss
+        self._stop = asyncio.Event()
+
+    async def run(self) -> int:
+        """Until SIGTERM/SIGINT (exit 0), or, with ``exit_on_redis_loss``, until Redis
+        is lost (exit 1)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        settings = self.settings
         if settings.database_url.startswith("sqlite"):
             try:  # like serve; a serve starting at the same moment may be doing it too
                 await db.migrate(settings.database_url)
             except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
                 log.warning("could not apply migrations (%s); serve may be doing it", exc)
-        ctx["tortoise"] = await db.connect(settings.database_url)
-        ctx["runtime"] = Runtime(
+        await db.connect(settings.database_url)
+        clock = SteadyClock()
+        await load_mark(clock)
+        runtime = Runtime(
             settings=settings,
-            clock=SystemClock(),
+            clock=clock,
             blobs=open_blob_store(settings.blob_url),
             scheduler=NoScheduler(),  # the worker runs jobs; stale queued ones no-op
             notifier=InAppNotifier(),
         )
-        log.info("worker ready: sweep every %ss", settings.sweep_interval)
+        try:
+            # What fell due, or was left half-done, while no worker ran: at once.
+            await tasks.sweep({"runtime": runtime}, startup=True)
+            log.info("worker ready: sweep every %ss", settings.sweep_interval)
+            while not self._stop.is_set():
+                try:
+                    await self._arq(runtime)
+                except RedisLost as exc:
+                    if self.exit_on_redis_loss:
+                        log.error("Redis lost (%s): exiting for a restart", exc)
+                        return 1
+                    log.warning("Redis lost (%s): deleting from the database until it is back", exc)
+                    await self._without_redis(runtime)
+            return 0
+        finally:
+            await db.disconnect()
 
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        await db.disconnect()
+    async def _arq(self, runtime: Runtime) -> None:
+        """One ARQ worker, until stopped or Redis is lost."""
+        worker = Worker(**worker_settings(self.settings), ctx={"runtime": runtime})
+        main = asyncio.create_task(worker.main(), name="arq-worker")
+        stopped = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not main.done():
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await main
+            with contextlib.suppress(Exception):  # closing over a dead connection fails
+                await asyncio.wait_for(worker.close(), timeout=5)
+        if main.done() and not main.cancelled() and main.exception() is not None:
+            raise RedisLost(repr(main.exception()))
+        if not self._stop.is_set():
+            raise RedisLost("the worker's loop ended")
 
-    def job(fn: Callable[..., Awaitable[Any]], **options: Any) -> Any:
-        return func(retrying(fn), name=fn.__name__, max_tries=MAX_TRIES, **options)
-
-    return type(
-        "WorkerSettings",
-        (),
-        {
-            "functions": [
-                job(tasks.expire_dataset, timeout=300),
-                job(tasks.send_reminder, timeout=60),
-                job(tasks.erase_header, timeout=300),
-                job(tasks.sweep, timeout=600),
-                job(tasks.collect_orphan_blobs, timeout=1800),
-            ],
-            "cron_jobs": [
-                cron(
-                    retrying(tasks.sweep),
-                    name="cron:sweep",
-                    unique=True,
-                    run_at_startup=True,
-                    timeout=600,
-                    **cron_fields(settings.sweep_interval),  # type: ignore[arg-type]
-                ),
-                cron(
-                    retrying(tasks.collect_orphan_blobs),
-                    name="cron:collect_orphan_blobs",
-                    unique=True,
-                    minute=17,
-                    second=0,
-                    timeout=1800,
-                ),
-            ],
-            "redis_settings": redis_settings(settings.redis_url),
-            "on_startup": startup,
-            "on_shutdown": shutdown,
-            "poll_delay": 0.1,
-            "max_jobs": 10,
-            "keep_result": 3600,
-            "health_check_interval": 5,
-            "allow_abort_jobs": False,
-        },
-    )
+    async def _without_redis(self, runtime: Runtime) -> None:
+        """The embedded runner does the retention work (exact times, from the database)
+        while Redis is tried again with back-off."""
+        runner = EmbeddedRunner()
+        runner.start(runtime)
+        delay = BACKOFF_FIRST
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                if self._stop.is_set() or await redis_answers(self.settings):
+                    break
+                delay = min(delay * 2, BACKOFF_MAX)
+        finally:
+            await runner.stop()
+        if not self._stop.is_set():
+            log.info("Redis is back: resuming the ARQ worker")
 
 
-def run(settings: Settings) -> None:
-    run_worker(worker_settings(settings))
+async def redis_answers(settings: Settings) -> bool:
+    assert settings.redis_url is not None
+    try:
+        pool = await asyncio.wait_for(create_pool(redis_settings(settings.redis_url)), 2)
+    except Exception:  # noqa: BLE001 - any failure means "not yet"
+        return False
+    try:
+        return bool(await asyncio.wait_for(pool.ping(), 2))
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await pool.aclose()
+
+
+def run(settings: Settings, *, exit_on_redis_loss: bool = False) -> int:
+    return asyncio.run(Supervisor(settings, exit_on_redis_loss=exit_on_redis_loss).run())
 
 
 def healthy(settings: Settings) -> bool:

@@ -364,5 +364,7 @@ async def models_page(
     if narrow.query:
         query = query.filter(search.matching(narrow.query))
     if sort == ModelSort.MOST_DOWNLOADED:
-        return await largest_first(query, "download_count", first=first, after=after)
-    return await newest_first(query, first=first, after=after)
+        return await largest_first(
+            query, "download_count", tag="models-by-downloads", first=first, after=after
+        )
+    return await newest_first(query, tag="models", first=first, after=after)

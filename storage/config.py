@@ -252,6 +252,14 @@ VARIABLES: tuple[Variable, ...] = (
         "lifetime of a private dataset whose version is never published, from its upload",
     ),
     Variable(
+        "worker_grace",
+        "LORASHELF_WORKER_GRACE",
+        parse_duration,
+        "60s",
+        "with Redis: how long `serve` waits for a healthy worker before it does the "
+        "retention work itself (until one is healthy again)",
+    ),
+    Variable(
         "sweep_interval",
         "LORASHELF_SWEEP_INTERVAL",
         parse_sweep_interval,
@@ -264,6 +272,14 @@ VARIABLES: tuple[Variable, ...] = (
         parse_size,
         "2GiB",
         "dataset upload size limit: plain bytes or `500MB`, `2GiB`",
+    ),
+    Variable(
+        "min_free_bytes",
+        "LORASHELF_MIN_FREE_BYTES",
+        parse_size,
+        "512MiB",
+        "uploads are refused (507 `STORAGE_FULL`) rather than leave less than this free "
+        "on the data dir's disk",
     ),
     Variable(
         "max_model_file_bytes",
@@ -539,8 +555,10 @@ class Settings:
     private_retention: int
     reminders: tuple[int, ...]
     draft_retention: int
+    worker_grace: int
     sweep_interval: int
     max_dataset_bytes: int
+    min_free_bytes: int
     max_model_file_bytes: int
     private_header_keys: tuple[str, ...]
     cors_origins: tuple[str, ...]

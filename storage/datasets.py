@@ -86,6 +86,7 @@ async def start_upload(
         await lookups.locked_draft(version.id)  # raises VERSION_PUBLISHED
     size = request.size_bytes
     uploads.check_size(size, limit=rt.settings.max_dataset_bytes, what="Datasets")
+    rt.check_room(size)
     _require_rights(request.visibility, request.owns_rights)
     name = uploads.clean_filename(request.filename)
     nonce = secrets.token_urlsafe(24)
@@ -115,10 +116,16 @@ async def start_upload(
                 version_id=version.id, owner_id=version.owner_id, created_at=now, **fields
             )
         else:
-            # Only a dataset still waiting for its bytes may be restarted.
-            restarted = await TrainingDataset.filter(
-                id=existing.id, status=DatasetStatus.PENDING_UPLOAD
-            ).update(**fields)
+            # Only a dataset still waiting for its bytes may be restarted, or one whose
+            # upload died mid-way (its claim stale, or its holder gone): at once.
+            stale = uploads.staleness(rt.settings)
+            restarted = 0
+            if existing.status == DatasetStatus.PENDING_UPLOAD or retention.abandoned(
+                existing, now, older_than=stale
+            ):
+                restarted = await TrainingDataset.filter(
+                    id=existing.id, status=existing.status, claimed_at=existing.claimed_at
+                ).update(**fields, claimed_at=None, claimed_by=None)
             if not restarted:
                 raise InvalidState(
                     "This version already has a training dataset: delete it first.",
@@ -144,20 +151,21 @@ async def receive_upload(
     clock, blobs = rt.clock, rt.blobs
     dataset = await uploads.claim(TrainingDataset, dataset_id, nonce, clock.now())
     writer = blobs.writer()
-    heartbeat = uploads.Heartbeat(TrainingDataset, dataset_id, clock)
+    heartbeat = uploads.Heartbeat(TrainingDataset, dataset_id, clock, rt.check_room)
     try:
         async for chunk in chunks:
             if writer.size + len(chunk) > dataset.size_bytes:
                 raise uploads.too_long(dataset.size_bytes)
-            await writer.write(chunk)
-            await heartbeat.beat()
+            await uploads.write(writer, chunk)
+            await heartbeat.beat(len(chunk))
         if writer.size != dataset.size_bytes:
             raise uploads.too_short(writer.size, dataset.size_bytes)
         await writer.seal()
         try:
-            await asyncio.to_thread(
-                check_archive, writer.temp_path, max_ratio=rt.settings.limits.zip_max_ratio
-            )
+            async with rt.archive_checks:  # one at a time: a worst case costs minutes of CPU
+                await asyncio.to_thread(
+                    check_archive, writer.temp_path, max_ratio=rt.settings.limits.zip_max_ratio
+                )
         except ArchiveRejected as exc:
             raise UploadRejected(exc.message, code=exc.code, status=exc.status) from None
         key = await writer.commit()
@@ -260,11 +268,22 @@ async def delete_dataset(
 
 
 async def downloadable(
-    viewer: int | None, dataset_id: int, now: datetime
+    rt: Runtime, viewer: int | None, dataset_id: int, now: datetime
 ) -> TrainingDataset | None:
-    """The dataset if this viewer may download it now, else None (never distinguished)."""
+    """The dataset if this viewer may download it now, else None (never distinguished).
+
+    The first to see a window over deletes the dataset there and then (claim, bytes,
+    tombstone): from then on no process, whatever its clock says, can reopen access.
+    """
     dataset = await lookups.visible(lookups.DATASET, viewer, dataset_id)
-    if dataset is None or not access.downloadable(dataset, now):
+    if dataset is None:
+        return None
+    over = dataset.expires_at is not None and dataset.expires_at <= now
+    if over and dataset.status == DatasetStatus.AVAILABLE:
+        condition = retention.expiry_condition(dataset.id, now)
+        if await retention.claim_deletion(condition, reason=DeletionReason.EXPIRED, now=now):
+            await retention.complete_deletion(rt, dataset.id, now=now)
+    if not access.downloadable(dataset, now):
         return None
     return dataset
 

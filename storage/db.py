@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as _migrate
 
@@ -21,9 +22,26 @@ def _normalise(url: str) -> str:
     return url
 
 
+def _connection(database_url: str) -> str | dict[str, Any]:
+    """PostgreSQL as Tortoise has it; SQLite through ``storage.sqlite`` (write
+    transactions begin IMMEDIATE and wait for other processes' writes)."""
+    url = _normalise(database_url)
+    if not url.startswith("sqlite://"):
+        return url
+    info = expand_db_url(url)
+    return {"engine": "storage.sqlite", "credentials": info["credentials"]}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether an error means another writer held the database past the busy timeout
+    (a retry can succeed): the caller answers TRY_AGAIN, never an internal error."""
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     return {
-        "connections": {"default": _normalise(database_url)},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             "models": {
                 "models": [MODELS_MODULE],

@@ -28,3 +28,13 @@ class Unauthenticated(ServiceError):
 
 class InvalidState(ServiceError):
     code = "INVALID_STATE"
+
+
+class TryAgain(ServiceError):
+    """The database stayed busy with other writers past the busy timeout: nothing was
+    changed, and the same request can succeed a moment later."""
+
+    code = "TRY_AGAIN"
+
+    def __init__(self) -> None:
+        super().__init__("The server is busy; nothing was changed. Try again in a moment.")

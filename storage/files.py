@@ -29,7 +29,7 @@ from storage.models import (
     TrainingDataset,
     VersionStatus,
 )
-from storage.runtime import Runtime
+from storage.runtime import Runtime, holder
 from storage.safetensors import (
     SafetensorsError,
     SafetensorsStream,
@@ -63,6 +63,7 @@ async def start_file_upload(
     uploads.check_size(
         request.size_bytes, limit=rt.settings.max_model_file_bytes, what="Weights files"
     )
+    rt.check_room(request.size_bytes)
     name = uploads.clean_filename(request.filename)
     if name.lower().endswith(PICKLE_SUFFIXES):
         raise ServiceError(NOT_SAFETENSORS, field="filename", code="NOT_SAFETENSORS")
@@ -111,7 +112,7 @@ async def receive_file_upload(
     row = await uploads.claim(ModelFile, file_id, nonce, clock.now())
     stream = SafetensorsStream(declared_size=row.size_bytes, withheld_keys=rt.policy.withheld_keys)
     data = blobs.writer()
-    heartbeat = uploads.Heartbeat(ModelFile, file_id, clock)
+    heartbeat = uploads.Heartbeat(ModelFile, file_id, clock, rt.check_room)
     stored: list[str] = []
     try:
         try:
@@ -124,8 +125,8 @@ async def receive_file_upload(
                 if header is not None:
                     skip = max(0, header.data_offset - before)
                     if skip < len(chunk):
-                        await data.write(chunk[skip:])
-                await heartbeat.beat()
+                        await uploads.write(data, chunk[skip:])
+                await heartbeat.beat(len(chunk))
             if stream.received != row.size_bytes:
                 raise uploads.too_short(stream.received, row.size_bytes)
             info = stream.finish()
@@ -238,6 +239,7 @@ async def claim_files(version_ids: Iterable[int], *, now: datetime) -> list[int]
                 status=DatasetStatus.DELETING,
                 deletion_reason=DeletionReason.MODEL_DELETED,
                 claimed_at=now,
+                claimed_by=holder(),
             )
         )
     return claimed
@@ -258,7 +260,7 @@ async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) ->
         return bool(gone)
     done = await ModelFile.filter(id=file_id, status=DatasetStatus.DELETING).update(
         status=DatasetStatus.DELETED,
-        deleted_at=now,
+        deleted_at=file.claimed_at or now,
         primary=False,
         header_key=None,
         public_header_key=None,
@@ -286,6 +288,7 @@ async def delete_file(rt: Runtime, viewer: int | None, *, file_id: str | None) -
                 status=DatasetStatus.DELETING,
                 deletion_reason=DeletionReason.OWNER_REQUEST,
                 claimed_at=now,
+                claimed_by=holder(),
             )
         )
     await complete_file_deletion(rt, file.id, now=now)

@@ -56,12 +56,21 @@ async def refresh(rt: Runtime, version_id: int) -> None:
 async def erase(rt: Runtime, file_id: int, *, now: datetime) -> bool:
     """Erase a file's withheld keys once their window has ended. Safe to rerun.
 
-    Claims first (``header_erased_at``: from then on nobody, owner included, is served
-    the original), then deletes the original header blob, then makes the public header
-    the file's only one. A crash between the steps is finished by the next run (the
-    sweep finds the file by ``header_expires_at`` until the last step clears it).
+    Deletes the original header blob (access to it ended with the window, whatever
+    runs when), then claims (``header_erased_at``), then makes the public header the
+    file's only one. A crash between the steps is finished by the next run (the sweep
+    finds the file by ``header_expires_at`` until the last step clears it).
     Returns whether this call finished the erasure.
     """
+    due = await ModelFile.get_or_none(
+        id=file_id, status=DatasetStatus.AVAILABLE, header_expires_at__lte=now
+    )
+    if due is None:
+        return False
+    if due.header_key is not None and due.header_key != due.public_header_key:
+        # The bytes go first: nobody may read them any more (the window is over, and
+        # nothing reopens it), and deleting needs no space on a full disk.
+        await rt.blobs.delete(due.header_key)
     await ModelFile.filter(
         id=file_id,
         status=DatasetStatus.AVAILABLE,
@@ -73,8 +82,6 @@ async def erase(rt: Runtime, file_id: int, *, now: datetime) -> bool:
     )
     if file is None or file.header_expires_at is None:
         return False
-    if file.header_key is not None and file.header_key != file.public_header_key:
-        await rt.blobs.delete(file.header_key)
     # The original header is gone: the public file is the only one left (``header_size``
     # keeps the original's length, which locates the data in ``size_bytes``).
     done = await ModelFile.filter(id=file_id, header_expires_at__isnull=False).update(

@@ -202,6 +202,7 @@ class TrainingDataset(Model):
     # When the next unsent reminder falls due (null: none left); kept by storage.retention.
     next_reminder_at = fields.DatetimeField(null=True)
     claimed_at = fields.DatetimeField(null=True)
+    claimed_by = fields.CharField(max_length=128, null=True)  # storage.runtime.holder()
     deleted_at = fields.DatetimeField(null=True)
     deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
     created_at = fields.DatetimeField()
@@ -291,6 +292,7 @@ class ModelFile(Model):
     upload_nonce = fields.CharField(max_length=64, null=True)
     upload_expires_at = fields.DatetimeField(null=True)
     claimed_at = fields.DatetimeField(null=True)
+    claimed_by = fields.CharField(max_length=128, null=True)  # storage.runtime.holder()
     header_key = fields.CharField(max_length=64, null=True)
     public_header_key = fields.CharField(max_length=64, null=True)
     data_key = fields.CharField(max_length=64, null=True)
@@ -347,3 +349,14 @@ class DownloadLink(Model):
 
     class Meta:
         table = "download_links"
+
+
+class ClockMark(Model):
+    """The latest instant any process has seen (storage.clock): time as lorashelf sees
+    it never goes back, across processes and restarts, even if a wall clock does."""
+
+    name = fields.CharField(max_length=32, primary_key=True)
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "clock_marks"

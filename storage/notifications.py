@@ -32,7 +32,7 @@ async def notifications_page(
     query = Notification.filter(access.owned_notifications_q(user_id))
     if unread_only:
         query = query.filter(read_at=None)
-    return await newest_first(query, first=first, after=after)
+    return await newest_first(query, tag="notifications", first=first, after=after)
 
 
 async def unread_count(user_id: int) -> int:
@@ -63,7 +63,7 @@ async def _names(dataset: TrainingDataset) -> tuple[str, str]:
 
 
 async def record_reminder(
-    dataset: TrainingDataset, *, offset: int, now: datetime
+    dataset: TrainingDataset, *, offset: int, now: datetime, late: bool = False
 ) -> Notification | None:
     """Store the reminder for this dataset, offset and window, once ever (a unique
     constraint), with its history entry. None if it was already sent."""
@@ -75,6 +75,8 @@ async def record_reminder(
         f"deleted on {_when(dataset.expires_at)} (in about {left}). Download it before then "
         "if you still need it."
     )
+    if late:
+        message += " (This reminder comes late: it could not be sent on time.)"
     try:
         async with in_transaction():
             notification = await Notification.create(

@@ -28,7 +28,7 @@ class Page(Generic[M]):
 
     items: list[M]
     has_next: bool
-    key: Callable[[M], str] = lambda item: f"n:{item.pk}"
+    key: Callable[[M], str]  # the position of a row on this listing
 
     def position(self, item: M) -> str:
         return self.key(item)
@@ -67,30 +67,34 @@ def page_size(first: int | None) -> int:
     return first
 
 
-async def newest_first(query: QuerySet[M], *, first: int | None, after: str | None) -> Page[M]:
-    """Rows newest (highest id) first, ``first`` of them after the ``after`` cursor."""
+async def newest_first(
+    query: QuerySet[M], *, tag: str, first: int | None, after: str | None
+) -> Page[M]:
+    """Rows newest (highest id) first, ``first`` of them after the ``after`` cursor.
+    ``tag`` names the listing, so that its cursors are refused by any other."""
     size = page_size(first)
     if after is not None:
-        query = query.filter(id__lt=cursor_number(decode_position(after, "n")))
+        query = query.filter(id__lt=cursor_number(decode_position(after, tag)))
+    position: Callable[[M], str] = lambda row: f"{tag}:{row.pk}"  # noqa: E731
     if size == 0:
-        return Page([], False)
+        return Page([], False, position)
     rows = await query.order_by("-id").limit(size + 1)
-    return Page(rows[:size], len(rows) > size)
+    return Page(rows[:size], len(rows) > size, position)
 
 
 async def largest_first(
-    query: QuerySet[M], field: str, *, first: int | None, after: str | None
+    query: QuerySet[M], field: str, *, tag: str, first: int | None, after: str | None
 ) -> Page[M]:
     """Rows by a whole-number column, largest first, ties newest first: keyset-paged on
     (field, id), one query per page."""
     size = page_size(first)
     if after is not None:
-        value_text, _, pk_text = decode_position(after, field).partition(".")
+        value_text, _, pk_text = decode_position(after, tag).partition(".")
         value, pk = cursor_number(value_text), cursor_number(pk_text)
         below: dict[str, Any] = {f"{field}__lt": value}
         tied: dict[str, Any] = {field: value, "id__lt": pk}
         query = query.filter(Q(**below) | Q(**tied))
-    position: Callable[[M], str] = lambda row: f"{field}:{getattr(row, field)}.{row.pk}"  # noqa: E731
+    position: Callable[[M], str] = lambda row: f"{tag}:{getattr(row, field)}.{row.pk}"  # noqa: E731
     if size == 0:
         return Page([], False, position)
     rows = await query.order_by(f"-{field}", "-id").limit(size + 1)
@@ -104,7 +108,7 @@ MICROSECOND = timedelta(microseconds=1)
 def _expiry_position(live: Sequence[StrEnum]) -> Callable[[Any], str]:
     def position(row: Any) -> str:
         expires = row.expires_at if row.status in live else None
-        return f"e:{(expires - EPOCH) // MICROSECOND if expires else '-'}.{row.id}"
+        return f"datasets:{(expires - EPOCH) // MICROSECOND if expires else '-'}.{row.id}"
 
     return position
 
@@ -125,7 +129,7 @@ async def soonest_expiry_first(
     past_expiring = False
     open_ended = query.filter(Q(expires_at__isnull=True) | ~Q(status__in=list(live)))
     if after is not None:
-        micros, _, pk_text = decode_position(after, "e").partition(".")
+        micros, _, pk_text = decode_position(after, "datasets").partition(".")
         pk = cursor_number(pk_text)
         if micros == "-":
             past_expiring = True

@@ -31,7 +31,7 @@ from storage.models import (
 )
 from storage.policy import LIVE as LIVE
 from storage.policy import next_reminder
-from storage.runtime import Runtime
+from storage.runtime import HOST, Runtime, holder, holder_gone
 
 Stored = type[TrainingDataset] | type[ModelFile]  # what holds uploaded bytes
 
@@ -58,9 +58,18 @@ async def published(dataset: TrainingDataset) -> bool:
 async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime) -> bool:
     """Claim a live dataset for deletion with one conditional update; True if this call won."""
     claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
-        status=DatasetStatus.DELETING, deletion_reason=reason, claimed_at=now
+        status=DatasetStatus.DELETING, deletion_reason=reason, claimed_at=now, claimed_by=holder()
     )
     return claimed > 0
+
+
+def over(dataset: TrainingDataset, now: datetime) -> bool:
+    """Whether a private dataset's window has ended (its bytes may go, whatever else)."""
+    return (
+        dataset.visibility == Visibility.PRIVATE
+        and dataset.expires_at is not None
+        and dataset.expires_at <= now
+    )
 
 
 def expiry_condition(dataset_id: int, now: datetime) -> Q:
@@ -84,7 +93,8 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
 
     The tombstone, its history entry and (for an expiry) the owner's deletion notice
     are written in one transaction by whichever call wins the final conditional
-    update; that call then delivers the notice and tells the scheduler. Returns
+    update; that call then delivers the notice and tells the scheduler. ``deletedAt``
+    is the claim's instant, when access ended: written once, whoever finishes. Returns
     whether this call wrote the tombstone.
     """
     dataset = await TrainingDataset.get_or_none(id=dataset_id, status=DatasetStatus.DELETING)
@@ -96,10 +106,11 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
     # A window ended by anything but expiry no longer has an expiry to show.
     expires_at = dataset.expires_at if reason == DeletionReason.EXPIRED else None
     notice: Notification | None = None
+    ended = dataset.claimed_at or now
     async with in_transaction():
         done = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.DELETING).update(
             status=DatasetStatus.DELETED,
-            deleted_at=now,
+            deleted_at=ended,
             expires_at=expires_at,
             blob_key=None,
             upload_nonce=None,
@@ -107,9 +118,9 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
         )
         if not done:
             return False
-        await events.record(dataset_id, EventKind.DELETED, now, reason.value)
+        await events.record(dataset_id, EventKind.DELETED, ended, reason.value)
         if reason == DeletionReason.EXPIRED:
-            notice = await notifications.record_deletion(dataset, now=now)
+            notice = await notifications.record_deletion(dataset, now=ended)
     await rt.deliver(notice)
     await rt.scheduler.dataset_changed(dataset_id)
     await headers.refresh(rt, dataset.version_id)
@@ -132,17 +143,29 @@ async def overdue_expiries(now: datetime, *, limit: int) -> list[int]:
     return await _ids(rows)
 
 
+async def stale_claims(
+    model: Stored, status: DatasetStatus, now: datetime, *, older_than: int, limit: int
+) -> list[int]:
+    """Rows held in ``status`` (a deletion, an upload) by a claim that is older than
+    ``older_than`` seconds, or whose holder on this host is known to be dead (finished
+    at once: a restarted process does not wait for the lease)."""
+    cutoff = now - timedelta(seconds=older_than)
+    aged = model.filter(status=status, claimed_at__lte=cutoff).order_by("claimed_at")
+    found = await _ids(aged.limit(limit))
+    mine = model.filter(status=status, claimed_by__startswith=f"{HOST}:").exclude(id__in=found)
+    for row in await mine.limit(limit).only("id", "claimed_by"):
+        if holder_gone(row.claimed_by):
+            found.append(row.id)
+    return found[:limit]
+
+
 async def stuck_deletions(
     model: Stored, now: datetime, *, older_than: int, limit: int
 ) -> list[int]:
     """Datasets or files claimed for deletion that a crashed process left unfinished."""
-    cutoff = now - timedelta(seconds=older_than)
-    rows = (
-        model.filter(status=DatasetStatus.DELETING, claimed_at__lte=cutoff)
-        .order_by("claimed_at")
-        .limit(limit)
+    return await stale_claims(
+        model, DatasetStatus.DELETING, now, older_than=older_than, limit=limit
     )
-    return await _ids(rows)
 
 
 async def windowless(*, limit: int) -> list[int]:
@@ -203,30 +226,41 @@ async def advance_reminder(
 # Abandoned uploads and orphan blobs --------------------------------------------
 
 
-def _abandoned(now: datetime, older_than: int) -> Q:
-    cutoff = now - timedelta(seconds=older_than)
-    return Q(status=DatasetStatus.PENDING_UPLOAD, upload_expires_at__lte=now) | Q(
-        status=DatasetStatus.UPLOADING, claimed_at__lte=cutoff
-    )
+def abandoned(row: TrainingDataset | ModelFile, now: datetime, *, older_than: int) -> bool:
+    """An upload whose URL expired with no bytes, or whose PUT died mid-way (its claim
+    not refreshed for ``older_than`` seconds, or its holder gone)."""
+    if row.status == DatasetStatus.PENDING_UPLOAD:
+        return row.upload_expires_at is not None and row.upload_expires_at <= now
+    if row.status != DatasetStatus.UPLOADING:
+        return False
+    stale = row.claimed_at is None or (now - row.claimed_at).total_seconds() >= older_than
+    return stale or holder_gone(row.claimed_by)
 
 
 async def abandoned_uploads(
     model: Stored, now: datetime, *, older_than: int, limit: int
 ) -> list[int]:
     """Uploads whose URL expired with no bytes, or whose PUT died mid-way."""
-    rows = model.filter(_abandoned(now, older_than)).order_by("id").limit(limit)
-    return await _ids(rows)
+    expired = model.filter(status=DatasetStatus.PENDING_UPLOAD, upload_expires_at__lte=now)
+    found = await _ids(expired.order_by("id").limit(limit))
+    found += await stale_claims(
+        model, DatasetStatus.UPLOADING, now, older_than=older_than, limit=limit
+    )
+    return found[:limit]
 
 
 async def discard_upload(
     rt: Runtime, model: Stored, pk: int, *, now: datetime, older_than: int
 ) -> bool:
     """Forget a record whose bytes never arrived (and recompute its version's header
-    windows, which a pending public dataset may have held open). Safe to rerun."""
+    windows, which a pending public dataset may have held open). Safe to rerun: the
+    row is removed only as it was read (same status and claim)."""
     row = await model.get_or_none(id=pk)
-    if row is None:
+    if row is None or not abandoned(row, now, older_than=older_than):
         return False
-    deleted = await model.filter(_abandoned(now, older_than), id=pk).delete()
+    deleted = await model.filter(
+        id=pk, status=row.status, claimed_at=row.claimed_at, upload_nonce=row.upload_nonce
+    ).delete()
     if deleted:
         await headers.refresh(rt, row.version_id)
     return deleted > 0

@@ -9,14 +9,46 @@ embedded runner, the in-app notifier.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import os
+import socket
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from storage.blobs import BlobStore
 from storage.clock import Clock
 from storage.config import Settings
+from storage.disk import Reserve, check_room
 from storage.models import Notification
 from storage.policy import RetentionPolicy
+
+HOST = socket.gethostname()[:64]
+
+
+def holder() -> str:
+    """Who holds a claim (an upload in progress, a deletion): this process, as
+    ``host:pid``. Recorded on the row, so that a restarted process can tell at once
+    that a claim's holder on the same host is gone."""
+    return f"{HOST}:{os.getpid()}"
+
+
+def holder_gone(claimed_by: str | None) -> bool:
+    """Whether a claim's holder is known to be dead: a process of this host that no
+    longer runs. (A holder on another host is judged by its claim's age instead.)"""
+    if not claimed_by:
+        return False
+    host, _, pid = claimed_by.rpartition(":")
+    if host != HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class Scheduler(Protocol):
@@ -48,6 +80,21 @@ class NoScheduler:
         return None
 
 
+class Fanout:
+    """Tells several schedulers (the ARQ scheduler and serve's fallback runner)."""
+
+    def __init__(self, *schedulers: Scheduler):
+        self._schedulers = schedulers
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        for scheduler in self._schedulers:
+            await scheduler.dataset_changed(dataset_id)
+
+    async def file_changed(self, file_id: int) -> None:
+        for scheduler in self._schedulers:
+            await scheduler.file_changed(file_id)
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -55,10 +102,21 @@ class Runtime:
     blobs: BlobStore
     scheduler: Scheduler
     notifier: Notifier
+    # Archive checks inflate every entry (up to LORASHELF_ZIP_MAX_RATIO times the upload):
+    # one at a time per process, so they never take every worker thread from the rest.
+    archive_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     @property
     def policy(self) -> RetentionPolicy:
         return RetentionPolicy.of(self.settings)
+
+    @property
+    def reserve(self) -> Reserve:
+        return Reserve(self.settings.data_dir)
+
+    def check_room(self, adding: int) -> None:
+        """Refuse an upload of ``adding`` bytes that would leave the disk too full."""
+        check_room(self.settings.data_dir, adding=adding, min_free=self.settings.min_free_bytes)
 
     async def deliver(self, notification: Notification | None) -> None:
         if notification is not None:

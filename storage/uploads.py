@@ -12,20 +12,32 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
 from tortoise.functions import Count, Sum
 from tortoise.models import Model
 
+from storage.blobs import BlobWriter
 from storage.clock import Clock
+from storage.config import Settings
+from storage.disk import StorageFull, is_full
 from storage.errors import ServiceError
 from storage.models import DatasetStatus, ModelFile, TrainingDataset
+from storage.runtime import holder
 
 FILENAME_MAX = 200
-HEARTBEAT = 30  # seconds between refreshes of an upload's claim while bytes arrive
+HEARTBEAT = 10  # seconds between refreshes of an upload's claim while bytes arrive
+STALE = 3 * HEARTBEAT  # an upload's claim not refreshed for this long is abandoned
 
 U = TypeVar("U", TrainingDataset, ModelFile)
+
+
+def staleness(settings: Settings) -> int:
+    """Seconds after which an upload whose claim was not refreshed is abandoned: its
+    body may take the grace period to start, then refreshes every few seconds."""
+    return settings.limits.upload_grace + STALE
 
 
 class UploadRejected(ServiceError):
@@ -117,7 +129,7 @@ async def claim(model: type[U], pk: int, nonce: str, now: datetime) -> U:
     """Take the single-use upload claim, or refuse as the ``PUT`` must answer."""
     claimed = await model.filter(
         id=pk, upload_nonce=nonce, status=DatasetStatus.PENDING_UPLOAD, upload_expires_at__gt=now
-    ).update(status=DatasetStatus.UPLOADING, upload_nonce=None, claimed_at=now)
+    ).update(status=DatasetStatus.UPLOADING, upload_nonce=None, claimed_at=now, claimed_by=holder())
     row = await model.get_or_none(id=pk)
     if claimed and row is not None:
         return row
@@ -133,27 +145,53 @@ async def claim(model: type[U], pk: int, nonce: str, now: datetime) -> U:
 async def release(model: type[U], pk: int) -> None:
     """After a failed upload: pending again, so the owner can ask for a new URL."""
     await model.filter(id=pk, status=DatasetStatus.UPLOADING).update(
-        status=DatasetStatus.PENDING_UPLOAD, claimed_at=None
+        status=DatasetStatus.PENDING_UPLOAD, claimed_at=None, claimed_by=None
     )
+
+
+ROOM_EVERY = 8 * 1024 * 1024  # bytes between checks of the disk's free space
 
 
 class Heartbeat:
     """Refreshes an upload's claim while bytes keep arriving, so that only a stalled
-    upload counts as abandoned."""
+    upload counts as abandoned; and stops it (STORAGE_FULL) before the disk is full."""
 
-    def __init__(self, model: type[U], pk: int, clock: Clock):
+    def __init__(self, model: type[U], pk: int, clock: Clock, room: Callable[[int], None]):
         self._model: type[Model] = model
         self._pk = pk
         self._clock = clock
         self._last = clock.now()
+        self._room = room
+        self._unchecked = 0
 
-    async def beat(self) -> None:
+    async def beat(self, received: int = 0) -> None:
+        self._unchecked += received
+        if self._unchecked >= ROOM_EVERY:
+            self._unchecked = 0
+            try:
+                self._room(ROOM_EVERY)
+            except StorageFull:
+                raise full() from None
         now = self._clock.now()
         if (now - self._last).total_seconds() >= HEARTBEAT:
             self._last = now
             await self._model.filter(id=self._pk, status=DatasetStatus.UPLOADING).update(
                 claimed_at=now
             )
+
+
+async def write(writer: BlobWriter, chunk: bytes) -> None:
+    """Write a chunk of an upload; a full disk refuses the upload (507), nothing kept."""
+    try:
+        await writer.write(chunk)
+    except OSError as exc:
+        if is_full(exc):
+            raise full() from None
+        raise
+
+
+def full() -> UploadRejected:
+    return UploadRejected(StorageFull().message, code="STORAGE_FULL", status=507)
 
 
 def too_long(declared: int) -> UploadRejected:

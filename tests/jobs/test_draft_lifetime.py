@@ -172,7 +172,6 @@ async def test_private_draft_dataset_is_reminded_then_deleted_when_its_draft_win
     at_end = await view(api, owner, dataset_id)
     # then access has ended although the bytes are still there
     assert at_end["downloadUrl"] is None
-    assert (await api.http.get(earlier_url)).status_code == 404
     assert len(dataset_blobs(settings.blob_dir)) == 1
 
     # when the sweep runs
@@ -180,6 +179,7 @@ async def test_private_draft_dataset_is_reminded_then_deleted_when_its_draft_win
     assert await sweep(ctx) == {"expired": 1}
     # then the bytes are gone and the owner sees an expired tombstone
     assert dataset_blobs(settings.blob_dir) == set()
+    assert (await api.http.get(earlier_url)).status_code == 404
     tombstone = await view(api, owner, dataset_id)
     assert tombstone["status"] == "DELETED"
     assert tombstone["deletionReason"] == "EXPIRED"

@@ -14,13 +14,13 @@ import pytest
 from jobs.tasks import (
     BATCH,
     ORPHAN_AGE,
-    STUCK_AFTER,
+    LEASE,
     collect_orphan_blobs,
     expire_dataset,
     send_reminder,
     sweep,
 )
-from storage import retention
+from storage import retention, uploads
 from storage.blobs import LocalBlobStore
 from storage.config import Settings
 from storage.models import DeletionReason, TrainingDataset
@@ -198,7 +198,8 @@ async def test_rerun_after_a_crash_between_blob_deletion_and_tombstone_converges
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "DELETED"
     assert view["deletionReason"] == "EXPIRED"
-    assert at(view["deletedAt"]) == clock.now()
+    # deletedAt is when access ended (the claim), written once, whoever finishes
+    assert at(view["deletedAt"]) == clock.now() - timedelta(seconds=1)
     assert kinds(view["events"]).count("DELETED") == 1
     assert [n["kind"] for n in await notifications_of(api, owner)] == ["DATASET_DELETED"]
     assert await expire_dataset(ctx, await raw_id(dataset_id)) is False
@@ -211,20 +212,20 @@ async def test_sweep_finishes_a_stuck_deletion_only_after_the_claim_is_old(
     owner, dataset_id = await given_crash_after_blob_deletion(api, clock, store)
     claimed_at = clock.now()
     # when the sweep runs while the claim may still be in progress
-    clock.advance(STUCK_AFTER - 1)
+    clock.advance(LEASE - 1)
     early = await sweep(ctx)
     # then it leaves the claim alone (the owner sees when access ended)
     assert early == {}
     assert await notifications_of(api, owner) == []
     assert at((await owner_view(api, owner, dataset_id))["deletedAt"]) == claimed_at
-    # when the claim is STUCK_AFTER seconds old
+    # when the claim is LEASE seconds old
     clock.advance(1)
     late = await sweep(ctx)
     # then the sweep finishes it
     assert late == {"unstuck": 1}
     view = await owner_view(api, owner, dataset_id)
     assert view["status"] == "DELETED"
-    assert at(view["deletedAt"]) == clock.now()
+    assert at(view["deletedAt"]) == claimed_at  # written once: when access ended
     assert [n["kind"] for n in await notifications_of(api, owner)] == ["DATASET_DELETED"]
     assert await sweep(ctx) == {}
 
@@ -342,27 +343,49 @@ async def test_no_reminder_once_the_dataset_is_public(
 
 
 @pytest.mark.env(LORASHELF_SWEEP_INTERVAL="5s")
-async def test_a_stale_reminder_is_skipped_and_the_next_one_still_comes(
+async def test_a_late_reminder_is_sent_late_and_the_next_one_still_comes(
     api: Api, clock: MutableClock, ctx: Ctx
 ) -> None:
     # given a reminder due 30 s after publishing, with a 10 s grace (2 x 5 s sweeps)
     owner = await api.sign_up()
     dataset_id = await given_private_published(api, owner)
-    # when it runs 11 s late
+    # when it runs 11 s late (an outage), the window still open
     clock.advance(30 + 11)
     sent = await send_reminder(ctx, await raw_id(dataset_id), 30)
-    # then it is not sent at all
-    assert sent is False
-    assert await notifications_of(api, owner) == []
-    assert "REMINDED" not in kinds((await owner_view(api, owner, dataset_id))["events"])
-    # and the sweep does not send it either, but sends the 10 s reminder on time
+    # then it is sent all the same, saying it is late
+    assert sent is True
+    late = expiring_message("2026-03-01 12:01:00 UTC", "19 seconds")
+    late += " (This reminder comes late: it could not be sent on time.)"
+    assert [n["message"] for n in await notifications_of(api, owner)] == [late]
+    # and the sweep does not send it again, but sends the 10 s reminder on time
     assert await sweep(ctx) == {}
     clock.advance(9)  # 50 s after publishing: 10 s before deletion
     assert await sweep(ctx) == {"reminded": 1}
     notices = await notifications_of(api, owner)
     assert [(n["kind"], n["message"]) for n in notices] == [
-        ("DATASET_EXPIRING", expiring_message("2026-03-01 12:01:00 UTC", "10 seconds"))
+        ("DATASET_EXPIRING", expiring_message("2026-03-01 12:01:00 UTC", "10 seconds")),
+        ("DATASET_EXPIRING", late),
     ]
+
+
+@pytest.mark.env(LORASHELF_SWEEP_INTERVAL="5s", LORASHELF_REMINDERS="40s,30s")
+async def test_reminders_missed_in_an_outage_become_one_late_reminder(
+    api: Api, clock: MutableClock, ctx: Ctx
+) -> None:
+    # given reminders due 40 s and 30 s before deletion (20 s and 30 s after publishing),
+    # and nothing run until 45 s after publishing (an outage; the grace is 10 s)
+    owner = await api.sign_up()
+    await given_private_published(api, owner)
+    clock.advance(45)
+    # when the sweep catches up
+    counts = await sweep(ctx)
+    # then the owner gets one reminder, late, the latest due (not two at once)
+    assert counts == {"reminded": 1}
+    (notice,) = await notifications_of(api, owner)
+    assert notice["message"].endswith("(This reminder comes late: it could not be sent on time.)")
+    assert "in about 15 seconds" in notice["message"]
+    # and nothing more until the deletion
+    assert await sweep(ctx) == {}
 
 
 @pytest.mark.env(LORASHELF_SWEEP_INTERVAL="5s")
@@ -474,7 +497,7 @@ async def test_one_sweep_does_all_the_overdue_work(
     clock.advance(RETENTION)
     stuck_owner, stuck = await given_crash_after_blob_deletion(api, clock, store)
     # and, 35 s before the sweep, a private dataset published: its 30 s reminder is due
-    sweep_at = clock.now() + timedelta(seconds=3600 + STUCK_AFTER)
+    sweep_at = clock.now() + timedelta(seconds=3600 + LEASE)
     clock.set(sweep_at - timedelta(seconds=35))
     reminded = await given_private_published(api, owner)
     clock.set(sweep_at)
@@ -505,10 +528,10 @@ async def test_one_sweep_does_all_the_overdue_work(
 
 
 async def test_the_sweep_leaves_an_upload_alone_while_its_bytes_keep_arriving(
-    api: Api, clock: MutableClock, ctx: Ctx
+    api: Api, clock: MutableClock, ctx: Ctx, settings: Settings
 ) -> None:
-    # given a large upload on a slow link: a chunk every 200 s, the whole taking
-    # longer than STUCK_AFTER (a 2 GiB file at 50 Mbit/s takes about 6 minutes)
+    # given a large upload on a slow link: a chunk every 50 s, the whole taking longer
+    # than an abandoned upload's staleness (a 2 GiB file at 50 Mbit/s takes 6 minutes)
     owner = await api.sign_up()
     version_id = await api.create_version(owner, await api.create_model(owner))
     content = make_zip({"images/cat.txt": os.urandom(30_000)})
@@ -518,13 +541,16 @@ async def test_the_sweep_leaves_an_upload_alone_while_its_bytes_keep_arriving(
 
     async def slow_body() -> AsyncIterator[bytes]:
         yield content[:third]
-        clock.advance(200)
+        clock.advance(50)
         yield content[third : 2 * third]
-        clock.advance(200)
-        # when the sweep runs mid-upload, 400 s after the PUT began, 200 s after the
-        # last bytes arrived
+        clock.advance(50)
+        yield content[2 * third : 2 * third + 100]
+        clock.advance(50)
+        # when the sweep runs mid-upload, 150 s after the PUT began (past the staleness),
+        # 50 s after the last bytes arrived
+        assert 150 > uploads.staleness(settings)
         swept.append(await sweep(ctx))
-        yield content[2 * third :]
+        yield content[2 * third + 100 :]
 
     response = await api.http.put(started["uploadUrl"], content=slow_body())
     # then the upload is not taken for abandoned: it completes
