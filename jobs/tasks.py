@@ -63,8 +63,12 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
             now = rt.clock.now()
     if row is not None and retention.over(row, now) and row.blob_key is not None:
         # The bytes go first: nobody may read them any more, and deleting them needs no
-        # space, so a full disk frees itself before the tombstone is written.
-        await rt.blobs.delete(row.blob_key)
+        # space, so a full disk frees itself before the tombstone is written. (If they
+        # cannot go now, the claim below still ends access; the deletion is retried.)
+        try:
+            await rt.blobs.delete(row.blob_key)
+        except Exception:
+            log.exception("dataset %s: could not delete its bytes yet", dataset_id)
     await retention.claim_deletion(
         retention.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
     )

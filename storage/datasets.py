@@ -8,6 +8,7 @@ the scheduler themselves about every change to a dataset.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from storage.pages import Page, soonest_expiry_first
 from storage.policy import NO_WINDOW
 from storage.runtime import Runtime
 from storage.uploads import UploadRejected
+
+log = logging.getLogger("lorashelf.datasets")
 
 LIVE = retention.LIVE
 
@@ -282,7 +285,10 @@ async def downloadable(
     if over and dataset.status == DatasetStatus.AVAILABLE:
         condition = retention.expiry_condition(dataset.id, now)
         if await retention.claim_deletion(condition, reason=DeletionReason.EXPIRED, now=now):
-            await retention.complete_deletion(rt, dataset.id, now=now)
+            try:
+                await retention.complete_deletion(rt, dataset.id, now=now)
+            except Exception:  # access has ended with the claim; the sweep finishes it
+                log.exception("dataset %s: deletion claimed, not finished yet", dataset.id)
     if not access.downloadable(dataset, now):
         return None
     return dataset
