@@ -30,10 +30,10 @@ from graphql.language import Visitor
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from storage.catalog import MAX_VERSIONS
+from storage.catalog import DEFAULT_VERSIONS, MAX_VERSIONS
 from storage.config import Limits
 from storage.events import HISTORY_LIMIT
-from storage.files import MAX_FILES_PER_VERSION, MAX_METADATA_ENTRIES
+from storage.files import MAX_FILES_PER_VERSION
 from storage.pages import DEFAULT_PAGE, MAX_PAGE
 
 INTROSPECTION_DEPTH = 15  # enough for GraphiQL's introspection query, bounded all the same
@@ -108,42 +108,51 @@ def _depth(walker: _Walker, selection_set: SelectionSetNode | None) -> tuple[int
     return deepest, introspection
 
 
-def _page_size(field: FieldNode) -> int | None:
-    """How many items a connection field asks for; None for other fields."""
+def _first(field: FieldNode, bound: int) -> int | None:
+    """The ``first`` a list field asks for, within ``bound``; None when not given."""
     for argument in field.arguments or ():
         if argument.name.value == "first":
             if isinstance(argument.value, IntValueNode):
-                return max(0, min(int(argument.value.value), MAX_PAGE))
+                return max(0, min(int(argument.value.value), bound))
             if isinstance(argument.value, VariableNode):
-                return MAX_PAGE  # unknown at validation time: assume the most
+                return bound  # unknown at validation time: assume the most
     return None
 
 
-CONNECTION_FIELDS = {"models", "trainingDatasets", "notifications"}
-# Plain lists with a bound: counted as if full.
-LIST_FIELDS = {
-    "versions": MAX_VERSIONS,
-    "events": HISTORY_LIMIT,
-    "files": MAX_FILES_PER_VERSION,
-    "headerMetadata": MAX_METADATA_ENTRIES,
+# The lists of objects, by field name: (how many come back when ``first`` is not given,
+# the most that can). Connections are paged (``first`` up to 100); the plain lists are
+# bounded by what a parent can hold.
+LISTS = {
+    "models": (DEFAULT_PAGE, MAX_PAGE),
+    "trainingDatasets": (DEFAULT_PAGE, MAX_PAGE),
+    "notifications": (DEFAULT_PAGE, MAX_PAGE),
+    "versions": (DEFAULT_VERSIONS, MAX_VERSIONS),
+    "files": (MAX_FILES_PER_VERSION, MAX_FILES_PER_VERSION),
+    "events": (HISTORY_LIMIT, HISTORY_LIMIT),
 }
+# Lists that are one stored map shown as key/value pairs: the map comes back whole, from
+# one column, with no work per entry; the list counts as one object, like a scalar would.
+MAPS = frozenset({"headerMetadata"})
 
 
 def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
-    """Each field costs 1 plus its children; a connection multiplies its children by
-    the page size it asks for (``first``, or the default)."""
+    """What can really come back: each object counts 1 (a scalar field nothing more:
+    the token, alias and repetition limits bound those), and a list of objects counts
+    each item it can hold: ``first`` as asked, else its default size."""
     if selection_set is None:
         return 0
     total = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            size = _page_size(selection)
-            if size is None and selection.name.value in CONNECTION_FIELDS:
-                size = DEFAULT_PAGE
-            if size is None:
-                size = LIST_FIELDS.get(selection.name.value)
-            children = _cost(walker, selection.selection_set)
-            total += 1 + (size if size is not None else 1) * children
+            if selection.selection_set is None:
+                continue  # a scalar (or a list of scalars, all bounded and small)
+            if selection.name.value in MAPS:
+                total += 1
+                continue
+            default, bound = LISTS.get(selection.name.value, (1, 1))
+            asked = _first(selection, bound)
+            size = default if asked is None else asked
+            total += size * (1 + _cost(walker, selection.selection_set))
         elif isinstance(selection, InlineFragmentNode):
             total += _cost(walker, selection.selection_set)
         elif isinstance(selection, FragmentSpreadNode):
@@ -301,8 +310,9 @@ def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
         total = _cost(walker, operation.selection_set)
         if total > limits.max_cost:
             return _error(
-                f"The operation would cost {total}; at most {limits.max_cost} allowed "
-                "(each field costs 1, and a connection multiplies its fields by `first`).",
+                f"The operation would cost {total}; at most {limits.max_cost} allowed (each "
+                "object that can come back costs 1: a list counts `first` items, or its "
+                "default).",
                 operation,
                 "TOO_COSTLY",
                 limits.max_cost,

@@ -30,6 +30,8 @@ from graph.enums import (
 from graph.scalars import BigInt
 from storage import access, catalog, datasets, headers, lookups, notifications, signing
 from storage import models as db
+from storage.errors import ServiceError
+from storage.files import MAX_FILES_PER_VERSION
 from storage.pages import Page
 
 T = TypeVar("T")
@@ -92,6 +94,15 @@ def connection(info: Info, page: Page, wrap) -> Connection:  # type: ignore[no-u
             has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
         ),
     )
+
+
+def bounded(first: int, most: int) -> int:
+    """A plain list's ``first``, or INVALID_PAGE_SIZE."""
+    if not 0 <= first <= most:
+        raise ServiceError(
+            f"first must be between 0 and {most}.", field="first", code="INVALID_PAGE_SIZE"
+        )
+    return first
 
 
 def opened(info: Info, after: str | None) -> str | None:
@@ -245,13 +256,23 @@ class ModelType(Node):
 
     @strawberry.field(
         description=(
-            "The versions you may see, newest first (drafts only for the owner); a model "
-            "has at most 50."
+            "The versions you may see, newest first (drafts only for the owner): the "
+            f"newest {catalog.DEFAULT_VERSIONS} unless `first` asks for more; a model has at "
+            f"most {catalog.MAX_VERSIONS}."
         )
     )
-    async def versions(self, info: Info) -> list[ModelVersionType]:
+    async def versions(
+        self,
+        info: Info,
+        first: Annotated[
+            int,
+            strawberry.argument(
+                description=f"How many versions to return (at most {catalog.MAX_VERSIONS})."
+            ),
+        ] = catalog.DEFAULT_VERSIONS,
+    ) -> list[ModelVersionType]:
         rows = await info.context.loaders.versions_of_model.load(self.row.id)
-        return [ModelVersionType.of(v) for v in rows]
+        return [ModelVersionType.of(v) for v in rows[: bounded(first, catalog.MAX_VERSIONS)]]
 
 
 @strawberry.type(name="ModelVersion", description="One trained version of a model.")
@@ -318,9 +339,18 @@ class ModelVersionType(Node):
             "and deleted files."
         )
     )
-    async def files(self, info: Info) -> list[ModelFileType]:
+    async def files(
+        self,
+        info: Info,
+        first: Annotated[
+            int,
+            strawberry.argument(
+                description=f"How many files to return (at most {MAX_FILES_PER_VERSION})."
+            ),
+        ] = MAX_FILES_PER_VERSION,
+    ) -> list[ModelFileType]:
         rows = await info.context.loaders.files_of_version.load(self.row.id)
-        return [ModelFileType.of(f) for f in rows]
+        return [ModelFileType.of(f) for f in rows[: bounded(first, MAX_FILES_PER_VERSION)]]
 
 
 @strawberry.type(description="One entry of a safetensors header's `__metadata__`.")

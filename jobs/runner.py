@@ -20,16 +20,24 @@ from storage.runtime import Runtime
 log = logging.getLogger("lorashelf.runner")
 
 ORPHAN_EVERY = 3600.0  # seconds between orphan-blob collections
+STAND_IN_LOOK = 1.0  # seconds between looks at the next due time when standing in for ARQ
 FAILURE_BACKOFF = 5.0  # seconds to wait when items keep failing
 
 
 class EmbeddedRunner:
     """The scheduler of a ``serve`` without Redis: it runs the jobs itself, with the
-    runtime it is started with (whose scheduler is this runner)."""
+    runtime it is started with (whose scheduler is this runner).
 
-    def __init__(self) -> None:
+    ``look_every`` bounds how long it sleeps before reading the next due time again:
+    when it stands in for ARQ (a worker during a Redis outage, serve with no healthy
+    worker), changes made by other processes cannot wake it, so it looks again every
+    second; alone in ``serve``, every change wakes it and it can sleep until the due
+    time."""
+
+    def __init__(self, *, look_every: float | None = None) -> None:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._look_every = look_every
 
     async def dataset_changed(self, dataset_id: int) -> None:
         self._wake.set()
@@ -71,6 +79,8 @@ class EmbeddedRunner:
                     due = await retention.next_due(clock.now())
                 wake_at = next_sweep if due is None else min(next_sweep, due)
                 delay = max((wake_at - clock.now()).total_seconds(), 0.0)
+                if self._look_every is not None:
+                    delay = min(delay, self._look_every)
                 if backoff:
                     delay = max(delay, FAILURE_BACKOFF)
             except asyncio.CancelledError:

@@ -38,7 +38,8 @@ __all__ = [
 log = logging.getLogger("lorashelf.scheduler")
 
 SCHEDULE_TIMEOUT = 3.0  # seconds a request may wait on Redis
-RETRY_AFTER = 15.0  # seconds without trying Redis after it failed
+RETRY_AFTER = 2.0  # seconds without waiting on Redis after it failed
+MAX_MISSED = 100_000  # changes remembered for planning when Redis is back
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class ArqScheduler:
         self._clock = clock
         self._pool: ArqRedis | None = None
         self._down_until = 0.0  # after a failure, don't wait on Redis for a while
+        # Changes that could not be scheduled (Redis down): planned again, from the rows
+        # as they are then, as soon as Redis answers; the sweep covers them meanwhile.
+        self._missed: dict[str, tuple[Callable[[int], Awaitable[None]], int]] = {}
+        self._replay: asyncio.Task[None] | None = None
 
     async def _connect(self) -> ArqRedis:
         if self._pool is None:
@@ -119,6 +124,11 @@ class ArqScheduler:
         return self._pool
 
     async def close(self) -> None:
+        if self._replay is not None:
+            self._replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replay
+            self._replay = None
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
@@ -141,22 +151,49 @@ class ArqScheduler:
     async def _guarded(
         self, what: str, schedule: Callable[[int], Awaitable[None]], key: int
     ) -> None:
-        if time.monotonic() < self._down_until:
-            log.warning("Redis unavailable: %s left to the sweep", what)
+        if self._missed or time.monotonic() < self._down_until:
+            # Redis was down a moment ago: no request waits on it; the replay tries.
+            log.warning("Redis unavailable: %s planned when it is back", what)
+            self._miss(what, schedule, key)
             return
         try:
             await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
-        except Exception as exc:  # Redis down or slow: the sweep catches up later
-            self._down_until = time.monotonic() + RETRY_AFTER
+        except Exception as exc:  # Redis down or slow: planned again when it is back
+            await self._failed()
             log.warning(
-                "could not schedule retention jobs for %s (%s); the sweep will do it",
+                "could not schedule retention jobs for %s (%s); planned again when Redis "
+                "is back (the sweep covers it meanwhile)",
                 what,
                 exc.__class__.__name__,
             )
-            if self._pool is not None:
-                pool, self._pool = self._pool, None
-                with contextlib.suppress(Exception):  # closing a broken connection
-                    await pool.aclose()
+            self._miss(what, schedule, key)
+
+    async def _failed(self) -> None:
+        self._down_until = time.monotonic() + RETRY_AFTER
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):  # closing a broken connection
+                await pool.aclose()
+
+    def _miss(self, what: str, schedule: Callable[[int], Awaitable[None]], key: int) -> None:
+        if len(self._missed) < MAX_MISSED:
+            self._missed[what] = (schedule, key)
+        if self._replay is None or self._replay.done():
+            self._replay = asyncio.create_task(self._replay_missed(), name="arq-replay")
+
+    async def _replay_missed(self) -> None:
+        """Plan what was missed, as soon as Redis answers again."""
+        while self._missed:
+            await asyncio.sleep(max(self._down_until - time.monotonic(), 0.0))
+            for what, (schedule, key) in list(self._missed.items()):
+                try:
+                    await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
+                except Exception:  # still down: wait, then try again
+                    await self._failed()
+                    break
+                self._missed.pop(what, None)
+            else:
+                log.info("Redis is back: missed retention jobs planned")
 
     async def _replan(self, index: str, wanted: list[PlannedJob]) -> None:
         """Enqueue ``wanted`` (ids hold the due time: the same state twice is one job)

@@ -18,7 +18,7 @@ import time
 from arq import ArqRedis, create_pool
 from arq.constants import default_queue_name, health_check_key_suffix
 
-from jobs.runner import EmbeddedRunner
+from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
 from jobs.scheduler import redis_settings
 from storage.config import Settings
 from storage.runtime import Runtime
@@ -85,7 +85,7 @@ class WorkerWatch:
                     "itself until one is",
                     grace,
                 )
-                self._runner = EmbeddedRunner()
+                self._runner = EmbeddedRunner(look_every=STAND_IN_LOOK)
                 self._runner.start(runtime)
             await asyncio.sleep(CHECK_EVERY)
 

@@ -33,7 +33,7 @@ from arq.worker import Worker, check_health
 
 from jobs import tasks
 from jobs.notifier import InAppNotifier
-from jobs.runner import EmbeddedRunner
+from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
 from jobs.scheduler import redis_settings
 from storage import db
 from storage.blobs import open_blob_store
@@ -183,7 +183,7 @@ class Supervisor:
     async def _without_redis(self, runtime: Runtime) -> None:
         """The embedded runner does the retention work (exact times, from the database)
         while Redis is tried again with back-off."""
-        runner = EmbeddedRunner()
+        runner = EmbeddedRunner(look_every=STAND_IN_LOOK)
         runner.start(runtime)
         delay = BACKOFF_FIRST
         try:

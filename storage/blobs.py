@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from storage.process import file_holder_gone, file_tag
+
 CHUNK = 256 * 1024
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 
@@ -92,7 +94,9 @@ async def read_parts(
 class LocalBlobWriter:
     def __init__(self, store: LocalBlobStore):
         self._store = store
-        self._tmp = store.tmp_dir / f"{secrets.token_hex(16)}.part"
+        # Named after the writing process: a partial file whose writer died is removed
+        # at once (at the next start-up sweep), not an hour later.
+        self._tmp = store.tmp_dir / f"{file_tag()}~{secrets.token_hex(16)}.part"
         self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
         self._hash = hashlib.sha256()
         self.size = 0
@@ -198,12 +202,18 @@ class LocalBlobStore:
             yield keys[start : start + batch]
 
     async def remove_stale_temp_files(self, *, older_than: datetime) -> int:
+        """Remove temporary files last written before ``older_than``, or whose writing
+        process (on this host) is dead."""
         limit = older_than.timestamp()
 
         def _remove() -> int:
             removed = 0
             for path in self.tmp_dir.iterdir():
-                if path.stat().st_mtime < limit:
+                try:
+                    stale = path.stat().st_mtime < limit or file_holder_gone(path.name)
+                except FileNotFoundError:
+                    continue
+                if stale:
                     path.unlink(missing_ok=True)
                     removed += 1
             return removed

@@ -37,6 +37,7 @@ from storage.runtime import Runtime
 
 NAME_MAX = 200
 MAX_VERSIONS = 50  # per model, deleted ones included: bounds Model.versions
+DEFAULT_VERSIONS = 10  # Model.versions without ``first``: the newest ten
 DESCRIPTION_MAX = 20_000
 
 

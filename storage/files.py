@@ -29,7 +29,8 @@ from storage.models import (
     TrainingDataset,
     VersionStatus,
 )
-from storage.runtime import Runtime, holder
+from storage.process import holder
+from storage.runtime import Runtime
 from storage.safetensors import (
     SafetensorsError,
     SafetensorsStream,

@@ -31,7 +31,8 @@ from storage.models import (
 )
 from storage.policy import LIVE as LIVE
 from storage.policy import next_reminder
-from storage.runtime import HOST, Runtime, holder, holder_gone
+from storage.process import HOST, holder, holder_gone
+from storage.runtime import Runtime
 
 Stored = type[TrainingDataset] | type[ModelFile]  # what holds uploaded bytes
 

@@ -10,8 +10,6 @@ embedded runner, the in-app notifier.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,34 +19,6 @@ from storage.config import Settings
 from storage.disk import Reserve, check_room
 from storage.models import Notification
 from storage.policy import RetentionPolicy
-
-HOST = socket.gethostname()[:64]
-
-
-def holder() -> str:
-    """Who holds a claim (an upload in progress, a deletion): this process, as
-    ``host:pid``. Recorded on the row, so that a restarted process can tell at once
-    that a claim's holder on the same host is gone."""
-    return f"{HOST}:{os.getpid()}"
-
-
-def holder_gone(claimed_by: str | None) -> bool:
-    """Whether a claim's holder is known to be dead: a process of this host that no
-    longer runs. (A holder on another host is judged by its claim's age instead.)"""
-    if not claimed_by:
-        return False
-    host, _, pid = claimed_by.rpartition(":")
-    if host != HOST or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class Scheduler(Protocol):

@@ -25,7 +25,7 @@ from storage.config import Settings
 from storage.disk import StorageFull, is_full
 from storage.errors import ServiceError
 from storage.models import DatasetStatus, ModelFile, TrainingDataset
-from storage.runtime import holder
+from storage.process import holder
 
 FILENAME_MAX = 200
 HEARTBEAT = 10  # seconds between refreshes of an upload's claim while bytes arrive

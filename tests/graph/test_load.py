@@ -112,7 +112,7 @@ FRAGMENT_CYCLE = (
     "query OP { ...A } fragment A on Query { ...B } fragment B on Query { ...A } "
     "fragment C on Query { ...C }"
 )
-HEAVY_PAGE = (  # depth 8, cost about 14,600 of 20,000 (a version list counts as 50)
+HEAVY_PAGE = (  # depth 8, a big ordinary page (50 models, their owners' 20 models, versions)
     "query OP { models(first: 50) { edges { cursor node { id name description createdAt "
     "owner { id username models(first: 20) { edges { node { id name } } } } "
     "versions { id name status publishedAt } } } "
