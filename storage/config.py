@@ -397,7 +397,7 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_MAX_COST",
         parse_count,
         "20000",
-        "fields, each connection multiplying its fields by `first` (at most 100)",
+        "objects that can come back (scalars free), a list counting `first` items or its default size",
         table="limits",
     ),
     Variable(

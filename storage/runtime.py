@@ -85,8 +85,13 @@ class Runtime:
         return Reserve(self.settings.data_dir)
 
     def check_room(self, adding: int) -> None:
-        """Refuse an upload of ``adding`` bytes that would leave the disk too full."""
-        check_room(self.settings.data_dir, adding=adding, min_free=self.settings.min_free_bytes)
+        """Refuse an upload of ``adding`` bytes that would leave the disk too full. While
+        the reserve is given back (or could not be made), its size is kept free as well,
+        so uploads never take the space the reserve must get back."""
+        reserve = self.reserve
+        held = reserve.path.exists() or reserve.ensure()
+        min_free = self.settings.min_free_bytes + (0 if held else reserve.size)
+        check_room(self.settings.data_dir, adding=adding, min_free=min_free)
 
     async def deliver(self, notification: Notification | None) -> None:
         if notification is not None:
