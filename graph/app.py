@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from graph import graphiql
+from graph.cache import AnonymousCache, Generation
 from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, readyz, upload
@@ -152,6 +153,7 @@ def create_app(
         signer=signer,
         limiter=RateLimiter(settings),
         cursors=Cursors(signer.sealer),
+        generation=Generation(),
     )
 
     @contextlib.asynccontextmanager
@@ -212,6 +214,14 @@ def create_app(
             path="/graphql",
             max_body_bytes=settings.limits.max_body_bytes,
             body_timeout=settings.limits.body_timeout,
+        )
+    )
+    middleware.append(
+        Middleware(
+            AnonymousCache,
+            path="/graphql",
+            seconds=settings.public_cache,
+            generation=services.generation,
         )
     )
     app = Starlette(

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
+from graph.cache import Generation
 from graph.ratelimit import RateLimiter
 from storage import catalog, datasets, events, files, lookups, search
 from storage.config import Settings
@@ -37,6 +38,7 @@ class Services:
     signer: Signer
     limiter: RateLimiter
     cursors: Cursors
+    generation: Generation  # what anonymous viewers see: moved on by public changes
 
     @property
     def settings(self) -> Settings:

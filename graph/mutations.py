@@ -67,9 +67,14 @@ PAYLOAD_MUTATION = "__lorashelf_payload_mutation__"
 
 
 def payload_mutation(
-    description: str,
+    description: str, *, public: bool = True
 ) -> Callable[[Callable[..., Awaitable[R]]], Any]:
-    """Declare a mutation whose expected failures become its payload's ``userErrors``."""
+    """Declare a mutation whose expected failures become its payload's ``userErrors``.
+
+    ``public``: whether it can change what anonymous viewers see; when it succeeds, the
+    answers cached for them (graph/cache.py) are not reused. Only mutations that touch
+    nothing but the caller's own account and inbox say ``public=False``.
+    """
 
     def decorate(resolver: Callable[..., Awaitable[R]]) -> Any:
         payload = get_type_hints(resolver)["return"]
@@ -77,7 +82,11 @@ def payload_mutation(
         @functools.wraps(resolver)
         async def wrapper(*args: Any, **kwargs: Any) -> R:
             try:
-                return await resolver(*args, **kwargs)
+                result = await resolver(*args, **kwargs)
+                if public:
+                    info: Info = kwargs["info"]
+                    await info.context.services.generation.advance()
+                return result
             except ServiceError as exc:
                 failed: R = payload(user_errors=UserError.of(exc))
                 return failed
@@ -364,7 +373,7 @@ class MarkNotificationsReadPayload:
 
 @strawberry.type(description="Changes.")
 class Mutation:
-    @payload_mutation("Create an account and sign in to it.")
+    @payload_mutation("Create an account and sign in to it.", public=False)
     async def sign_up(self, info: Info, input: Annotated[SignUpInput, INPUT]) -> SignUpPayload:
         ctx = info.context
         if not await ctx.services.limiter.allow_signup(address=ctx.client_address):
@@ -377,7 +386,7 @@ class Mutation:
         )
         return SignUpPayload(token=token, user=UserType.of(user))
 
-    @payload_mutation("Sign in; returns a new bearer token.")
+    @payload_mutation("Sign in; returns a new bearer token.", public=False)
     async def log_in(self, info: Info, input: Annotated[LogInInput, INPUT]) -> LogInPayload:
         ctx = info.context
         allowed = await ctx.services.limiter.allow_login(
@@ -393,7 +402,7 @@ class Mutation:
         )
         return LogInPayload(token=token, user=UserType.of(user))
 
-    @payload_mutation("Revoke the bearer token this request was sent with.")
+    @payload_mutation("Revoke the bearer token this request was sent with.", public=False)
     async def log_out(self, info: Info) -> LogOutPayload:
         token = info.context.token
         if token is None:
@@ -403,7 +412,8 @@ class Mutation:
 
     @payload_mutation(
         "Change your password. Every sign-in of the account ends (and the download links "
-        "made for them stop working); the answer carries a new token."
+        "made for them stop working); the answer carries a new token.",
+        public=False,
     )
     async def change_password(
         self, info: Info, input: Annotated[ChangePasswordInput, INPUT]
@@ -593,7 +603,7 @@ class Mutation:
         )
         return ModelVersionPayload(version=ModelVersionType.of(row))
 
-    @payload_mutation("Mark some of your notifications read.")
+    @payload_mutation("Mark some of your notifications read.", public=False)
     async def mark_notifications_read(
         self, info: Info, input: Annotated[MarkNotificationsReadInput, INPUT]
     ) -> MarkNotificationsReadPayload:

@@ -89,6 +89,7 @@ async def upload(request: Request) -> Response:
         if not db.is_busy(exc):
             raise
         return _error(503, "TRY_AGAIN", TryAgain().message)
+    await services.generation.advance()  # a public dataset's bytes may now be shown
     return JSONResponse(body)
 
 

@@ -78,6 +78,13 @@ def parse_sweep_interval(name: str, raw: str) -> int:
     return seconds
 
 
+def parse_duration_or_off(name: str, raw: str) -> int:
+    """A duration, or ``0``/``off`` for none."""
+    if raw.strip().lower() in {"0", "off"}:
+        return 0
+    return parse_duration(name, raw)
+
+
 def parse_durations(name: str, raw: str) -> tuple[int, ...]:
     """A comma-separated list of durations; empty means none. Sorted, largest first."""
     parts = [p for p in (s.strip() for s in raw.split(",")) if p]
@@ -260,6 +267,15 @@ VARIABLES: tuple[Variable, ...] = (
         "retention work itself (until one is healthy again)",
     ),
     Variable(
+        "public_cache",
+        "LORASHELF_PUBLIC_CACHE",
+        parse_duration_or_off,
+        "10s",
+        "how long an anonymous answer may be reused, here and by HTTP caches "
+        "(`Cache-Control: public, max-age`); writes that change it end it at once here; "
+        "download counts may lag this much; `0` turns the cache off",
+    ),
+    Variable(
         "sweep_interval",
         "LORASHELF_SWEEP_INTERVAL",
         parse_sweep_interval,
@@ -397,7 +413,8 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_MAX_COST",
         parse_count,
         "20000",
-        "objects that can come back (scalars free), a list counting `first` items or its default size",
+        "objects that can come back (scalars free), a list counting `first` items "
+        "or its default size",
         table="limits",
     ),
     Variable(
@@ -571,6 +588,7 @@ class Settings:
     limits: Limits = field(default_factory=lambda: load_limits({}))
     upload_url_lifetime: int = 3600
     download_url_lifetime: int = 300
+    public_cache: int = 10
 
     @property
     def blob_dir(self) -> Path:

@@ -360,3 +360,14 @@ class ClockMark(Model):
 
     class Meta:
         table = "clock_marks"
+
+
+class PublicGeneration(Model):
+    """A counter that goes up with every write that can change what anonymous viewers
+    see (storage.generation): cached anonymous answers are valid for one value of it."""
+
+    id = fields.IntField(primary_key=True)
+    value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "public_generation"
