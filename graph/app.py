@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -77,6 +79,12 @@ class GraphQLApp(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """Our own GraphiQL page (same-origin assets only), not strawberry's CDN one."""
         return graphiql.page_response()
+
+    def encode_json(self, data: object) -> str | bytes:
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
+            return super().encode_json(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         """Only a JSON object (or an array, refused later as a batch) is a request;
@@ -167,6 +175,10 @@ def create_app(
             runner.start(runtime)
         if watch is not None:
             watch.start(runtime)
+        # Everything built at start-up (schema, modules, caches) lives as long as the
+        # process: keep it out of the collector's reach, so collections stay cheap.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from graphql.language import Visitor, visit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -180,7 +181,7 @@ class _Request:
                 break
         body = b"".join(chunks)
         try:
-            value = json.loads(body)
+            value = json.loads(body)  # as the GraphQL app reads it
         except (ValueError, RecursionError):
             return None, body
         return (cls("POST", value) if isinstance(value, dict) else None), body
@@ -207,12 +208,12 @@ class _Request:
         return value.lower() if isinstance(value, str) else ""
 
     def key(self) -> str:
-        text = json.dumps(
-            [self.query, self.operation_name, self.params.get("variables") or {}],
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(text.encode()).hexdigest()
+        parts = [self.query, self.operation_name, self.params.get("variables") or {}]
+        try:
+            text = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # integers beyond 64 bits
+            text = json.dumps(parts, sort_keys=True).encode()
+        return hashlib.sha256(text).hexdigest()
 
     def forward(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
         """The scope and body the GraphQL app sees (with the document filled in)."""
@@ -333,7 +334,7 @@ def _without(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 def _has_errors(body: bytes) -> bool:
     try:
-        value = json.loads(body)
+        value = orjson.loads(body)
     except ValueError:
         return True
     return not isinstance(value, dict) or bool(value.get("errors")) or "data" not in value
