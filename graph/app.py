@@ -7,6 +7,7 @@ import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -17,10 +18,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from graph import graphiql
 from graph.cache import AnonymousCache, Generation
@@ -28,7 +30,9 @@ from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, readyz, upload
 from graph.schema import build_schema
+from graph.subscriptions import token_of
 from graph.transport import GraphQLRequestGuard, RequestsPerAddress, SecurityHeaders
+from jobs.bus import Hub, Subscribers, open_bus
 from jobs.notifier import InAppNotifier
 from jobs.runner import EmbeddedRunner
 from jobs.scheduler import ArqScheduler
@@ -73,6 +77,8 @@ class GraphQLApp(GraphQL[Context, None]):
             build_schema(settings),
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=True,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=settings.limits.body_timeout),
         )
         self.services = services
 
@@ -100,15 +106,15 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
     ) -> Context:
-        assert isinstance(request, Request)
         viewer = token = None
-        header = request.headers.get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            now = self.services.runtime.clock.now()
-            found = await accounts.authenticate(credentials.strip(), now=now)
-            if found is not None:
-                viewer, token = found
+        if isinstance(request, Request):  # a WebSocket authenticates in connection_init
+            header = request.headers.get("authorization", "")
+            scheme, _, credentials = header.partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                now = self.services.runtime.clock.now()
+                found = await accounts.authenticate(credentials.strip(), now=now)
+                if found is not None:
+                    viewer, token = found
         request_id = uuid.uuid4().hex
         if isinstance(response, Response):
             response.headers["x-request-id"] = request_id
@@ -121,6 +127,18 @@ class GraphQLApp(GraphQL[Context, None]):
             loaders=Loaders(viewer=viewer.id if viewer else None),
             request_id=request_id,
         )
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """``connection_init``: the token in its payload (``{"Authorization": "Bearer …"}``
+        or ``{"token": …}``) signs the connection in. Without a valid one the connection
+        is still acknowledged, and every subscription answers ``UNAUTHENTICATED``."""
+        token = token_of(context.connection_params)
+        if token is not None:
+            found = await accounts.authenticate(token, now=context.now())
+            if found is not None:
+                context.viewer, context.token = found
+                context.loaders = Loaders(viewer=context.viewer.id)
+        return None
 
 
 def create_app(
@@ -148,12 +166,16 @@ def create_app(
             scheduler = Fanout(arq, watch)
         else:
             scheduler = runner = EmbeddedRunner()
+    hub = Hub()
+    bus = open_bus(settings, hub)
+    assert bus is not None
     runtime = Runtime(
         settings=settings,
         clock=clock,
         blobs=blobs,
         scheduler=scheduler,
         notifier=InAppNotifier(),
+        bus=bus,
     )
     signer = Signer(settings.secret_key)
     services = Services(
@@ -162,6 +184,8 @@ def create_app(
         limiter=RateLimiter(settings),
         cursors=Cursors(signer.sealer),
         generation=Generation(),
+        hub=hub,
+        subscribers=Subscribers(settings.limits.max_subscriptions_per_user),
     )
 
     @contextlib.asynccontextmanager
@@ -171,6 +195,7 @@ def create_app(
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
             await load_mark(clock)
+        bus.start()
         if runner is not None:
             runner.start(runtime)
         if watch is not None:
@@ -188,12 +213,14 @@ def create_app(
                 await watch.stop()
             if arq is not None:
                 await arq.close()
+            await bus.close()
             if manage_database:
                 await db.disconnect()
 
     graphql_app = GraphQLApp(services)
     routes: list[Any] = [
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_app),  # subscriptions (graphql-transport-ws)
         Route("/uploads/{token}", upload, methods=["PUT"], name="upload"),
         Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
         Route("/healthz", healthz, methods=["GET"]),

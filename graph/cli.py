@@ -37,6 +37,8 @@ def _serve(args: argparse.Namespace) -> None:
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or None,
         timeout_keep_alive=5,
+        # A subscription's messages are small GraphQL documents, bounded like request bodies.
+        ws_max_size=settings.limits.max_body_bytes,
     )
 
 

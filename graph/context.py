@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import strawberry
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from graph.cache import Generation
 from graph.ratelimit import RateLimiter
+from jobs.bus import Hub, Subscribers
 from storage import catalog, datasets, events, files, lookups, search
 from storage.config import Settings
 from storage.lookups import Kind
@@ -39,12 +40,14 @@ class Services:
     limiter: RateLimiter
     cursors: Cursors
     generation: Generation  # what anonymous viewers see: moved on by public changes
+    hub: Hub  # this process's live subscribers (graph.subscriptions)
+    subscribers: Subscribers
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
 
-    def link(self, request: Request, route: str, **params: str) -> str:
+    def link(self, request: HTTPConnection, route: str, **params: str) -> str:
         """A link to one of our routes: from LORASHELF_PUBLIC_URL when set, else relative;
         never from the request's Host header (which the client controls)."""
         path = str(request.app.url_path_for(route, **params))
@@ -144,13 +147,14 @@ class Loaders:
 
 @dataclass
 class Context:
-    request: Request
+    request: HTTPConnection  # a Request, or the WebSocket of a subscription
     response: Response | None
     services: Services
     viewer: User | None
     token: AuthToken | None
     loaders: Loaders
     request_id: str
+    connection_params: dict[str, object] | None = None  # a WebSocket's connection_init
 
     @property
     def viewer_id(self) -> int | None:

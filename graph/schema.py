@@ -22,6 +22,7 @@ from graph.errors import MaskUnexpected, log_errors
 from graph.limits import GuardedValidation, limit_rules
 from graph.mutations import Mutation
 from graph.scalars import SCALARS
+from graph.subscriptions import Subscription, WebSocketOperations
 from graph.types import (
     AfterArg,
     Connection,
@@ -206,12 +207,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(list(rules)),
         lambda: GuardedValidation(max_repeats=limits.max_field_repeats),
+        WebSocketOperations,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     schema = Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[node_type for _, node_type in NODE_TYPES.values()],
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),

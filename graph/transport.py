@@ -4,7 +4,8 @@
   POST bodies (no form or text/plain "simple requests", so no CSRF) of bounded size,
   arriving within a deadline, refused before any parsing; GET query strings are
   bounded the same way.
-- ``RequestsPerAddress``: a bound on the requests one client address has in flight.
+- ``RequestsPerAddress``: a bound on the requests (and open WebSockets) one client
+  address has in flight.
 - ``paced``: upload bodies must keep up a minimum rate.
 - ``SecurityHeaders``: the same protective headers on every response.
 """
@@ -136,13 +137,16 @@ class RequestsPerAddress:
         self.in_flight: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
         address = client[0] if client else "unknown"
         if self.in_flight.get(address, 0) >= self.limit:
-            await _refuse(send, 429, "Too many requests from this address at once.")
+            if scope["type"] == "websocket":  # an open socket counts for as long as it lives
+                await send({"type": "websocket.close", "code": 1013})
+            else:
+                await _refuse(send, 429, "Too many requests from this address at once.")
             return
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
         try:

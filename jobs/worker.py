@@ -32,6 +32,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker, check_health
 
 from jobs import tasks
+from jobs.bus import open_bus
 from jobs.notifier import InAppNotifier
 from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
 from jobs.scheduler import redis_settings
@@ -136,12 +137,15 @@ class Supervisor:
         await db.connect(settings.database_url)
         clock = SteadyClock()
         await load_mark(clock)
+        bus = open_bus(settings, hub=None)  # publishes to the serve processes' subscribers
+        assert bus is not None
         runtime = Runtime(
             settings=settings,
             clock=clock,
             blobs=open_blob_store(settings.blob_url),
             scheduler=NoScheduler(),  # the worker runs jobs; stale queued ones no-op
             notifier=InAppNotifier(),
+            bus=bus,
         )
         try:
             # What fell due, or was left half-done, while no worker ran: at once.
@@ -158,6 +162,7 @@ class Supervisor:
                     await self._without_redis(runtime)
             return 0
         finally:
+            await bus.close()
             await db.disconnect()
 
     async def _arq(self, runtime: Runtime) -> None:

@@ -237,7 +237,7 @@ async def publish_version(
             await TrainingDataset.filter(still_open, id=dataset.id).update(**window.fields())
             await events.record(dataset.id, EventKind.PUBLISHED, now)
     if dataset is not None:
-        await rt.scheduler.dataset_changed(dataset.id)
+        await rt.dataset_changed(dataset.id)
     await headers.refresh(rt, version.id)
     await search.refresh(version.model_id)
     await version.refresh_from_db()

@@ -450,6 +450,15 @@ VARIABLES: tuple[Variable, ...] = (
         table="limits",
     ),
     Variable(
+        "max_subscriptions_per_user",
+        "LORASHELF_MAX_SUBSCRIPTIONS_PER_USER",
+        parse_count,
+        "10",
+        "live subscriptions (`notificationAdded`, `datasetChanged`) one user may hold open "
+        "at once on one API process (`TOO_MANY_SUBSCRIPTIONS` beyond)",
+        table="limits",
+    ),
+    Variable(
         "max_field_repeats",
         "LORASHELF_MAX_FIELD_REPEATS",
         parse_count,
@@ -548,6 +557,7 @@ class Limits:
     upload_min_rate: int
     upload_grace: int
     max_requests_per_address: int
+    max_subscriptions_per_user: int
     max_field_repeats: int
     login_rate_username: str
     login_rate_username_slowdown: str

@@ -189,7 +189,7 @@ async def receive_upload(
         raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
     await events.record(dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}")
     await _open_draft_window(rt, dataset_id, now=now)
-    await rt.scheduler.dataset_changed(dataset_id)
+    await rt.dataset_changed(dataset_id)
     await headers.refresh(rt, dataset.version_id)
     return await TrainingDataset.get(id=dataset_id)
 
@@ -251,7 +251,7 @@ async def set_visibility(
             )
         kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
         await events.record(dataset.id, kind, now)
-    await rt.scheduler.dataset_changed(dataset.id)
+    await rt.dataset_changed(dataset.id)
     await headers.refresh(rt, dataset.version_id)
     return await TrainingDataset.get(id=dataset.id)
 

@@ -49,6 +49,21 @@ async def mark_read(*, user_id: int, ids: Iterable[str], now: datetime) -> list[
     return list(await mine.order_by("-id"))
 
 
+async def newest_id(user_id: int) -> int:
+    """The key of the user's newest notification (0 for none): where a live
+    subscription starts."""
+    newest = (
+        await Notification.filter(access.owned_notifications_q(user_id)).order_by("-id").first()
+    )
+    return newest.id if newest is not None else 0
+
+
+async def added_since(user_id: int, *, after: int, limit: int) -> list[Notification]:
+    """The user's own notifications stored after the one keyed ``after``, oldest first."""
+    query = Notification.filter(access.owned_notifications_q(user_id), id__gt=after)
+    return list(await query.order_by("id").limit(limit))
+
+
 # Writing them ------------------------------------------------------------------
 
 

@@ -123,7 +123,7 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
         if reason == DeletionReason.EXPIRED:
             notice = await notifications.record_deletion(dataset, now=ended)
     await rt.deliver(notice)
-    await rt.scheduler.dataset_changed(dataset_id)
+    await rt.dataset_changed(dataset_id)
     await headers.refresh(rt, dataset.version_id)
     return True
 
@@ -196,7 +196,7 @@ async def give_window(rt: Runtime, dataset_id: int, *, now: datetime) -> bool:
         expires_at=None,
     ).update(**window.fields())
     if fixed:
-        await rt.scheduler.dataset_changed(dataset_id)
+        await rt.dataset_changed(dataset_id)
         await headers.refresh(rt, dataset.version_id)
     return bool(fixed)
 

@@ -2,9 +2,10 @@
 
 The services own their side effects: a change to a dataset tells the ``scheduler``
 (so exact-time work is (re)planned), and a stored notification is handed to the
-``notifier`` (so it reaches its owner on other channels). Both are interfaces
-declared here and implemented above this layer (``jobs``): the ARQ scheduler, the
-embedded runner, the in-app notifier.
+``notifier`` (so it reaches its owner on other channels). After either, the ``bus``
+is told, by id only, so live subscriptions re-read what changed. All three are
+interfaces declared here and implemented above this layer (``jobs``): the ARQ
+scheduler, the embedded runner, the in-app notifier, the in-process or Redis bus.
 """
 
 from __future__ import annotations
@@ -38,6 +39,26 @@ class Notifier(Protocol):
     async def deliver(self, notification: Notification) -> None:
         """Send a stored notification on this channel. Never raises for a bad address."""
         ...
+
+
+class Bus(Protocol):
+    """Tells live subscribers (in this process or, through Redis, in others) that
+    something changed. It carries ids only: a subscriber re-reads through the
+    lookups, as its viewer. Called after the change is committed; never raises."""
+
+    async def notification_added(self, user_id: int) -> None: ...
+
+    async def dataset_changed(self, dataset_id: int) -> None: ...
+
+
+class NoBus:
+    """Tells nobody (tools, and runtimes with no subscribers to reach)."""
+
+    async def notification_added(self, user_id: int) -> None:
+        return None
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        return None
 
 
 class NoScheduler:
@@ -75,6 +96,7 @@ class Runtime:
     # Archive checks inflate every entry (up to LORASHELF_ZIP_MAX_RATIO times the upload):
     # one at a time per process, so they never take every worker thread from the rest.
     archive_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    bus: Bus = field(default_factory=NoBus)
 
     @property
     def policy(self) -> RetentionPolicy:
@@ -94,5 +116,14 @@ class Runtime:
         check_room(self.settings.data_dir, adding=adding, min_free=min_free)
 
     async def deliver(self, notification: Notification | None) -> None:
+        """Deliver a stored (committed) notification, and tell its owner's live
+        subscriptions."""
         if notification is not None:
             await self.notifier.deliver(notification)
+            await self.bus.notification_added(notification.user_id)
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        """After a committed change to a dataset: (re)plan its exact-time work and tell
+        the live subscriptions watching it."""
+        await self.scheduler.dataset_changed(dataset_id)
+        await self.bus.dataset_changed(dataset_id)
