@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -86,11 +87,13 @@ class GraphQLApp(GraphQL[Context, None]):
         """Our own GraphiQL page (same-origin assets only), not strawberry's CDN one."""
         return graphiql.page_response()
 
-    def encode_json(self, data: object) -> str | bytes:
+    def encode_json(self, data: object) -> str:
+        # Text, not bytes: strawberry sends bytes as binary WebSocket frames, which
+        # graphql-transport-ws clients do not read.
         try:
-            return orjson.dumps(data)
+            return orjson.dumps(data).decode()
         except TypeError:  # e.g. an integer beyond 64 bits: the standard encoder takes it
-            return super().encode_json(data)
+            return json.dumps(data, separators=(",", ":"))
 
     def parse_json(self, data: str | bytes) -> Any:
         """Only a JSON object (or an array, refused later as a batch) is a request;
