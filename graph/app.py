@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -34,6 +35,7 @@ from storage import accounts, db, disk
 from storage.blobs import BlobStore, open_blob_store
 from storage.clock import Clock, SteadyClock, load_mark
 from storage.config import Settings
+from storage.models import AuthToken, User
 from storage.runtime import Fanout, Runtime, Scheduler
 from storage.signing import Cursors, Signer
 
@@ -63,6 +65,26 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+class Unauthenticated(Exception):
+    """A bearer token was sent that is unknown, expired or revoked."""
+
+
+UNAUTHENTICATED_MESSAGE = (
+    "The bearer token is not valid (unknown, expired or revoked): sign in again."
+)
+
+
+def unauthenticated_response() -> JSONResponse:
+    """401 for a token that no longer works, so a client can ask its user to sign in
+    again (RFC 6750's ``invalid_token``), in the shape of any other GraphQL error."""
+    error = {"message": UNAUTHENTICATED_MESSAGE, "extensions": {"code": "UNAUTHENTICATED"}}
+    return JSONResponse(
+        {"errors": [error]},
+        status_code=401,
+        headers={"www-authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
 class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, services: Services):
         settings = services.settings
@@ -72,6 +94,27 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=True,
         )
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Unauthenticated:
+            # Raised by get_context, before anything was sent.
+            if scope["type"] != "http":
+                raise
+            await unauthenticated_response()(scope, receive, send)
+
+    async def sign_in(self, authorization: str) -> tuple[User, AuthToken] | None:
+        """Who an ``Authorization`` header names: nobody without a bearer token; raises
+        :class:`Unauthenticated` for a token that is unknown, expired or revoked."""
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None
+        now = self.services.runtime.clock.now()
+        found = await accounts.authenticate(credentials.strip(), now=now)
+        if found is None:
+            raise Unauthenticated
+        return found
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """Our own GraphiQL page (same-origin assets only), not strawberry's CDN one."""
@@ -93,13 +136,9 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> Context:
         assert isinstance(request, Request)
         viewer = token = None
-        header = request.headers.get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            now = self.services.runtime.clock.now()
-            found = await accounts.authenticate(credentials.strip(), now=now)
-            if found is not None:
-                viewer, token = found
+        found = await self.sign_in(request.headers.get("authorization", ""))
+        if found is not None:
+            viewer, token = found
         request_id = uuid.uuid4().hex
         if isinstance(response, Response):
             response.headers["x-request-id"] = request_id
