@@ -24,7 +24,7 @@ from strawberry.asgi import GraphQL
 from graph import graphiql
 from graph.context import Context, Loaders, Services
 from graph.ratelimit import RateLimiter
-from graph.routes import download, healthz, readyz, upload
+from graph.routes import download, healthz, home, readyz, upload
 from graph.schema import build_schema
 from graph.transport import GraphQLRequestGuard, RequestsPerAddress, SecurityHeaders
 from jobs.notifier import InAppNotifier
@@ -221,6 +221,7 @@ def create_app(
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         Route("/uploads/{token}", upload, methods=["PUT"], name="upload"),
         Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
+        Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
