@@ -12,7 +12,6 @@ from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -23,6 +22,7 @@ from strawberry.asgi import GraphQL
 
 from graph import graphiql
 from graph.context import Context, Loaders, Services
+from graph.cors import Cors, NoCors
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, home, readyz, upload
 from graph.schema import build_schema
@@ -234,15 +234,9 @@ def create_app(
         Middleware(SecurityHeaders, graphiql_path="/graphql" if settings.graphiql else None)
     ]
     if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "PUT"],
-                allow_headers=["authorization", "content-type", "range"],
-                max_age=600,
-            )
-        )
+        middleware.append(Middleware(Cors, origins=settings.cors_origins))
+    else:
+        middleware.append(Middleware(NoCors))
     middleware.append(
         Middleware(RequestsPerAddress, limit=settings.limits.max_requests_per_address)
     )
