@@ -178,6 +178,14 @@ def parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def short_duration(seconds: int) -> str:
+    """A duration as it is configured: ``7d``, ``12h``, ``15m``, ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def describe_duration(seconds: int) -> str:
     """Human wording for a duration: ``30 days``, ``1 hour``, ``90 seconds``."""
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -269,7 +277,7 @@ VARIABLES: tuple[Variable, ...] = (
         parse_durations,
         "7d,1d",
         "reminders before deletion, same format, comma-separated, each shorter than "
-        "the window; empty for none",
+        "the window (the defaults that are not are left out); empty for none",
     ),
     Variable(
         "draft_retention",
@@ -635,11 +643,14 @@ def _secret_key(data_dir: Path, configured: str | None, *, create: bool) -> str:
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """One line for each ``LORASHELF_*`` variable that is not in :data:`VARIABLES` (a
     misspelling would otherwise be ignored), naming the closest known one."""
+    prefix = "LORASHELF_"
     known = [v.name for v in VARIABLES]
+    # Compared without the shared prefix, or every name would look close to every other.
+    suffixes = [name.removeprefix(prefix) for name in known]
     lines = []
-    for name in sorted(n for n in env if n.startswith("LORASHELF_") and n not in known):
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+    for name in sorted(n for n in env if n.startswith(prefix) and n not in known):
+        close = difflib.get_close_matches(name.removeprefix(prefix), suffixes, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
         lines.append(f"{name} is not a lorashelf setting and is ignored{hint}")
     return lines
 
@@ -662,7 +673,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
     for line in unknown_variables(env):
         log.warning(line)
     values = {v.field: _value(v, env) for v in VARIABLES if v.table == "settings"}
-    _check_reminders(values["reminders"], values["private_retention"])
+    if env.get("LORASHELF_REMINDERS", "").strip():
+        _check_reminders(values["reminders"], values["private_retention"])
+    else:  # the default reminders that fit a shorter window
+        values["reminders"] = tuple(
+            r for r in values["reminders"] if r < values["private_retention"]
+        )
     data_dir = Path(values["data_dir"]).resolve()
     if create:
         try:
@@ -700,6 +716,8 @@ def effective(
             raw = variable.mask(raw)
         if variable.field == "data_dir":
             raw = str(settings.data_dir)
+        if variable.field == "reminders":  # the defaults may not all fit the window
+            raw = ",".join(short_duration(r) for r in settings.reminders)
         rows.append((variable.name, raw.strip(), source))
     return rows
 
