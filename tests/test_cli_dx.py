@@ -153,3 +153,16 @@ def test_top_level_help_shows_no_restructured_text(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "``" not in result.stdout
     assert re.search(r"^\s+config\s+print the effective configuration", result.stdout, re.M)
+
+
+def test_the_readme_links_only_to_files_in_the_repository() -> None:
+    # given the README a new developer reads in a fresh clone
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    # when its relative links are followed
+    targets = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme) if not t.startswith(("http", "#"))]
+    # then each one is a file of the clone (none reaches outside it)
+    assert targets
+    for target in targets:
+        assert not target.startswith(("../", "/")), target
+        assert (root / target).exists(), target
