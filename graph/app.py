@@ -16,11 +16,11 @@ from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -28,8 +28,9 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from graph import graphiql
 from graph.cache import AnonymousCache, Generation
 from graph.context import Context, Loaders, Services
+from graph.cors import Cors, NoCors
 from graph.ratelimit import RateLimiter
-from graph.routes import download, healthz, readyz, upload
+from graph.routes import download, healthz, home, readyz, upload
 from graph.schema import build_schema
 from graph.subscriptions import token_of
 from graph.transport import GraphQLRequestGuard, RequestsPerAddress, SecurityHeaders
@@ -42,6 +43,7 @@ from storage import accounts, db, disk
 from storage.blobs import BlobStore, open_blob_store
 from storage.clock import Clock, SteadyClock, load_mark
 from storage.config import Settings
+from storage.models import AuthToken, User
 from storage.runtime import Fanout, Runtime, Scheduler
 from storage.signing import Cursors, Signer
 
@@ -71,6 +73,26 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+class Unauthenticated(Exception):
+    """A bearer token was sent that is unknown, expired or revoked."""
+
+
+UNAUTHENTICATED_MESSAGE = (
+    "The bearer token is not valid (unknown, expired or revoked): sign in again."
+)
+
+
+def unauthenticated_response() -> JSONResponse:
+    """401 for a token that no longer works, so a client can ask its user to sign in
+    again (RFC 6750's ``invalid_token``), in the shape of any other GraphQL error."""
+    error = {"message": UNAUTHENTICATED_MESSAGE, "extensions": {"code": "UNAUTHENTICATED"}}
+    return JSONResponse(
+        {"errors": [error]},
+        status_code=401,
+        headers={"www-authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
 class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, services: Services):
         settings = services.settings
@@ -82,6 +104,27 @@ class GraphQLApp(GraphQL[Context, None]):
             connection_init_wait_timeout=timedelta(seconds=settings.limits.body_timeout),
         )
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Unauthenticated:
+            # Raised by get_context, before anything was sent.
+            if scope["type"] != "http":
+                raise
+            await unauthenticated_response()(scope, receive, send)
+
+    async def sign_in(self, authorization: str) -> tuple[User, AuthToken] | None:
+        """Who an ``Authorization`` header names: nobody without a bearer token; raises
+        :class:`Unauthenticated` for a token that is unknown, expired or revoked."""
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None
+        now = self.services.runtime.clock.now()
+        found = await accounts.authenticate(credentials.strip(), now=now)
+        if found is None:
+            raise Unauthenticated
+        return found
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """Our own GraphiQL page (same-origin assets only), not strawberry's CDN one."""
@@ -111,13 +154,9 @@ class GraphQLApp(GraphQL[Context, None]):
     ) -> Context:
         viewer = token = None
         if isinstance(request, Request):  # a WebSocket authenticates in connection_init
-            header = request.headers.get("authorization", "")
-            scheme, _, credentials = header.partition(" ")
-            if scheme.lower() == "bearer" and credentials.strip():
-                now = self.services.runtime.clock.now()
-                found = await accounts.authenticate(credentials.strip(), now=now)
-                if found is not None:
-                    viewer, token = found
+            found = await self.sign_in(request.headers.get("authorization", ""))
+            if found is not None:
+                viewer, token = found
         request_id = uuid.uuid4().hex
         if isinstance(response, Response):
             response.headers["x-request-id"] = request_id
@@ -226,6 +265,7 @@ def create_app(
         WebSocketRoute("/graphql", graphql_app),  # subscriptions (graphql-transport-ws)
         Route("/uploads/{token}", upload, methods=["PUT"], name="upload"),
         Route("/downloads/{token}", download, methods=["GET", "HEAD"], name="download"),
+        Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
@@ -238,15 +278,9 @@ def create_app(
         Middleware(SecurityHeaders, graphiql_path="/graphql" if settings.graphiql else None)
     ]
     if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "PUT"],
-                allow_headers=["authorization", "content-type", "range"],
-                max_age=600,
-            )
-        )
+        middleware.append(Middleware(Cors, origins=settings.cors_origins))
+    else:
+        middleware.append(Middleware(NoCors))
     middleware.append(
         Middleware(RequestsPerAddress, limit=settings.limits.max_requests_per_address)
     )

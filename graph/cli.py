@@ -1,4 +1,4 @@
-"""The ``lorashelf`` command: serve, worker, migrate, export-schema, fetch-graphiql."""
+"""The lorashelf command: serve, worker, migrate, config, export-schema, fetch-graphiql."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from graph import graphiql
-from storage.config import ConfigError, Settings, load_settings
+from storage.config import ConfigError, Settings, effective, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+SETTINGS_HINT = (
+    "Configured by LORASHELF_* environment variables: see 'Configuration' in README.md, "
+    "or run 'lorashelf config' for the effective values."
+)
 
 
 def _settings(*, create: bool = True) -> Settings:
@@ -24,12 +30,15 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from graph.app import create_app
+    from graph.banner import banner
 
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = _settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    print(banner(settings, host=args.host, port=args.port), file=sys.stderr, flush=True)
     trusted = ",".join(settings.trusted_proxies)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level="info",
@@ -55,7 +64,7 @@ def _worker(args: argparse.Namespace) -> None:
         raise SystemExit(2)
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     raise SystemExit(worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss))
 
 
@@ -65,6 +74,15 @@ def _migrate(args: argparse.Namespace) -> None:
     settings = _settings()
     asyncio.run(db.migrate(settings.database_url))
     print("lorashelf: database is up to date")
+
+
+def _config(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING, format="lorashelf: warning: %(message)s")
+    settings = _settings(create=False)
+    rows = effective(settings)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {source:<7}  {value or '(empty)'}")
 
 
 def _export_schema(args: argparse.Namespace) -> None:
@@ -84,11 +102,28 @@ def _fetch_graphiql(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lorashelf", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="lorashelf",
+        description="lorashelf: share LoRA models and their training datasets over GraphQL.",
+        epilog=SETTINGS_HINT,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser(
+        "serve",
+        help="run the API server",
+        description="Run the API server: GraphQL (and GraphiQL in a browser) at /graphql, "
+        "upload and download links, /healthz and /readyz. Without LORASHELF_REDIS_URL it "
+        "also does the retention work (reminders, deletions) itself.",
+        epilog=SETTINGS_HINT,
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
     serve.set_defaults(func=_serve)
     work = sub.add_parser("worker", help="run the ARQ retention worker (needs Redis)")
     work.add_argument("--check", action="store_true", help="exit 0 if a worker is alive, 1 if not")
@@ -100,6 +135,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     work.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    sub.add_parser(
+        "config",
+        help="print the effective configuration (every LORASHELF_* variable, secrets masked)",
+        description="Print every LORASHELF_* variable with its effective value and where "
+        "it came from (env or default), secrets masked; exit 2 if the configuration is "
+        "not valid.",
+        epilog=SETTINGS_HINT,
+    ).set_defaults(func=_config)
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=_export_schema)
     fetch = sub.add_parser(
         "fetch-graphiql",

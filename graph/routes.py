@@ -11,7 +11,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from graph import ids
 from graph.context import Services
@@ -265,6 +265,16 @@ async def readyz(request: Request) -> Response:
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ok" if ready else "unavailable", "checks": checks, "freeBytes": free}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def home(request: Request) -> Response:
+    """``/``: a browser is sent to GraphiQL (307 to /graphql); anything else learns where
+    the API is."""
+    settings = _services(request).settings
+    graphql = settings.public_url + "/graphql"
+    if settings.graphiql and "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse(graphql, status_code=307)
+    return _error(404, "NOT_FOUND", f"Nothing here: the GraphQL API is at {graphql}.")
 
 
 async def healthz(request: Request) -> Response:

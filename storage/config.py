@@ -10,6 +10,8 @@ exactly that line.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 import secrets
@@ -17,6 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+log = logging.getLogger("lorashelf.config")
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE_UNITS = {
@@ -180,6 +185,14 @@ def parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def short_duration(seconds: int) -> str:
+    """A duration as it is configured: ``7d``, ``12h``, ``15m``, ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def describe_duration(seconds: int) -> str:
     """Human wording for a duration: ``30 days``, ``1 hour``, ``90 seconds``."""
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -187,6 +200,23 @@ def describe_duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+MASK = "********"
+
+
+def mask_url(url: str) -> str:
+    """A URL with the password in it (``postgres://user:secret@host``) replaced by a mask."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def mask_all(value: str) -> str:
+    return MASK if value else value
 
 
 # The table ------------------------------------------------------------------------
@@ -203,6 +233,7 @@ class Variable:
     meaning: str
     table: str = "settings"  # which README table documents it: "settings" or "limits"
     shown_default: str | None = None  # how the README shows a computed default
+    mask: Callable[[str], str] | None = None  # hides secrets wherever a value is shown
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -220,6 +251,7 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "`postgres://…` for PostgreSQL",
         shown_default="`sqlite://<data dir>/lorashelf.sqlite3`",
+        mask=mask_url,
     ),
     Variable(
         "redis_url",
@@ -228,6 +260,7 @@ VARIABLES: tuple[Variable, ...] = (
         "",
         "set: jobs go through ARQ and `lorashelf worker`",
         shown_default="unset",
+        mask=mask_url,
     ),
     Variable(
         "secret_key",
@@ -236,6 +269,7 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "signs upload/download URLs (16+ characters)",
         shown_default="generated once into the data dir (mode 0600)",
+        mask=mask_all,
     ),
     Variable(
         "private_retention",
@@ -249,7 +283,8 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_REMINDERS",
         parse_durations,
         "7d,1d",
-        "reminders before deletion, same format, comma-separated; empty for none",
+        "reminders before deletion, same format, comma-separated, each shorter than "
+        "the window (the defaults that are not are left out); empty for none",
     ),
     Variable(
         "draft_retention",
@@ -633,10 +668,45 @@ def _secret_key(data_dir: Path, configured: str | None, *, create: bool) -> str:
     return key
 
 
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One line for each ``LORASHELF_*`` variable that is not in :data:`VARIABLES` (a
+    misspelling would otherwise be ignored), naming the closest known one."""
+    prefix = "LORASHELF_"
+    known = [v.name for v in VARIABLES]
+    # Compared without the shared prefix, or every name would look close to every other.
+    suffixes = [name.removeprefix(prefix) for name in known]
+    lines = []
+    for name in sorted(n for n in env if n.startswith(prefix) and n not in known):
+        close = difflib.get_close_matches(name.removeprefix(prefix), suffixes, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        lines.append(f"{name} is not a lorashelf setting and is ignored{hint}")
+    return lines
+
+
+def _check_reminders(reminders: tuple[int, ...], retention: int) -> None:
+    """A reminder at or beyond the window could never come before the deletion."""
+    late = [r for r in reminders if r >= retention]
+    if late:
+        raise ConfigError(
+            f"LORASHELF_REMINDERS: a reminder {describe_duration(late[0])} before deletion "
+            "is at or beyond the retention window (LORASHELF_PRIVATE_RETENTION="
+            f"{describe_duration(retention)}); every reminder must be shorter than the window"
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) -> Settings:
-    """Read and validate every variable; with ``create`` make the data dir and key file."""
+    """Read and validate every variable; with ``create`` make the data dir and key file.
+    Unknown ``LORASHELF_*`` variables are logged, one warning each."""
     env = os.environ if env is None else env
+    for line in unknown_variables(env):
+        log.warning(line)
     values = {v.field: _value(v, env) for v in VARIABLES if v.table == "settings"}
+    if env.get("LORASHELF_REMINDERS", "").strip():
+        _check_reminders(values["reminders"], values["private_retention"])
+    else:  # the default reminders that fit a shorter window
+        values["reminders"] = tuple(
+            r for r in values["reminders"] if r < values["private_retention"]
+        )
     data_dir = Path(values["data_dir"]).resolve()
     if create:
         try:
@@ -650,6 +720,34 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
     values["blob_url"] = values["blob_url"] or f"file://{data_dir / 'blobs'}"
     values["secret_key"] = _secret_key(data_dir, values["secret_key"], create=create)
     return Settings(**values, limits=load_limits(env))
+
+
+def effective(
+    settings: Settings, env: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """Every variable as (name, effective value, where it came from: ``env`` or
+    ``default``), secrets masked: what ``lorashelf config`` prints."""
+    env = os.environ if env is None else env
+    rows = []
+    for variable in VARIABLES:
+        raw = env.get(variable.name, "")
+        source = "env" if raw.strip() else "default"
+        if not raw.strip():
+            raw = variable.default if variable.default is not None else ""
+        if variable.default is None and source == "default":
+            raw = {
+                "database_url": settings.database_url,
+                "blob_url": settings.blob_url,
+                "secret_key": f"(generated into {settings.data_dir / 'secret_key'})",
+            }.get(variable.field, "")
+        elif variable.mask is not None:
+            raw = variable.mask(raw)
+        if variable.field == "data_dir":
+            raw = str(settings.data_dir)
+        if variable.field == "reminders":  # the defaults may not all fit the window
+            raw = ",".join(short_duration(r) for r in settings.reminders)
+        rows.append((variable.name, raw.strip(), source))
+    return rows
 
 
 # Documentation -----------------------------------------------------------------------

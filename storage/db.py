@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.context import TortoiseContext
+from tortoise.log import logger as tortoise_log
 from tortoise.migrations.api import migrate as _migrate
 
 MODELS_MODULE = "storage.models"
@@ -58,10 +60,19 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 TORTOISE_ORM = tortoise_config(os.environ.get("LORASHELF_DATABASE_URL") or "sqlite://:memory:")
 
 
+def _not_shutdown(record: logging.LogRecord) -> bool:
+    return record.getMessage() != "Tortoise-ORM shutdown"
+
+
 async def migrate(database_url: str) -> None:
-    """Apply every pending migration, then close the connections it opened."""
+    """Apply every pending migration, then close the connections it opened (quietly:
+    Tortoise logs "Tortoise-ORM shutdown" for that, which at start-up misleads)."""
     await _migrate(config=tortoise_config(database_url))
-    await Tortoise.close_connections()
+    tortoise_log.addFilter(_not_shutdown)
+    try:
+        await Tortoise.close_connections()
+    finally:
+        tortoise_log.removeFilter(_not_shutdown)
 
 
 async def connect(database_url: str) -> TortoiseContext:

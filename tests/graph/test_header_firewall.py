@@ -435,6 +435,7 @@ async def test_erase_header_job_waits_for_the_window(
 # 3. A public dataset -----------------------------------------------------------
 
 
+@pytest.mark.env(LORASHELF_TOKEN_LIFETIME="400d")  # alice still looks a year later
 async def test_public_dataset_shares_the_keys_with_everybody(
     api: Api, clock: MutableClock, ctx: dict[str, Any]
 ) -> None:

@@ -6,6 +6,7 @@ import re
 import sqlite3
 from typing import Any
 
+import httpx
 import pytest
 
 from storage.config import Settings
@@ -42,6 +43,12 @@ async def log_in(api: Api, username: str, password: str) -> dict[str, Any]:
 async def viewer(api: Api, token: str | None) -> dict[str, Any] | None:
     found: dict[str, Any] | None = (await api.gql(VIEWER, token=token))["viewer"]
     return found
+
+
+async def post_viewer(api: Api, authorization: str) -> httpx.Response:
+    return await api.http.post(
+        "/graphql", json={"query": VIEWER}, headers={"authorization": authorization}
+    )
 
 
 def codes(payload: dict[str, Any]) -> list[tuple[str | None, str]]:
@@ -142,9 +149,9 @@ async def test_log_out_revokes_only_that_token(api: Api) -> None:
     second = (await log_in(api, "alice", PASSWORD))["token"]
     # when she logs out with the first token
     payload = (await api.gql(LOG_OUT, token=first))["logOut"]
-    # then that token is dead and the other still works
+    # then that token is dead (401) and the other still works
     assert payload == {"ok": True, "userErrors": []}
-    assert await viewer(api, first) is None
+    assert (await post_viewer(api, f"Bearer {first}")).status_code == 401
     still = await viewer(api, second)
     assert still is not None and still["username"] == "alice"
 
@@ -154,15 +161,18 @@ async def test_revoked_token_cannot_do_anything(api: Api) -> None:
     token = (await sign_up(api, "alice"))["token"]
     await api.gql(LOG_OUT, token=token)
     # when she tries to use it for a mutation, or to log out again
-    created = await api.gql(
-        'mutation { createModel(input: {name: "Cats"}) { model { id } userErrors { code } } }',
-        token=token,
+    created = await api.http.post(
+        "/graphql",
+        json={"query": 'mutation { createModel(input: {name: "Cats"}) { model { id } } }'},
+        headers={"authorization": f"Bearer {token}"},
     )
-    again = (await api.gql(LOG_OUT, token=token))["logOut"]
-    # then she is anonymous
-    assert created["createModel"] == {"model": None, "userErrors": [{"code": "UNAUTHENTICATED"}]}
-    assert again["ok"] is False
-    assert [e["code"] for e in again["userErrors"]] == ["UNAUTHENTICATED"]
+    again = await api.http.post(
+        "/graphql", json={"query": LOG_OUT}, headers={"authorization": f"Bearer {token}"}
+    )
+    # then both are refused as unauthenticated (401; tests/graph/test_auth_errors.py)
+    for response in (created, again):
+        assert response.status_code == 401
+        assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["UNAUTHENTICATED"]
 
 
 async def test_log_out_without_token_is_unauthenticated(api: Api) -> None:
@@ -176,15 +186,16 @@ async def test_log_out_without_token_is_unauthenticated(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer not-a-real-token", "Bearer ", "Basic YWxpY2U6cGFzc3dvcmQ=", "Bearer " + "x" * 500],
-    ids=["unknown", "empty", "other-scheme", "huge"],
+    ["Bearer ", "Basic YWxpY2U6cGFzc3dvcmQ="],
+    ids=["empty", "other-scheme"],
 )
-async def test_bad_authorization_header_means_anonymous(api: Api, header: str) -> None:
-    # given a request with a bearer token nobody was given
-    response = await api.http.post(
-        "/graphql", json={"query": VIEWER}, headers={"authorization": header}
-    )
-    # then it is simply anonymous
+async def test_an_authorization_header_without_a_bearer_token_means_anonymous(
+    api: Api, header: str
+) -> None:
+    # given a request whose Authorization header holds no bearer token
+    response = await post_viewer(api, header)
+    # then it is simply anonymous (a bearer token that does not work is a 401 instead:
+    # tests/graph/test_auth_errors.py)
     assert response.status_code == 200
     assert response.json() == {"data": {"viewer": None}}
 
@@ -197,8 +208,8 @@ async def test_token_expires_after_thirty_days(api: Api, clock: MutableClock) ->
     assert await viewer(api, token) is not None
     # when 30 days and a second have passed
     clock.advance(2)
-    # then it no longer identifies her
-    assert await viewer(api, token) is None
+    # then it no longer identifies her: it is refused as expired (401)
+    assert (await post_viewer(api, f"Bearer {token}")).status_code == 401
 
 
 async def test_database_keeps_neither_password_nor_token_in_clear(

@@ -116,6 +116,59 @@ def test_absurd_retention_is_a_configuration_error(tmp_path: Path) -> None:
         load_settings(env)
 
 
+@pytest.mark.parametrize("reminders", ["1d", "2d,1h", "30d"], ids=["equal", "beyond", "far"])
+def test_a_reminder_at_or_beyond_the_window_is_a_configuration_error(
+    tmp_path: Path, reminders: str
+) -> None:
+    # given a one-day window and a reminder that could never come before the deletion
+    env = {
+        "LORASHELF_DATA_DIR": str(tmp_path / "var"),
+        "LORASHELF_PRIVATE_RETENTION": "1d",
+        "LORASHELF_REMINDERS": reminders,
+    }
+    # when / then the settings are refused, naming both variables
+    with pytest.raises(ConfigError, match="^LORASHELF_REMINDERS.*LORASHELF_PRIVATE_RETENTION"):
+        load_settings(env)
+
+
+def test_reminders_inside_the_window_are_accepted(tmp_path: Path) -> None:
+    # given reminders up to a second before the end of a one-day window
+    env = {
+        "LORASHELF_DATA_DIR": str(tmp_path / "var"),
+        "LORASHELF_PRIVATE_RETENTION": "1d",
+        "LORASHELF_REMINDERS": "86399s,1h",
+    }
+    # when / then
+    assert load_settings(env).reminders == (86399, 3600)
+
+
+def test_default_reminders_that_do_not_fit_a_shorter_window_are_left_out(
+    tmp_path: Path,
+) -> None:
+    # given a two-day window and the default reminders (7 days and 1 day before deletion)
+    env = {"LORASHELF_DATA_DIR": str(tmp_path / "var"), "LORASHELF_PRIVATE_RETENTION": "2d"}
+    # when / then only the one-day reminder is kept
+    assert load_settings(env).reminders == (86400,)
+
+
+def test_unknown_variables_are_logged_once_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a misspelled variable and a known one
+    env = {
+        "LORASHELF_DATA_DIR": str(tmp_path / "var"),
+        "LORASHELF_CORS_ORIGIN": "http://localhost:5173",
+    }
+    # when the settings are loaded
+    with caplog.at_level("WARNING", logger="lorashelf.config"):
+        load_settings(env)
+    # then there is one warning, for the unknown one, suggesting the right name
+    assert [r.getMessage() for r in caplog.records] == [
+        "LORASHELF_CORS_ORIGIN is not a lorashelf setting and is ignored "
+        "(did you mean LORASHELF_CORS_ORIGINS?)"
+    ]
+
+
 # Formats ---------------------------------------------------------------------------------
 
 
