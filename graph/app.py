@@ -298,6 +298,7 @@ def create_app(
             path="/graphql",
             seconds=settings.public_cache,
             generation=services.generation,
+            max_tokens=settings.limits.max_tokens,
         )
     )
     app = Starlette(

@@ -48,6 +48,9 @@ REFRESH = 0.25  # seconds between re-reads of the generation from the database
 MAX_ENTRIES = 1000
 MAX_ENTRY_BYTES = 1024 * 1024
 MAX_PERSISTED = 2000
+# Documents longer than this are not cached (ordinary pages are well under it): the
+# cache parses what it may keep, and must not add a second parse of an abusive document.
+MAX_CACHED_DOCUMENT = 8 * 1024
 # Fields whose values are signed links with their own lifetime: not shared, not reused.
 LINK_FIELDS = frozenset({"downloadUrl", "uploadUrl"})
 
@@ -97,12 +100,14 @@ class _Bounded(OrderedDict[str, Any]):
 
 
 @lru_cache(maxsize=512)
-def shape(document: str, operation_name: str | None) -> tuple[OperationType | None, bool]:
+def shape(
+    document: str, operation_name: str | None, max_tokens: int
+) -> tuple[OperationType | None, bool]:
     """The kind of the operation run (None when the document does not parse or names no
     single operation: the GraphQL app says what is wrong) and whether it asks for a
     signed link."""
     try:
-        parsed = parse(document)
+        parsed = parse(document, max_tokens=max_tokens)
     except (GraphQLError, RecursionError):
         return None, False
     operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
@@ -224,8 +229,11 @@ class _Request:
 
 
 class AnonymousCache:
-    def __init__(self, app: ASGIApp, *, path: str, seconds: int, generation: Generation):
+    def __init__(
+        self, app: ASGIApp, *, path: str, seconds: int, generation: Generation, max_tokens: int
+    ):
         self.app = app
+        self.max_tokens = max_tokens
         self.path = path
         self.seconds = seconds
         self.generation = generation
@@ -260,7 +268,14 @@ class AnonymousCache:
                 return
             scope, receive = request.forward(scope, receive)
         query = request.query
-        kind, links = shape(query, request.operation_name) if query else (None, False)
+        signed_in = b"authorization" in dict(scope["headers"])
+        kind, links = None, False
+        if (
+            query is not None
+            and len(query) <= MAX_CACHED_DOCUMENT
+            and (request.method == "GET" or not signed_in)
+        ):
+            kind, links = shape(query, request.operation_name, self.max_tokens)
         if request.method == "GET" and kind not in (None, OperationType.QUERY):
             await _respond(
                 send,
@@ -269,8 +284,7 @@ class AnonymousCache:
                 _error_body("Only queries may be sent with GET; use POST.", "METHOD_NOT_ALLOWED"),
             )
             return
-        headers = dict(scope["headers"])
-        if b"authorization" in headers:
+        if signed_in:
             await self.app(
                 scope, receive, _with_header(b"cache-control", b"private, no-store", send)
             )
@@ -278,7 +292,8 @@ class AnonymousCache:
         if not self.seconds or kind != OperationType.QUERY or links:
             await self.app(scope, receive, _with_header(b"cache-control", b"no-store", send))
             return
-        await self._cached(request.key(), headers.get(b"if-none-match"), scope, receive, send)
+        if_none_match = dict(scope["headers"]).get(b"if-none-match")
+        await self._cached(request.key(), if_none_match, scope, receive, send)
 
     def _persisted(self, request: _Request, digest: str) -> tuple[int, str, str] | None:
         query = request.query
