@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from graph import graphiql
 from storage.config import ConfigError, Settings, load_settings
@@ -16,8 +17,30 @@ def _settings(*, create: bool = True) -> Settings:
     try:
         return load_settings(create=create)
     except ConfigError as exc:
-        print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(exc)
+
+
+def _refuse(exc: ConfigError) -> NoReturn:
+    print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _check_blob_store(settings: Settings) -> None:
+    """Stop with one line if the blob store cannot be used (a missing or versioned
+    bucket, no credentials), before the server starts."""
+    from storage.blobs import open_blob_store
+
+    async def check() -> None:
+        store = open_blob_store(settings)
+        try:
+            await store.connect()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(check())
+    except ConfigError as exc:
+        _refuse(exc)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -26,6 +49,7 @@ def _serve(args: argparse.Namespace) -> None:
     from graph.app import create_app
 
     settings = _settings()
+    _check_blob_store(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     trusted = ",".join(settings.trusted_proxies)
     uvicorn.run(
@@ -54,7 +78,11 @@ def _worker(args: argparse.Namespace) -> None:
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    raise SystemExit(worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss))
+    try:
+        code = worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss)
+    except ConfigError as exc:  # e.g. a versioned bucket, found when the worker connects
+        _refuse(exc)
+    raise SystemExit(code)
 
 
 def _migrate(args: argparse.Namespace) -> None:

@@ -139,7 +139,9 @@ async def database(settings: Settings) -> AsyncIterator[None]:
 
 @pytest.fixture
 def store(settings: Settings) -> LocalBlobStore:
-    return open_blob_store(settings.blob_url)
+    blobs = open_blob_store(settings)
+    assert isinstance(blobs, LocalBlobStore)
+    return blobs
 
 
 @pytest.fixture
