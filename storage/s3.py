@@ -105,7 +105,9 @@ class S3BlobStore:
                             "s3",
                             # botocore reads AWS_DEFAULT_REGION itself, not AWS_REGION
                             region_name=os.environ.get("AWS_REGION") or None,
-                            config=AioConfig(retries={"max_attempts": 5, "mode": "standard"}),
+                            # retries: botocore's (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS); waits
+                            # bounded so a hung store cannot hold a request for minutes
+                            config=AioConfig(connect_timeout=10, read_timeout=60),
                         )
                     )
                     await self._check_bucket(client)
@@ -116,7 +118,7 @@ class S3BlobStore:
         return self._client
 
     async def _check_bucket(self, client: S3Client) -> None:
-        from botocore.exceptions import ClientError, NoCredentialsError
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
         where = f"LORASHELF_BLOB_URL={self.location}"
         try:
@@ -124,6 +126,11 @@ class S3BlobStore:
         except NoCredentialsError:
             raise ConfigError(
                 f"{where}: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            ) from None
+        except EndpointConnectionError as exc:
+            raise ConfigError(
+                f"{where}: the object store does not answer at {exc.kwargs.get('endpoint_url')} "
+                "(AWS_ENDPOINT_URL_S3, AWS_REGION)"
             ) from None
         except ClientError as exc:
             raise ConfigError(

@@ -14,7 +14,7 @@ import pytest
 from storage.blobs import put, read_all
 from storage.config import ConfigError, load_settings
 from storage.s3 import PART, S3BlobStore, S3Location
-from tests.processes import S3Server, lorashelf
+from tests.processes import S3Server, free_port, lorashelf
 
 
 def s3_store(tmp_path: Path, bucket: str, prefix: str = "blobs") -> S3BlobStore:
@@ -126,6 +126,19 @@ async def test_a_bucket_that_keeps_versions_is_refused(
 async def test_a_missing_bucket_is_refused(tmp_path: Path, s3: S3Server) -> None:
     store = s3_store(tmp_path, "lorashelf-no-such-bucket")
     with pytest.raises(ConfigError, match="NoSuchBucket"):
+        await store.connect()
+
+
+async def test_an_endpoint_that_does_not_answer_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an endpoint where nothing listens
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    store = s3_store(tmp_path, "lorashelf-anything")
+
+    # then connecting is a configuration error naming where it looked
+    with pytest.raises(ConfigError, match="does not answer at http://127.0.0.1:"):
         await store.connect()
 
 
