@@ -183,19 +183,27 @@ def test_s3_urls_are_parsed_and_bad_ones_refused(tmp_path: Path) -> None:
             load_settings({**env, "LORASHELF_BLOB_URL": bad})
 
 
-def test_serve_refuses_a_versioned_bucket_with_one_line(tmp_path: Path, s3: S3Server) -> None:
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serve_and_worker_refuse_a_versioned_bucket(
+    tmp_path: Path, s3: S3Server, command: str
+) -> None:
     # given a deployment pointed at a versioned bucket
     versioned = s3.new_bucket(versioning="Enabled")
     env = {
         "LORASHELF_DATA_DIR": str(tmp_path / "var"),
         "LORASHELF_BLOB_URL": f"s3://{versioned}/blobs",
+        "LORASHELF_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # never reached
     }
 
-    # when `lorashelf serve` starts
-    done = lorashelf("serve", "--port", "1", env=env, cwd=tmp_path)
+    # when the process starts
+    args = ["serve", "--port", str(free_port())] if command == "serve" else ["worker"]
+    done = lorashelf(*args, env=env, cwd=tmp_path)
 
-    # then it stops at once with a configuration error naming the reason
+    # then it stops at once with a configuration error naming the reason, as its last line
+    # (serve says nothing else; the worker has logged its start-up before)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lorashelf: configuration error: ")
-    assert "versioning is Enabled" in lines[0] and "noncurrent version" in lines[0]
+    assert lines[-1].startswith("lorashelf: configuration error: LORASHELF_BLOB_URL=")
+    assert "versioning is Enabled" in lines[-1] and "noncurrent version" in lines[-1]
+    if command == "serve":
+        assert len(lines) == 1
