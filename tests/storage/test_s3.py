@@ -65,6 +65,24 @@ async def test_an_object_over_one_part_is_sent_as_a_multipart_upload(
     assert await collect(store.read(key, PART - 3, PART + 3)) == data[PART - 3 : PART + 4]
 
 
+async def test_a_multipart_upload_that_fails_is_aborted(
+    store: S3BlobStore, s3: S3Server, bucket: str
+) -> None:
+    # given a sealed writer of more than one part whose spool file is gone before commit
+    writer = store.writer()
+    await writer.write(b"x" * (PART + 1))
+    await writer.seal()
+    writer.temp_path.unlink()
+
+    # when it is committed, it fails
+    with pytest.raises(FileNotFoundError):
+        await writer.commit()
+
+    # then the multipart upload it had started is aborted: no upload, no object is left
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.everything_in(bucket) == []
+
+
 async def test_a_small_object_is_one_put_under_the_prefix(
     store: S3BlobStore, s3: S3Server, bucket: str
 ) -> None:
