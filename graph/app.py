@@ -198,7 +198,7 @@ def create_app(
     A ``scheduler`` passed in replaces both.
     """
     clock = clock or SteadyClock()
-    blobs = blobs or open_blob_store(settings.blob_url)
+    blobs = blobs or open_blob_store(settings)
     runner: EmbeddedRunner | None = None
     arq: ArqScheduler | None = None
     watch: WorkerWatch | None = None
@@ -237,6 +237,7 @@ def create_app(
                 await db.migrate(settings.database_url)
             await db.connect(settings.database_url)
             await load_mark(clock)
+        await blobs.connect()  # an object store: its client, made in this loop, bucket checked
         bus.start()
         if runner is not None:
             runner.start(runtime)
@@ -256,6 +257,7 @@ def create_app(
             if arq is not None:
                 await arq.close()
             await bus.close()
+            await blobs.close()
             if manage_database:
                 await db.disconnect()
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from graph import graphiql
 from storage.config import ConfigError, Settings, effective, load_settings
@@ -22,8 +23,30 @@ def _settings(*, create: bool = True) -> Settings:
     try:
         return load_settings(create=create)
     except ConfigError as exc:
-        print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(exc)
+
+
+def _refuse(exc: ConfigError) -> NoReturn:
+    print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _check_blob_store(settings: Settings) -> None:
+    """Stop with one line if the blob store cannot be used (a missing or versioned
+    bucket, no credentials), before the server starts."""
+    from storage.blobs import open_blob_store
+
+    async def check() -> None:
+        store = open_blob_store(settings)
+        try:
+            await store.connect()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(check())
+    except ConfigError as exc:
+        _refuse(exc)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -34,6 +57,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     settings = _settings()
+    _check_blob_store(settings)
     app = create_app(settings)
     print(banner(settings, host=args.host, port=args.port), file=sys.stderr, flush=True)
     trusted = ",".join(settings.trusted_proxies)
@@ -65,7 +89,11 @@ def _worker(args: argparse.Namespace) -> None:
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    raise SystemExit(worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss))
+    try:
+        code = worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss)
+    except ConfigError as exc:  # e.g. a versioned bucket, found when the worker connects
+        _refuse(exc)
+    raise SystemExit(code)
 
 
 def _migrate(args: argparse.Namespace) -> None:

@@ -142,12 +142,13 @@ class Supervisor:
         runtime = Runtime(
             settings=settings,
             clock=clock,
-            blobs=open_blob_store(settings.blob_url),
+            blobs=open_blob_store(settings),
             scheduler=NoScheduler(),  # the worker runs jobs; stale queued ones no-op
             notifier=InAppNotifier(),
             bus=bus,
         )
         try:
+            await runtime.blobs.connect()  # raises ConfigError for an unusable bucket
             # What fell due, or was left half-done, while no worker ran: at once.
             await tasks.sweep({"runtime": runtime}, startup=True)
             log.info("worker ready: sweep every %ss", settings.sweep_interval)
@@ -163,6 +164,7 @@ class Supervisor:
             return 0
         finally:
             await bus.close()
+            await runtime.blobs.close()
             await db.disconnect()
 
     async def _arq(self, runtime: Runtime) -> None:

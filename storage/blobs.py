@@ -1,7 +1,8 @@
 """Blob store: where dataset bytes live.
 
 Keys are generated here, never derived from user input. Writes go to a temporary
-file and are renamed into place only when committed; deletes are idempotent.
+file and are moved into place (renamed, or uploaded: :mod:`storage.s3`) only when
+committed; deletes are idempotent. ``LORASHELF_BLOB_URL`` picks the store by its scheme.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from storage.process import file_holder_gone, file_tag
+
+if TYPE_CHECKING:
+    from storage.config import Settings
 
 CHUNK = 256 * 1024
 _KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -44,6 +48,14 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
+    async def connect(self) -> None:
+        """Make sure the store is usable (at start-up); raises ``ConfigError`` if not."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (at shutdown); the store connects again if used."""
+        ...
+
     def writer(self) -> BlobWriter: ...
 
     async def size(self, key: str) -> int | None: ...
@@ -91,12 +103,14 @@ async def read_parts(
         offset += size
 
 
-class LocalBlobWriter:
-    def __init__(self, store: LocalBlobStore):
-        self._store = store
+class SpoolWriter:
+    """Writes a blob to a temporary file in ``tmp_dir``, hashing on the way; a
+    subclass's ``commit`` moves the sealed file into its store."""
+
+    def __init__(self, tmp_dir: Path):
         # Named after the writing process: a partial file whose writer died is removed
         # at once (at the next start-up sweep), not an hour later.
-        self._tmp = store.tmp_dir / f"{file_tag()}~{secrets.token_hex(16)}.part"
+        self._tmp = tmp_dir / f"{file_tag()}~{secrets.token_hex(16)}.part"
         self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
         self._hash = hashlib.sha256()
         self.size = 0
@@ -122,6 +136,32 @@ class LocalBlobWriter:
         if not self._file.closed:
             await asyncio.to_thread(_seal)
 
+    async def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def remove_stale_spool(tmp_dir: Path, older_than: datetime) -> int:
+    """Remove temporary files in ``tmp_dir`` last written before ``older_than``, or
+    whose writing process (on this host) is dead; how many were removed."""
+    limit = older_than.timestamp()
+    removed = 0
+    for path in tmp_dir.iterdir():
+        try:
+            stale = path.stat().st_mtime < limit or file_holder_gone(path.name)
+        except FileNotFoundError:
+            continue
+        if stale:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class LocalBlobWriter(SpoolWriter):
+    def __init__(self, store: LocalBlobStore):
+        super().__init__(store.tmp_dir)
+        self._store = store
+
     async def commit(self) -> str:
         await self.seal()
         key = secrets.token_hex(16)
@@ -134,10 +174,6 @@ class LocalBlobWriter:
         await asyncio.to_thread(_move)
         return key
 
-    async def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
 
 class LocalBlobStore:
     """Blobs under one directory: ``<root>/ab/abcdef…`` plus ``<root>/.tmp``."""
@@ -146,6 +182,12 @@ class LocalBlobStore:
         self.root = root
         self.tmp_dir = root / ".tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     def path_for(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -204,22 +246,14 @@ class LocalBlobStore:
     async def remove_stale_temp_files(self, *, older_than: datetime) -> int:
         """Remove temporary files last written before ``older_than``, or whose writing
         process (on this host) is dead."""
-        limit = older_than.timestamp()
-
-        def _remove() -> int:
-            removed = 0
-            for path in self.tmp_dir.iterdir():
-                try:
-                    stale = path.stat().st_mtime < limit or file_holder_gone(path.name)
-                except FileNotFoundError:
-                    continue
-                if stale:
-                    path.unlink(missing_ok=True)
-                    removed += 1
-            return removed
-
-        return await asyncio.to_thread(_remove)
+        return await asyncio.to_thread(remove_stale_spool, self.tmp_dir, older_than)
 
 
-def open_blob_store(blob_url: str) -> LocalBlobStore:
-    return LocalBlobStore(Path(blob_url.removeprefix("file://")))
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The store ``LORASHELF_BLOB_URL`` names: a directory (``file://``) or an
+    S3-compatible bucket (``s3://``, spooling uploads under the data dir)."""
+    if settings.blob_url.startswith("s3://"):
+        from storage.s3 import S3BlobStore
+
+        return S3BlobStore.from_url(settings.blob_url, spool_dir=settings.data_dir / "spool")
+    return LocalBlobStore(settings.blob_dir)

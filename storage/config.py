@@ -167,10 +167,32 @@ def parse_redis_url(name: str, raw: str) -> str | None:
     return url or None
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def parse_s3_url(name: str, raw: str) -> tuple[str, str]:
+    """``s3://bucket`` or ``s3://bucket/some/prefix``: the bucket and the prefix ("" or
+    ending in ``/``)."""
+    url = raw.strip()
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not _BUCKET.match(bucket):
+        raise ConfigError(
+            f"{name}={url!r}: {bucket!r} is not a bucket name "
+            "(3-63 lowercase letters, digits, dots and hyphens)"
+        )
+    prefix = prefix.strip("/")
+    if prefix and not all(prefix.split("/")):
+        raise ConfigError(f"{name}={url!r}: the prefix has an empty path segment")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
 def parse_blob_url(name: str, raw: str) -> str:
     url = raw.strip()
+    if url.startswith("s3://"):
+        bucket, prefix = parse_s3_url(name, url)
+        return f"s3://{bucket}/{prefix}".rstrip("/")
     if not url.startswith("file://"):
-        raise ConfigError(f"{name}: only file:// blob stores are supported in this version")
+        raise ConfigError(f"{name}: use file:///path or s3://bucket/prefix (got {url!r})")
     return url
 
 
@@ -374,7 +396,8 @@ VARIABLES: tuple[Variable, ...] = (
         "LORASHELF_BLOB_URL",
         parse_blob_url,
         None,
-        "where dataset and weights file bytes live (only `file://` in this version)",
+        "where dataset and weights file bytes live: `file:///path`, or `s3://bucket/prefix` "
+        "for an S3-compatible store (see [Object store (S3)](#object-store-s3))",
         shown_default="`file://<data dir>/blobs`",
     ),
     Variable(
@@ -638,6 +661,7 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         """The local blob directory (``file://`` blob URLs only)."""
+        assert self.blob_url.startswith("file://"), "not a local blob store"
         return Path(self.blob_url.removeprefix("file://"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from storage.config import Settings, load_settings
 from storage.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
 from storage.models import new_public_id
 from storage.runtime import NoScheduler, Runtime
+from tests.processes import S3Server, s3_server
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -139,7 +140,9 @@ async def database(settings: Settings) -> AsyncIterator[None]:
 
 @pytest.fixture
 def store(settings: Settings) -> LocalBlobStore:
-    return open_blob_store(settings.blob_url)
+    blobs = open_blob_store(settings)
+    assert isinstance(blobs, LocalBlobStore)
+    return blobs
 
 
 @pytest.fixture
@@ -377,3 +380,14 @@ async def set_visibility(api: Api, owner: Person, dataset_id: str, visibility: s
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server, one per test run, with the standard AWS variables set for this
+    process (and so for the processes it starts); each test takes its own bucket."""
+    with s3_server(tmp_path_factory.mktemp("moto")) as server, pytest.MonkeyPatch.context() as mp:
+        for name, value in server.env.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        yield server

@@ -331,6 +331,88 @@ def _workdir(workdir: Path | None) -> Iterator[Path]:
         yield Path(name)
 
 
+# moto's S3 server ----------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    """moto's server mode on a loopback port: an S3-compatible endpoint, state in memory."""
+
+    endpoint: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables a client of this server needs."""
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+        }
+
+    def client(self) -> Any:
+        """A plain (blocking) boto3 client for the test's own checks."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def new_bucket(self, *, versioning: str | None = None) -> str:
+        """A fresh, empty bucket (unversioned unless told: Enabled or Suspended)."""
+        name = f"lorashelf-{os.getpid()}-{next(_names)}"
+        s3 = self.client()
+        s3.create_bucket(Bucket=name)
+        if versioning == "Suspended":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        if versioning:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning})
+        return name
+
+    def everything_in(self, bucket: str) -> list[str]:
+        """Every object version and delete marker in a bucket (what deletion must not leave)."""
+        answer = self.client().list_object_versions(Bucket=bucket)
+        found = [f"{v['Key']}@{v['VersionId']}" for v in answer.get("Versions", [])]
+        found += [f"{m['Key']}@{m['VersionId']} (marker)" for m in answer.get("DeleteMarkers", [])]
+        return found
+
+
+@contextmanager
+def s3_server(workdir: Path) -> Iterator[S3Server]:
+    """moto's S3 server (``python -m moto.server``) on a free loopback port."""
+    port = free_port()
+    log = workdir / f"moto-{port}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = S3Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {proc.returncode}:\n{log_tail(log)}")
+            try:
+                httpx.get(f"{server.endpoint}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"moto server not up in 30s:\n{log_tail(log)}") from None
+                time.sleep(0.1)
+        yield server
+    finally:
+        _terminate(proc)
+
+
 # GraphQL over HTTP against a real server ---------------------------------------
 
 
