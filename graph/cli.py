@@ -13,6 +13,15 @@ from graph import graphiql
 from storage.config import ConfigError, Settings, effective, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _log_setup() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # The object store's client says where it found credentials at every start: noise.
+    for name in ("aiobotocore", "botocore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 SETTINGS_HINT = (
     "Configured by LORASHELF_* environment variables: see 'Configuration' in README.md, "
     "or run 'lorashelf config' for the effective values."
@@ -55,7 +64,7 @@ def _serve(args: argparse.Namespace) -> None:
     from graph.app import create_app
     from graph.banner import banner
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    _log_setup()
     settings = _settings()
     _check_blob_store(settings)
     app = create_app(settings)
@@ -88,7 +97,7 @@ def _worker(args: argparse.Namespace) -> None:
         raise SystemExit(2)
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    _log_setup()
     try:
         code = worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss)
     except ConfigError as exc:  # e.g. a versioned bucket, found when the worker connects
