@@ -435,7 +435,7 @@ class Mutation:
         )
         return ChangePasswordPayload(token=token, user=UserType.of(user))
 
-    @payload_mutation("Create a model (private until a version is published).")
+    @payload_mutation("Create a model (private until a version is published).", public=False)
     async def create_model(
         self, info: Info, input: Annotated[CreateModelInput, INPUT]
     ) -> CreateModelPayload:
@@ -464,7 +464,7 @@ class Mutation:
         )
         return UpdateModelPayload(model=ModelType.of(row))
 
-    @payload_mutation("Add a draft version to one of your models.")
+    @payload_mutation("Add a draft version to one of your models.", public=False)
     async def create_model_version(
         self, info: Info, input: Annotated[CreateModelVersionInput, INPUT]
     ) -> ModelVersionPayload:
@@ -492,7 +492,8 @@ class Mutation:
 
     @payload_mutation(
         "Record a weights file (safetensors) of a draft version and get a single-use upload "
-        "URL; the first file to arrive becomes the primary one."
+        "URL; the first file to arrive becomes the primary one.",
+        public=False,  # a draft's: nobody else sees it
     )
     async def start_model_file_upload(
         self, info: Info, input: Annotated[StartModelFileUploadInput, INPUT]
@@ -524,7 +525,8 @@ class Mutation:
 
     @payload_mutation(
         "Record the training dataset of a draft version and get a single-use upload URL. "
-        "PUBLIC needs ownsRights: true."
+        "PUBLIC needs ownsRights: true.",
+        public=False,  # a draft's: nobody else sees it
     )
     async def start_dataset_upload(
         self, info: Info, input: Annotated[StartDatasetUploadInput, INPUT]

@@ -31,7 +31,7 @@ from storage import (
 from storage.blobs import read_parts
 from storage.clock import Clock
 from storage.errors import TryAgain
-from storage.models import DatasetStatus
+from storage.models import DatasetStatus, Visibility
 from storage.signing import BadToken, DownloadGrant
 from storage.uploads import UploadRejected
 
@@ -73,6 +73,10 @@ async def upload(request: Request) -> Response:
             dataset = await datasets.receive_upload(
                 rt, dataset_id=grant.object_id, nonce=grant.nonce, chunks=chunks
             )
+            if dataset.visibility == Visibility.PUBLIC:
+                # Uploads go to drafts, which anonymous viewers never see; a public
+                # dataset's arrival is told all the same, in case it is shown.
+                await services.generation.advance()
             body = {
                 "id": ids.encode(lookups.DATASET.name, dataset.public_id),
                 "status": "AVAILABLE",
@@ -89,7 +93,6 @@ async def upload(request: Request) -> Response:
         if not db.is_busy(exc):
             raise
         return _error(503, "TRY_AGAIN", TryAgain().message)
-    await services.generation.advance()  # a public dataset's bytes may now be shown
     return JSONResponse(body)
 
 

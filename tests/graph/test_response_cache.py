@@ -294,3 +294,23 @@ def test_a_change_through_one_process_ends_reuse_in_another(tmp_path: Path) -> N
             while seen() != ["Dogs"]:
                 assert time.monotonic() < deadline, "the second process kept the old answer"
                 time.sleep(0.05)
+
+
+async def test_private_work_does_not_move_the_cache_an_observer_could_time(
+    api: Api, published: tuple[Person, str, str, str]
+) -> None:
+    # given an anonymous observer whose page is cached (a miss would run its queries)
+    await post(api, PAGE)
+    # when a user creates a model, a draft, a private dataset and a weights file, and
+    # signs in and out: nothing an anonymous viewer could see
+    bob = await api.sign_up("bob")
+    model_id = await api.create_model(bob, "Hidden")
+    version_id = await api.create_version(bob, model_id)
+    await api.upload(bob, version_id, "PRIVATE")
+    await api.upload_file(bob, version_id)
+    await api.mutate("logOut", "mutation { logOut { ok userErrors { code } } }", {}, bob.token)
+    # then the observer's next answer is still served from the cache: a miss (its
+    # timing) would have told that someone did something private just now
+    with counting() as again:
+        answer = await post(api, PAGE)
+    assert names(answer) == ["Cats"] and again.count <= 1, again.count
