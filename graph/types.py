@@ -8,8 +8,9 @@ depends on more than seeing: downloading, and what is the owner's alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
@@ -72,10 +73,17 @@ class PageInfo:
     )
 
 
+def _sealed(root: Edge[Any]) -> str:
+    return root.sealer(root.position)
+
+
 @strawberry.type(description="One item of a connection, with its cursor.")
 class Edge(Generic[T]):
-    cursor: str = strawberry.field(description="Opaque position of this item.")
+    # The cursor is sealed only when asked for (sealing is the costly part of a page).
+    cursor: str = strawberry.field(resolver=_sealed, description="Opaque position of this item.")
     node: T = strawberry.field(description="The item.")
+    position: strawberry.Private[Any] = None
+    sealer: strawberry.Private[Callable[[Any], str]] = str
 
 
 @strawberry.type(description="A page of items (Relay connection).")
@@ -87,11 +95,11 @@ class Connection(Generic[T]):
 def connection(info: Info, page: Page, wrap) -> Connection:  # type: ignore[no-untyped-def, type-arg]
     """A Relay connection of a page, each position sealed into an opaque cursor."""
     seal = info.context.services.cursors.seal
-    edges = [Edge(cursor=seal(page.position(row)), node=wrap(row)) for row in page.items]
+    edges = [Edge(position=page.position(row), sealer=seal, node=wrap(row)) for row in page.items]
     return Connection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            has_next_page=page.has_next, end_cursor=_sealed(edges[-1]) if edges else None
         ),
     )
 
