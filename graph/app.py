@@ -6,7 +6,6 @@ import contextlib
 import gc
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -29,6 +28,8 @@ from graph import graphiql
 from graph.cache import AnonymousCache, Generation
 from graph.context import Context, Loaders, Services
 from graph.cors import Cors, NoCors
+from graph.logs import RequestIds, current_request_id
+from graph.metrics import ApiMetrics, metrics_route
 from graph.ratelimit import RateLimiter
 from graph.routes import download, healthz, home, readyz, upload
 from graph.schema import build_schema
@@ -64,7 +65,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     """An unexpected failure outside GraphQL: coded JSON with a request id (the traceback
     is logged under it), never a plain-text 500."""
-    request_id = uuid.uuid4().hex
+    request_id = current_request_id()
     log.error("request %s: unexpected error", request_id, exc_info=exc)
     if disk.is_full(exc):
         body = {"error": "STORAGE_FULL", "message": disk.StorageFull().message}
@@ -112,6 +113,7 @@ class GraphQLApp(GraphQL[Context, None]):
             # Raised by get_context, before anything was sent.
             if scope["type"] != "http":
                 raise
+            self.services.metrics.error("UNAUTHENTICATED")
             await unauthenticated_response()(scope, receive, send)
 
     async def sign_in(self, authorization: str) -> tuple[User, AuthToken] | None:
@@ -157,7 +159,7 @@ class GraphQLApp(GraphQL[Context, None]):
             found = await self.sign_in(request.headers.get("authorization", ""))
             if found is not None:
                 viewer, token = found
-        request_id = uuid.uuid4().hex
+        request_id = current_request_id()  # made at the edge (graph.logs.RequestIds)
         if isinstance(response, Response):
             response.headers["x-request-id"] = request_id
         return Context(
@@ -228,6 +230,8 @@ def create_app(
         generation=Generation(),
         hub=hub,
         subscribers=Subscribers(settings.limits.max_subscriptions_per_user),
+        metrics=ApiMetrics(runtime.metrics, queue_depth=arq.queue_depth if arq else None),
+        queue=arq,
     )
 
     @contextlib.asynccontextmanager
@@ -270,6 +274,7 @@ def create_app(
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),  # keep internal (README)
     ]
     if settings.graphiql:
         routes.append(Mount(graphiql.URL_PREFIX, StaticFiles(directory=graphiql.STATIC_DIR)))
@@ -277,7 +282,8 @@ def create_app(
             log.warning(graphiql.missing_message(absent))
     # Outermost first: headers on every answer, CORS on refusals too, then the guard.
     middleware = [
-        Middleware(SecurityHeaders, graphiql_path="/graphql" if settings.graphiql else None)
+        Middleware(RequestIds),  # the request id every log record of a request carries
+        Middleware(SecurityHeaders, graphiql_path="/graphql" if settings.graphiql else None),
     ]
     if settings.cors_origins:
         middleware.append(Middleware(Cors, origins=settings.cors_origins))

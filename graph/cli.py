@@ -7,19 +7,22 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from graph import graphiql
-from storage.config import ConfigError, Settings, effective, load_settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+from storage.config import ConfigError, Settings, effective, load_settings, value_of
 
 
-def _log_setup() -> None:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    # The object store's client says where it found credentials at every start: noise.
-    for name in ("aiobotocore", "botocore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+def _log_setup() -> str:
+    """Logging for serve and worker, as ``LORASHELF_LOG_FORMAT`` says; returns the format."""
+    from graph import logs
+
+    try:
+        log_format: str = value_of("LORASHELF_LOG_FORMAT")
+    except ConfigError as exc:
+        _refuse(exc)
+    logs.setup(log_format)
+    return log_format
 
 
 SETTINGS_HINT = (
@@ -64,14 +67,20 @@ def _serve(args: argparse.Namespace) -> None:
     from graph.app import create_app
     from graph.banner import banner
 
-    _log_setup()
+    json_lines = _log_setup() == "json"
     settings = _settings()
     _check_blob_store(settings)
     app = create_app(settings)
-    print(banner(settings, host=args.host, port=args.port), file=sys.stderr, flush=True)
+    if json_lines:  # stderr holds JSON lines only: the banner is one record
+        logging.getLogger("lorashelf").info(banner(settings, host=args.host, port=args.port))
+    else:
+        print(banner(settings, host=args.host, port=args.port), file=sys.stderr, flush=True)
     trusted = ",".join(settings.trusted_proxies)
+    # JSON: uvicorn's loggers (the access log too) go through ours, request ids included.
+    own_logging: dict[str, Any] = {"log_config": None} if json_lines else {}
     uvicorn.run(
         app,
+        **own_logging,
         host=args.host,
         port=args.port,
         log_level="info",
@@ -99,7 +108,11 @@ def _worker(args: argparse.Namespace) -> None:
         raise SystemExit(0 if worker.healthy(settings) else 1)
     _log_setup()
     try:
-        code = worker.run(settings, exit_on_redis_loss=args.exit_on_redis_loss)
+        code = worker.run(
+            settings,
+            exit_on_redis_loss=args.exit_on_redis_loss,
+            metrics=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
+        )
     except ConfigError as exc:  # e.g. a versioned bucket, found when the worker connects
         _refuse(exc)
     raise SystemExit(code)
@@ -169,6 +182,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="exit 1 when Redis is lost, for a supervisor to restart the worker (by default "
         "it deletes from the database while it reconnects)",
+    )
+    work.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's Prometheus metrics (deletions, reminders, sweeps) on this "
+        "port (default: off)",
+    )
+    work.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics port listens on (default: %(default)s; keep it internal)",
     )
     work.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)

@@ -14,8 +14,10 @@ from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from graph.cache import Generation
+from graph.metrics import ApiMetrics
 from graph.ratelimit import RateLimiter
 from jobs.bus import Hub, Subscribers
+from jobs.scheduler import ArqScheduler
 from storage import catalog, datasets, events, files, lookups, search
 from storage.config import Settings
 from storage.lookups import Kind
@@ -42,6 +44,8 @@ class Services:
     generation: Generation  # what anonymous viewers see: moved on by public changes
     hub: Hub  # this process's live subscribers (graph.subscriptions)
     subscribers: Subscribers
+    metrics: ApiMetrics  # /metrics: this process's registry (graph.metrics)
+    queue: ArqScheduler | None = None  # with LORASHELF_REDIS_URL: ARQ's Redis
 
     @property
     def settings(self) -> Settings:

@@ -93,7 +93,13 @@ async def upload(request: Request) -> Response:
         if not db.is_busy(exc):
             raise
         return _error(503, "TRY_AGAIN", TryAgain().message)
+    services.metrics.uploaded.labels(_kind(grant.kind)).inc(body["sizeBytes"])
     return JSONResponse(body)
+
+
+def _kind(kind: str) -> str:
+    """A grant's kind as a metrics label: ``dataset`` or ``file``."""
+    return "file" if kind == signing.FILE else "dataset"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
@@ -237,7 +243,7 @@ async def download(request: Request) -> Response:
         return Response(status_code=status, headers=headers, media_type=served.media_type)
     if served.on_request is not None:
         await served.on_request(start)
-    body = _stream(served, start, end, rt.clock)
+    body = _counted(_stream(served, start, end, rt.clock), services, _kind(grant.kind))
     return StreamingResponse(
         body, status_code=status, headers=headers, media_type=served.media_type
     )
@@ -255,16 +261,30 @@ async def _stream(served: Served, start: int, end: int, clock: Clock) -> AsyncIt
         await served.on_last_byte()
 
 
+async def _counted(
+    body: AsyncIterator[bytes], services: Services, kind: str
+) -> AsyncIterator[bytes]:
+    """The body as sent, its bytes counted for ``/metrics`` as they go."""
+    sent = services.metrics.downloaded.labels(kind)
+    async for chunk in body:
+        sent.inc(len(chunk))
+        yield chunk
+
+
 async def readyz(request: Request) -> Response:
-    """Whether this process can serve: the database answers, and the disk has room for
-    uploads. 503 (with what is wrong) when not: deletions still go on."""
+    """Whether this process can serve: the database and the object store answer, Redis
+    too when configured, and the disk has room for uploads. 503 (with what is wrong)
+    when not: deletions still go on."""
     services = _services(request)
     settings = services.settings
     free = await asyncio.to_thread(disk.free_bytes, settings.data_dir)
     checks = {
         "database": "ok" if await db.ping() else "unavailable",
         "disk": "ok" if free >= settings.min_free_bytes else "full",
+        "objectStore": "ok" if await services.runtime.blobs.ping() else "unavailable",
     }
+    if services.queue is not None:
+        checks["redis"] = "ok" if await services.queue.ping() else "unavailable"
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ok" if ready else "unavailable", "checks": checks, "freeBytes": free}
     return JSONResponse(body, status_code=200 if ready else 503)

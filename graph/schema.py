@@ -20,6 +20,7 @@ from graph.context import Info
 from graph.enums import BaseModel, LoraType, ModelSort
 from graph.errors import MaskUnexpected, log_errors
 from graph.limits import GuardedValidation, limit_rules
+from graph.metrics import Measured
 from graph.mutations import Mutation
 from graph.scalars import SCALARS
 from graph.subscriptions import Subscription, WebSocketOperations
@@ -203,6 +204,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     hide_suggestions = not settings.introspection
     extensions: list[Any] = [
         lambda: MaskUnexpected(hide_suggestions=hide_suggestions),
+        Measured,  # after MaskUnexpected: counts errors with the codes it gave them
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(list(rules)),

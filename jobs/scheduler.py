@@ -123,6 +123,19 @@ class ArqScheduler:
             self._pool = await create_pool(self._redis, retry=0)
         return self._pool
 
+    async def queue_depth(self) -> int:
+        """Jobs in ARQ's queue (due or deferred), for the operations view."""
+        pool = await self._connect()
+        return int(await asyncio.wait_for(pool.zcard(default_queue_name), 2))
+
+    async def ping(self) -> bool:
+        """Whether Redis answers (for ``/readyz``)."""
+        try:
+            pool = await self._connect()
+            return bool(await asyncio.wait_for(pool.ping(), 2))
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+
     async def close(self) -> None:
         if self._replay is not None:
             self._replay.cancel()

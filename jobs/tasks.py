@@ -110,9 +110,10 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
     if superseded:
         log.info("reminder for dataset %s (%ss) superseded by a later one", dataset_id, offset)
     elif rt.policy.sends(offset, published=await retention.published(dataset)):
-        sent = await notifications.record_reminder(
-            dataset, offset=offset, now=now, late=late > reminder_grace(rt.settings)
-        )
+        tardy = late > reminder_grace(rt.settings)
+        sent = await notifications.record_reminder(dataset, offset=offset, now=now, late=tardy)
+        if sent is not None:
+            rt.metrics.reminded(late=tardy)
         await rt.deliver(sent)
     if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due:
         await retention.advance_reminder(dataset, past=due, offsets=rt.policy.reminders)
@@ -180,6 +181,11 @@ async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
     holder for ``LEASE`` seconds, unless its holder is known to be gone.
     """
     rt = runtime_of(ctx)
+    with rt.metrics.sweep_duration.time():
+        return await _sweep(ctx, rt, startup=startup)
+
+
+async def _sweep(ctx: Ctx, rt: Runtime, *, startup: bool) -> dict[str, int]:
     now = rt.clock.now()
     counts: Counter[str] = Counter()
     lease = 0 if startup else LEASE

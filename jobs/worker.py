@@ -30,6 +30,7 @@ from arq import Retry, cron, func
 from arq.connections import create_pool
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, check_health
+from prometheus_client import start_http_server
 
 from jobs import tasks
 from jobs.bus import open_bus
@@ -116,10 +117,17 @@ class RedisLost(Exception):
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, exit_on_redis_loss: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        exit_on_redis_loss: bool = False,
+        metrics: tuple[str, int] | None = None,
+    ):
         assert settings.redis_url is not None
         self.settings = settings
         self.exit_on_redis_loss = exit_on_redis_loss
+        self.metrics = metrics  # (host, port) to serve this process's metrics on
         self._stop = asyncio.Event()
 
     async def run(self) -> int:
@@ -147,6 +155,12 @@ class Supervisor:
             notifier=InAppNotifier(),
             bus=bus,
         )
+        exporter = None
+        if self.metrics is not None:
+            host, port = self.metrics
+            # Its own thread: a scrape never waits for the loop, nor the loop for it.
+            exporter, _ = start_http_server(port, addr=host, registry=runtime.metrics.registry)
+            log.info("metrics on http://%s:%s/metrics", host, port)
         try:
             await runtime.blobs.connect()  # raises ConfigError for an unusable bucket
             # What fell due, or was left half-done, while no worker ran: at once.
@@ -163,6 +177,8 @@ class Supervisor:
                     await self._without_redis(runtime)
             return 0
         finally:
+            if exporter is not None:
+                exporter.shutdown()
             await bus.close()
             await runtime.blobs.close()
             await db.disconnect()
@@ -221,8 +237,14 @@ async def redis_answers(settings: Settings) -> bool:
             await pool.aclose()
 
 
-def run(settings: Settings, *, exit_on_redis_loss: bool = False) -> int:
-    return asyncio.run(Supervisor(settings, exit_on_redis_loss=exit_on_redis_loss).run())
+def run(
+    settings: Settings,
+    *,
+    exit_on_redis_loss: bool = False,
+    metrics: tuple[str, int] | None = None,
+) -> int:
+    supervisor = Supervisor(settings, exit_on_redis_loss=exit_on_redis_loss, metrics=metrics)
+    return asyncio.run(supervisor.run())
 
 
 def healthy(settings: Settings) -> bool:

@@ -56,6 +56,10 @@ class BlobStore(Protocol):
         """Release connections (at shutdown); the store connects again if used."""
         ...
 
+    async def ping(self) -> bool:
+        """A cheap check that the store answers now (for ``/readyz``); never raises."""
+        ...
+
     def writer(self) -> BlobWriter: ...
 
     async def size(self, key: str) -> int | None: ...
@@ -188,6 +192,9 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         return None
+
+    async def ping(self) -> bool:
+        return await asyncio.to_thread(os.access, self.tmp_dir, os.W_OK | os.X_OK)
 
     def path_for(self, key: str) -> Path:
         if not _KEY.match(key):

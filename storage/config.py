@@ -207,6 +207,16 @@ def parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def parse_log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(LOG_FORMATS)}")
+    return value
+
+
 def short_duration(seconds: int) -> str:
     """A duration as it is configured: ``7d``, ``12h``, ``15m``, ``90s``."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -419,6 +429,13 @@ VARIABLES: tuple[Variable, ...] = (
         shown_default="none",
     ),
     Variable(
+        "log_format",
+        "LORASHELF_LOG_FORMAT",
+        parse_log_format,
+        "text",
+        "`json`: `serve` and `worker` log one JSON object per line (with request ids)",
+    ),
+    Variable(
         "token_lifetime",
         "LORASHELF_TOKEN_LIFETIME",
         parse_duration,
@@ -592,6 +609,13 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 
+def value_of(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One variable's parsed value, before the whole configuration is loaded (e.g. the
+    log format, needed to report what loading finds)."""
+    variable = next(v for v in VARIABLES if v.name == name)
+    return _value(variable, os.environ if env is None else env)
+
+
 def _value(variable: Variable, env: Mapping[str, str]) -> Any:
     raw = env.get(variable.name, "")
     if not raw.strip():
@@ -653,6 +677,7 @@ class Settings:
     public_url: str
     trusted_proxies: tuple[str, ...]
     token_lifetime: int
+    log_format: str = "text"
     limits: Limits = field(default_factory=lambda: load_limits({}))
     upload_url_lifetime: int = 3600
     download_url_lifetime: int = 300

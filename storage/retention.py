@@ -122,6 +122,8 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
         await events.record(dataset_id, EventKind.DELETED, ended, reason.value)
         if reason == DeletionReason.EXPIRED:
             notice = await notifications.record_deletion(dataset, now=ended)
+    late = (ended - expires_at).total_seconds() if expires_at is not None else None
+    rt.metrics.deleted(reason, lateness=late)
     await rt.deliver(notice)
     await rt.dataset_changed(dataset_id)
     await headers.refresh(rt, dataset.version_id)

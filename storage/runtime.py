@@ -18,6 +18,7 @@ from storage.blobs import BlobStore
 from storage.clock import Clock
 from storage.config import Settings
 from storage.disk import Reserve, check_room
+from storage.metrics import Metrics
 from storage.models import Notification
 from storage.policy import RetentionPolicy
 
@@ -97,6 +98,7 @@ class Runtime:
     # one at a time per process, so they never take every worker thread from the rest.
     archive_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     bus: Bus = field(default_factory=NoBus)
+    metrics: Metrics = field(default_factory=Metrics)  # this process's own registry
 
     @property
     def policy(self) -> RetentionPolicy:

@@ -117,6 +117,15 @@ class S3BlobStore:
                 self._client, self._stack = client, stack
         return self._client
 
+    async def ping(self) -> bool:
+        """One HEAD of the bucket, bounded to a few seconds."""
+        try:
+            client = await asyncio.wait_for(self.client(), 5)
+            await asyncio.wait_for(client.head_bucket(Bucket=self.location.bucket), 5)
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+        return True
+
     async def _check_bucket(self, client: S3Client) -> None:
         from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
