@@ -93,11 +93,14 @@ class ApiMetrics:
             "Reminders due and not sent yet.",
             registry=registry,
         )
-        self.queue = Gauge(
-            "lorashelf_queue_depth",
-            "Jobs in ARQ's queue, due or deferred (-1: Redis did not answer; absent "
-            "without Redis).",
-            registry=registry,
+        self.queue = (
+            Gauge(
+                "lorashelf_queue_depth",
+                "Jobs in ARQ's queue, due or deferred (-1: Redis did not answer).",
+                registry=registry,
+            )
+            if queue_depth is not None
+            else None
         )
 
     def operation(self, name: str | None) -> str:
@@ -123,7 +126,7 @@ class ApiMetrics:
             self.datasets.labels(status).set(count)
         self.overdue.set(backlog.overdue_expiries)
         self.due_reminders.set(backlog.due_reminders)
-        if self.queue_depth is not None:
+        if self.queue_depth is not None and self.queue is not None:
             try:
                 self.queue.set(await self.queue_depth())
             except Exception as exc:  # noqa: BLE001 - Redis down: say so, scrape anyway
@@ -146,7 +149,7 @@ async def metrics_route(request: Request) -> Response:
 
 class Measured(SchemaExtension):
     """Counts every operation by name, times queries and mutations, counts errors by code
-    (after :class:`graph.errors.MaskUnexpected` gave them theirs: listed after it)."""
+    (after :class:`graph.errors.MaskUnexpected` gave them theirs: listed before it)."""
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()

@@ -203,8 +203,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     rules = limit_rules(limits)  # built once per configuration, shared by every request
     hide_suggestions = not settings.introspection
     extensions: list[Any] = [
+        # Measured first: hooks are left in reverse order, so it sees the errors after
+        # MaskUnexpected gave them their codes.
+        Measured,
         lambda: MaskUnexpected(hide_suggestions=hide_suggestions),
-        Measured,  # after MaskUnexpected: counts errors with the codes it gave them
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         lambda: ParserCache(maxsize=256),
         lambda: AddValidationRules(list(rules)),
