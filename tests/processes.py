@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,12 +185,15 @@ class Worker:
 
 
 @contextmanager
-def worker(env: Mapping[str, str], cwd: Path, *, wait: bool = True) -> Iterator[Worker]:
-    """Run `lorashelf worker` until the block ends; by default wait until it is ready."""
+def worker(
+    env: Mapping[str, str], cwd: Path, *, wait: bool = True, args: Sequence[str] = ()
+) -> Iterator[Worker]:
+    """Run `lorashelf worker` (with ``args``) until the block ends; by default wait until
+    it is ready."""
     log = cwd / f"worker-{os.getpid()}-{next(_names)}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [*LORASHELF, "worker"],
+            [*LORASHELF, "worker", *args],
             cwd=cwd,
             env=child_env(env),
             stdout=out,
