@@ -40,7 +40,7 @@ from jobs.scheduler import redis_settings
 from storage import db
 from storage.blobs import open_blob_store
 from storage.clock import SteadyClock, load_mark
-from storage.config import Settings, cron_fields
+from storage.config import ConfigError, Settings, cron_fields
 from storage.runtime import NoScheduler, Runtime
 
 log = logging.getLogger("lorashelf.worker")
@@ -159,7 +159,14 @@ class Supervisor:
         if self.metrics is not None:
             host, port = self.metrics
             # Its own thread: a scrape never waits for the loop, nor the loop for it.
-            exporter, _ = start_http_server(port, addr=host, registry=runtime.metrics.registry)
+            try:
+                exporter, _ = start_http_server(port, addr=host, registry=runtime.metrics.registry)
+            except OSError as exc:
+                await bus.close()
+                await db.disconnect()
+                raise ConfigError(
+                    f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror})"
+                ) from None
             log.info("metrics on http://%s:%s/metrics", host, port)
         try:
             await runtime.blobs.connect()  # raises ConfigError for an unusable bucket
