@@ -51,9 +51,9 @@ def test_the_generated_python_client_runs_against_a_live_server(tmp_path: Path) 
     # given ariadne-codegen in its own virtualenv (it pins graphql-core < 3.3)
     assert (CODEGEN / "ariadne-codegen").exists(), "run scripts/test: it makes .venv-codegen"
     # when the client is generated from the committed config, schema and operations
-    work = tmp_path / "clients" / "python"
+    work = tmp_path / "docs" / "clients" / "python"
     shutil.copytree(
-        ROOT / "clients" / "python", work, ignore=shutil.ignore_patterns("lorashelf_client")
+        ROOT / "docs" / "clients" / "python", work, ignore=shutil.ignore_patterns("lorashelf_client")
     )
     shutil.copy(ROOT / "schema.graphql", tmp_path / "schema.graphql")
     generated = subprocess.run(
@@ -82,7 +82,7 @@ def test_the_generated_python_client_runs_against_a_live_server(tmp_path: Path) 
 def test_the_typescript_operations_and_codegen_config_match_the_schema() -> None:
     # given the committed schema and the operations graphql-codegen generates types for
     schema = build_schema((ROOT / "schema.graphql").read_text())
-    config = (ROOT / "clients" / "typescript" / "codegen.ts").read_text()
+    config = (ROOT / "docs" / "clients" / "typescript" / "codegen.ts").read_text()
     documents = re.findall(r'documents: \["([^"]+)"\]', config)
     assert documents, config
     for path in documents:

@@ -2,7 +2,7 @@
 // committed schema (no running server needed):
 //
 //   npm install --save-dev @graphql-codegen/cli @graphql-codegen/client-preset
-//   npx graphql-codegen --config clients/typescript/codegen.ts
+//   npx graphql-codegen --config docs/clients/typescript/codegen.ts
 //
 // Then `import { graphql } from "./src/gql"` gives typed documents for any client
 // (urql, Apollo, or plain fetch with `print(document)`). The two custom scalars:
@@ -12,7 +12,7 @@ import type { CodegenConfig } from "@graphql-codegen/cli";
 
 const config: CodegenConfig = {
   schema: "schema.graphql",
-  documents: ["clients/typescript/operations.graphql"],
+  documents: ["docs/clients/typescript/operations.graphql"],
   generates: {
     "src/gql/": {
       preset: "client",
