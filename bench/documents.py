@@ -4,14 +4,17 @@ from the floor.
 A :class:`Doc` is one page as a client asks for it. For lorashelf there are two
 ways to ask:
 
-- ``uncached``: an anonymous ``POST /graphql`` (how GraphQL clients send by default)
-  with ``Cache-Control: no-cache``, so that a response cache honouring the request
-  header (or caching GETs only) answers from the resolvers every time. The bench
-  also counts SQL statements per request in this mode: if it is ever 0, the "uncached"
-  numbers came from a cache and the run says so.
-- ``cached``: the same anonymous read repeated as ``GET /graphql``; with automatic
-  persisted queries (``?extensions={"persistedQuery":...}``, hash only) when the
-  server supports them (probed at run time), else ``?query=...``.
+- ``uncached``: an anonymous ``POST /graphql`` with ``Cache-Control: no-cache`` and,
+  in every request, a variable the document does not declare (``benchNonce``, a
+  counter: GraphQL ignores variables a document does not use). The document is the
+  same every time (parsing and validation may be cached, as for any client), the
+  variables are not, so a response cache keyed on document + variables never has the
+  answer. The bench also counts SQL statements per request in this mode: if it is
+  ever 0, the "uncached" numbers came from a cache and the run says so.
+- ``cached``: the same anonymous ``POST /graphql`` repeated byte for byte (what a
+  response cache for anonymous reads serves). The run also probes ``GET`` with
+  automatic persisted queries (``?extensions={"persistedQuery":...}``, hash only),
+  ``ETag`` and ``Cache-Control``, and reports what it finds.
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ class Doc:
             payload["variables"] = self.variables
         return json.dumps(payload, separators=(",", ":")).encode()
 
+    def nonce_parts(self) -> tuple[bytes, bytes]:
+        """The uncached body split around its nonce: ``prefix + str(n) + suffix``."""
+        payload: dict[str, Any] = {
+            "query": self.query,
+            "variables": {**self.variables, NONCE: "@NONCE@"},
+        }
+        prefix, suffix = json.dumps(payload, separators=(",", ":")).split('"@NONCE@"')
+        return prefix.encode(), suffix.encode()
+
+    def uncached_body(self, n: int) -> bytes:
+        prefix, suffix = self.nonce_parts()
+        return prefix + str(n).encode() + suffix
+
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.query.encode()).hexdigest()
@@ -91,4 +107,6 @@ def model_page(model_id: str) -> Doc:
     )
 
 
+NONCE = "benchNonce"
 UNCACHED_HEADERS = {"content-type": "application/json", "cache-control": "no-cache"}
+CACHED_HEADERS = {"content-type": "application/json"}

@@ -84,9 +84,12 @@ def check_identity(lora_url: str, floor_url: str, docs: list[D.Doc]) -> list[str
     with httpx.Client(timeout=60) as http:
         for doc in docs:
             floor_body = http.get(floor_url + doc.floor_path).content
-            post = http.post(lora_url + "/graphql", content=doc.body, headers=D.UNCACHED_HEADERS)
+            uncached = http.post(
+                lora_url + "/graphql", content=doc.uncached_body(0), headers=D.UNCACHED_HEADERS
+            )
+            post = http.post(lora_url + "/graphql", content=doc.body, headers=D.CACHED_HEADERS)
             get = http.get(lora_url + doc.get_path(persisted=False))
-            for how, response in (("POST", post), ("GET", get)):
+            for how, response in (("POST+nonce", uncached), ("POST", post), ("GET", get)):
                 if response.status_code != 200 or b'"errors"' in response.content:
                     failures.append(
                         f"{doc.key} {how}: HTTP {response.status_code} {response.text[:300]}"
@@ -161,15 +164,27 @@ def load_cell(
             lora.url,
             "/graphql",
             method="POST",
-            body=doc.body,
+            body_parts=doc.nonce_parts(),
             headers=D.UNCACHED_HEADERS,
             concurrency=c,
             seconds=seconds,
             load=load,
         )
         wait_idle(lora.proc.pid)
-    else:
-        headers = {"if-none-match": etag} if mode == "revalidated" and etag else {}
+    elif mode == "cached":
+        run_wrk(
+            lora.url,
+            "/graphql",
+            method="POST",
+            body=doc.body,
+            headers=D.CACHED_HEADERS,
+            concurrency=c,
+            seconds=seconds,
+            load=load,
+        )
+        wait_idle(lora.proc.pid)
+    else:  # revalidated: a conditional GET with the ETag the server gave
+        headers = {"if-none-match": etag} if etag else {}
         run_wrk(lora.url, get_path, headers=headers, concurrency=c, seconds=seconds, load=load)
         wait_idle(lora.proc.pid)
     return load
@@ -204,19 +219,27 @@ def segments(
         doc = docs[key]
         for mode in modes:
             if mode == "uncached":
+                prefix, suffix = doc.nonce_parts()
                 out.append(
                     {
                         "name": f"{key}:uncached",
                         "method": "POST",
                         "path": "/graphql",
                         "headers": D.UNCACHED_HEADERS,
-                        "body": doc.body.decode(),
+                        "body_parts": [prefix.decode(), suffix.decode()],
                         "n": n,
                     }
                 )
             elif mode == "cached":
                 out.append(
-                    {"name": f"{key}:cached", "method": "GET", "path": get_paths[key], "n": n}
+                    {
+                        "name": f"{key}:cached",
+                        "method": "POST",
+                        "path": "/graphql",
+                        "headers": D.CACHED_HEADERS,
+                        "body": doc.body.decode(),
+                        "n": n,
+                    }
                 )
             else:
                 out.append(
@@ -400,7 +423,7 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
             "name": "front50:signed-in",
             "method": "POST",
             "path": "/graphql",
-            "headers": {**D.UNCACHED_HEADERS, "authorization": f"Bearer {seeded.users[0]}"},
+            "headers": {**D.CACHED_HEADERS, "authorization": f"Bearer {seeded.users[0]}"},
             "body": docs["front50"].body.decode(),
             "n": settings.sql_n,
         }

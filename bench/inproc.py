@@ -151,19 +151,25 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
             for obj in gc.get_objects():
                 if isinstance(obj, aiosqlite.Connection):
                     await _trace(obj, counter)
+        nonce = [0]
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             for segment in spec["segments"]:
                 method = segment["method"]
                 path = segment["path"]
                 headers = segment.get("headers", {})
                 body = segment.get("body", "").encode() or None
+                parts = segment.get("body_parts")
 
                 async def one(
                     method: str = method,
                     path: str = path,
                     headers: dict[str, str] = headers,
                     body: bytes | None = body,
+                    parts: list[str] | None = parts,
                 ) -> httpx.Response:
+                    if parts is not None:  # a new nonce per request (see documents.py)
+                        nonce[0] += 1
+                        body = f"{parts[0]}{nonce[0]}{parts[1]}".encode()
                     return await http.request(method, path, headers=headers, content=body)
 
                 first = None

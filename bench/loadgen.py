@@ -23,6 +23,7 @@ LUA = """
 wrk.method = {method}
 {body}
 {headers}
+{request}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -67,6 +68,7 @@ def run_wrk(
     *,
     method: str = "GET",
     body: bytes | None = None,
+    body_parts: tuple[bytes, bytes] | None = None,
     headers: dict[str, str] | None = None,
     concurrency: int,
     seconds: float,
@@ -86,11 +88,32 @@ def run_wrk(
                 f"local f = assert(io.open({_lua_string(str(body_file))}, 'rb'))\n"
                 "wrk.body = f:read('*a')\nf:close()"
             )
+        request_lua = ""
+        if body_parts is not None:  # a new body per request: prefix .. counter .. suffix
+            for name, part in zip(("prefix", "suffix"), body_parts, strict=True):
+                (Path(tmp) / name).write_bytes(part)
+            request_lua = "\n".join(
+                [
+                    f"local pf = assert(io.open({_lua_string(str(Path(tmp) / 'prefix'))}, 'rb'))",
+                    "local prefix = pf:read('*a')\npf:close()",
+                    f"local sf = assert(io.open({_lua_string(str(Path(tmp) / 'suffix'))}, 'rb'))",
+                    "local suffix = sf:read('*a')\nsf:close()",
+                    "local counter = 0",
+                    "request = function()",
+                    "  counter = counter + 1",
+                    "  return wrk.format(nil, nil, nil, prefix .. counter .. suffix)",
+                    "end",
+                ]
+            )
         header_lua = "\n".join(
             f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in (headers or {}).items()
         )
         script = Path(tmp) / "script.lua"
-        script.write_text(LUA.format(method=_lua_string(method), body=body_lua, headers=header_lua))
+        script.write_text(
+            LUA.format(
+                method=_lua_string(method), body=body_lua, headers=header_lua, request=request_lua
+            )
+        )
         argv = [
             WRK,
             "-t1",

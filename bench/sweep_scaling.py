@@ -83,6 +83,11 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     from storage.runtime import NoScheduler, Runtime
 
     settings = load_settings(spec["env"])
+    # One sweep deletes at most MAX_BATCHES * BATCH rows per kind; the bench lowers the
+    # cap so that every size does the same work (the time budget), which is also what
+    # shows whether the cost follows the work or the table.
+    if spec.get("max_batches"):
+        tasks.MAX_BATCHES = int(spec["max_batches"])
     await db.connect(settings.database_url)
     rt = Runtime(
         settings=settings,
@@ -215,13 +220,13 @@ def events_probe(database: Path, rows: int, statement: str) -> dict[str, Any]:
             "sql": statement}  # fmt: skip
 
 
-def run(workdir: Path, sizes: list[int]) -> dict[str, Any]:
+def run(workdir: Path, sizes: list[int], *, max_batches: int = 10) -> dict[str, Any]:
     import bulk
     from common import BASE_ENV, PYTHON, log
 
     wd = workdir / "sweep"
     wd.mkdir()
-    result: dict[str, Any] = {"sizes": [], "errors": []}
+    result: dict[str, Any] = {"sizes": [], "errors": [], "max_batches": max_batches}
     for rows in sizes:
         data_dir = wd / f"rows-{rows}" / "var"
         started = time.monotonic()
@@ -230,7 +235,10 @@ def run(workdir: Path, sizes: list[int]) -> dict[str, Any]:
         database = data_dir / "lorashelf.sqlite3"
         copy = wd / f"rows-{rows}" / "baseline.sqlite3"
         shutil.copyfile(database, copy)
-        spec = {"env": {**BASE_ENV, "LORASHELF_DATA_DIR": str(data_dir)}}
+        spec = {
+            "env": {**BASE_ENV, "LORASHELF_DATA_DIR": str(data_dir)},
+            "max_batches": max_batches,
+        }
         spec_path = wd / f"rows-{rows}" / "spec.json"
         spec_path.write_text(json.dumps(spec))
         out_path = wd / f"rows-{rows}" / "out.json"
