@@ -37,7 +37,8 @@ CACHE_HEADERS = ("cache-control", "etag", "age", "vary", "last-modified", "expir
 class Settings:
     page_sizes: tuple[int, ...] = (5, 20, 50)
     concurrencies: tuple[int, ...] = (1, 8, 32)
-    extra_concurrencies: tuple[int, ...] = (1, 32)  # files variant and model page
+    files_concurrencies: tuple[int, ...] = (1,)  # the front page with weights files
+    model_concurrencies: tuple[int, ...] = (1, 32)  # the model page
     seconds: float = 3.0
     extras: bool = True
     instr_n: dict[str, int] = field(
@@ -367,8 +368,8 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
                 (docs[f"front{n}"], c) for n in settings.page_sizes for c in settings.concurrencies
             ]
             if settings.extras:
-                cells += [(docs["front50+files"], c) for c in settings.extra_concurrencies]
-                cells += [(docs["model"], c) for c in settings.extra_concurrencies]
+                cells += [(docs["front50+files"], c) for c in settings.files_concurrencies]
+                cells += [(docs["model"], c) for c in settings.model_concurrencies]
             single: dict[tuple[str, str], float] = {}  # rps at concurrency 1
             for doc, c in cells:
                 cell_modes = modes + (["revalidated"] if etag and doc.key == "front50" else [])

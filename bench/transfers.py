@@ -134,7 +134,8 @@ def run(workdir: Path, *, sizes: list[tuple[str, int]]) -> dict[str, Any]:
             digest = random_zip(source, payload)
             size = source.stat().st_size
             log(
-                f"transfers: wrote {label} ({size / MB:,.0f} MB) in {time.monotonic() - started:.1f}s"
+                f"transfers: wrote {label} ({size / MB:,.0f} MB) in "
+                f"{time.monotonic() - started:.1f}s"
             )
             repeats = 3 if size <= 200 * MB else 1  # small ones: the median of three
             runs = [
