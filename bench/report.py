@@ -859,13 +859,16 @@ def write(results: dict[str, Any], out: Path) -> Path:
         + ".",
         "",
         "Every ratio is against a baseline measured in the same run. Rerun: "
-        "`.venv/bin/python bench/run.py` (about 8-10 minutes on 2 cores; `--quick` for a "
+        "`.venv/bin/python bench/run.py` (about 8-9 minutes on 2 cores; `--quick` for a "
         "smoke check of a minute or two; `--only front,sweep` for some sections).",
         "",
     ]
     mode = results.get("mode_note")
     if mode:
         lines += [f"**{mode}**", ""]
+    if results.get("reductions"):
+        lines += ["Sizes and durations chosen to fit 10 minutes on 2 cores:", ""]
+        lines += [f"- {item}" for item in results["reductions"]] + [""]
     lines += targets(results)
     lines += headline(results) + [""]
     lines += front_section(front, charts)
