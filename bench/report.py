@@ -486,7 +486,8 @@ def front_section(front: dict[str, Any], charts: list[str]) -> list[str]:
     identity = front.get("identity", {})
     lines += [
         "",
-        f"**Byte-identity**: lorashelf's answers (POST and GET) and the floor's are the same "
+        "**Byte-identity**: lorashelf's answers (uncached POST, repeated POST, GET) and the "
+        "floor's are the same "
         f"bytes for {', '.join(f'`{k}`' for k in identity.get('checked', []))}"
         + (" — **FAILED**: " + "; ".join(identity["failures"]) if identity.get("failures") else ".")
         + " The run stops if not.",

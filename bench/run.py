@@ -116,19 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         "durations": {},
     }
     seconds = args.seconds or (1.0 if args.quick else 2.0)
-    results["reductions"] = [
-        "HTTP load at concurrency 1 and 32 only (the issue's two), "
-        f"{seconds:g} s of wrk per cell (up to 4x longer at concurrency 32 when the server "
-        "is slow, so that every connection gets a few answers); the front page with weights "
-        "files at concurrency 1 only",
-        "CPU instructions (callgrind) of 2 requests each for front5, front50 and the model "
-        "page (the counts barely move between requests); the files variant is measured by "
-        "SQL statements and CPU time only",
-        "the sweep is capped at 1,000 deletions per table size (10 batches of 100; the app's "
-        "cap is 50 batches): the same work at every size, about 15 s each",
-        "deletion work in the sweep tables runs without history events; their cost is "
-        "measured apart (events probe)",
-    ]
+    if not args.quick:
+        results["reductions"] = [
+            "HTTP load at concurrency 1 and 32 only (the issue's two), "
+            f"{seconds:g} s of wrk per cell (up to 4x longer at concurrency 32 when the server "
+            "is slow, so that every connection gets a few answers); the front page with weights "
+            "files at concurrency 1 only",
+            "CPU instructions (callgrind) of 2 requests each for front5, front50 and the model "
+            "page (the counts barely move between requests); the files variant is measured by "
+            "SQL statements and CPU time only",
+            "the sweep is capped at 1,000 deletions per table size (10 batches of 100; the app's "
+            "cap is 50 batches): the same work at every size",
+            "deletion work in the sweep tables runs without history events; their cost is "
+            "measured apart (events probe)",
+        ]
     if args.quick:
         results["mode_note"] = (
             "--quick: a smoke check with small sizes and short runs; not comparable with a "
