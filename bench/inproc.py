@@ -67,17 +67,23 @@ class Markers:
 
 class SqlCounter:
     """Statements the application sent; SQLite also traces the statements a trigger or
-    a virtual table (FTS5) runs inside one, as ``-- ...``: counted apart."""
+    a virtual table (FTS5) runs inside one, as ``-- ...``: counted apart. So are the
+    response cache's re-reads of the public generation (graph/cache.py): one every
+    0.25 s at most, whatever the requests, so they belong to no page."""
 
     def __init__(self) -> None:
         self.count = 0
         self.internal = 0
+        self.generation = 0
         self.statements: list[str] = []
         self.keep = False
 
     def __call__(self, statement: str) -> None:
         if statement.startswith("--"):
             self.internal += 1
+            return
+        if '"public_generation"' in statement and statement.lstrip().upper().startswith("SELECT"):
+            self.generation += 1
             return
         self.count += 1
         if self.keep:
@@ -176,7 +182,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                 warmup = spec.get("warmup", 3) if segment is spec["segments"][0] else 1
                 for _ in range(max(1, warmup)):
                     first = await one()
-                counter.count = counter.internal = 0
+                counter.count = counter.internal = counter.generation = 0
                 counter.keep = bool(segment.get("keep_sql"))
                 counter.statements = []
                 n = int(segment["n"])
@@ -199,6 +205,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                         "sql_per_request": counter.count / n if n else 0,
                         "sql": list(counter.statements),
                         "sql_internal_per_request": counter.internal / n if n else 0,
+                        "generation_reads": counter.generation,
                         "cpu_ms": (cpu1 - cpu0) * 1000 / n if n else 0,
                         "wall_ms": (wall1 - wall0) * 1000 / n if n else 0,
                         "statuses": sorted(statuses),
