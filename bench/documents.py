@@ -12,7 +12,9 @@ ways to ask:
   answer. The bench also counts SQL statements per request in this mode: if it is
   ever 0, the "uncached" numbers came from a cache and the run says so.
 - ``cached``: the same anonymous ``POST /graphql`` repeated byte for byte (what a
-  response cache for anonymous reads serves). The run also probes ``GET`` with
+  response cache for anonymous reads serves); each run has its own constant
+  ``benchNonce`` (``"cached-c32"``), so it starts with a fresh answer in the cache
+  (see ``front_page.warm``). The run also probes ``GET`` with
   automatic persisted queries (``?extensions={"persistedQuery":...}``, hash only),
   ``ETag`` and ``Cache-Control``, and reports what it finds.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -57,6 +59,11 @@ class Doc:
         if self.variables:
             payload["variables"] = self.variables
         return json.dumps(payload, separators=(",", ":")).encode()
+
+    def tagged(self, tag: str) -> Doc:
+        """The same document with ``benchNonce: tag`` among its variables: one cache key
+        per run, repeated byte for byte within the run."""
+        return replace(self, variables={**self.variables, NONCE: tag})
 
     def nonce_parts(self) -> tuple[bytes, bytes]:
         """The uncached body split around its nonce: ``prefix + str(n) + suffix``."""

@@ -501,7 +501,9 @@ def front_section(front: dict[str, Any], charts: list[str]) -> list[str]:
         + ". Uncached = anonymous `POST /graphql` with `Cache-Control: no-cache` and a "
         "variable the document does not declare (`benchNonce`, a new number in every request:"
         " GraphQL ignores it, a response cache keyed on document + variables cannot have the "
-        "answer); cached = the same anonymous `POST /graphql` repeated byte for byte. Every "
+        "answer); cached = the same anonymous `POST /graphql` repeated byte for byte (with a "
+        "constant `benchNonce` per run, so that each run starts on a fresh answer: one miss "
+        "just before the run, then repeats within the cache's 10 s window). Every "
         "uncached request must run SQL (checked in-process below); `revalidated` rows "
         "(conditional `GET` with the `ETag`) appear when the server gives an `ETag`.",
         "",
