@@ -123,10 +123,12 @@ def chart_transfers(rows: list[dict[str, Any]], out: Path) -> str | None:
 
 
 def chart_sweep(sizes: list[dict[str, Any]], out: Path) -> str | None:
+    """Left: one sweep against the plain delete of the same rows, per table size. Right:
+    what grows with the table: ms per deletion and each what-is-due query's ms."""
     if not sizes:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(11, 4))
     xs = range(len(sizes))
     ax.bar([x - 0.2 for x in xs], [s["sweep_s"] for s in sizes], 0.4, label="jobs.tasks.sweep",
            color="#dd8452")  # fmt: skip
@@ -138,10 +140,46 @@ def chart_sweep(sizes: list[dict[str, Any]], out: Path) -> str | None:
     ax.set_title("one sweep vs a plain delete of the same rows")
     ax.legend()
     ax.grid(True, axis="y", which="both", alpha=0.3)
+    rows = [s["rows"] for s in sizes]
+    per = [s["sweep_s"] * 1000 / s["deleted"] if s["deleted"] else math.nan for s in sizes]
+    right.plot(rows, per, "o-", color="#dd8452", linewidth=2, label="sweep: ms per deletion")
+    for name in sizes[-1]["queries"]:
+        right.plot(rows, [s["queries"][name]["ms"] for s in sizes], ".--", alpha=0.7,
+                   label=f"{name} (ms)")  # fmt: skip
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xticks(rows, [f"{r:,}" for r in rows])
+    right.set_xlabel("datasets in the table")
+    right.set_ylabel("ms (log)")
+    right.set_title("flat lines: cost follows the work, not the table")
+    right.legend(fontsize=7)
+    right.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "sweep.png", dpi=90)
     plt.close(fig)
     return "sweep.png"
+
+
+def chart_catalogue(rows: list[dict[str, Any]], models: int, out: Path) -> str | None:
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["p95_ms"] for r in rows], 0.4, color="#dd8452",
+           label="lorashelf p95 (HTTP)")  # fmt: skip
+    ax.bar([x + 0.2 for x in xs], [r["sql_p95_ms"] for r in rows], 0.4, color="#4c72b0",
+           label="hand-written SQL p95")  # fmt: skip
+    ax.axhline(50, color="#c44e52", linestyle="--", label="target: 50 ms")
+    ax.set_xticks(list(xs), [r["key"] for r in rows], fontsize=8, rotation=20)
+    ax.set_ylabel("ms")
+    ax.set_title(f"catalogue listings at {models:,} models (page of 20)")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "catalogue.png", dpi=90)
+    plt.close(fig)
+    return "catalogue.png"
 
 
 def chart_lateness(late: dict[str, Any], out: Path) -> str | None:
@@ -319,6 +357,26 @@ def targets(results: dict[str, Any]) -> list[str]:
             def per(entry: dict[str, Any]) -> float:
                 return entry["sweep_s"] * 1000 / entry["deleted"] if entry["deleted"] else math.nan
 
+            growth = {
+                name: ratio(largest["queries"][name]["ms"], small["queries"][name]["ms"])
+                for name in largest["queries"]
+                if name in small["queries"]
+            }
+            if growth:
+                worst = max(growth, key=lambda k: growth[k])
+                rows.append(
+                    (
+                        "5. the what-is-due queries' time does not grow with the table: "
+                        f"{largest['rows']:,} vs {small['rows']:,} rows, the worst query",
+                        f"`{worst}`: {ms(largest['queries'][worst]['ms'])} vs "
+                        f"{ms(small['queries'][worst]['ms'])} ms = {fmt_ratio(growth[worst])} "
+                        "(all: "
+                        + ", ".join(f"{k} {fmt_ratio(v)}" for k, v in growth.items())
+                        + ")",
+                        "≤ 2× (flat, within this machine's noise)",
+                        growth[worst] <= 2,
+                    )
+                )
             r = ratio(per(largest), per(small))
             rows.append(
                 (
@@ -793,7 +851,7 @@ def lateness_section(late: dict[str, Any], chart: str | None) -> list[str]:
     return lines + [""]
 
 
-def catalogue_section(cat: dict[str, Any]) -> list[str]:
+def catalogue_section(cat: dict[str, Any], chart: str | None) -> list[str]:
     lines = ["## 7. Catalogue search and filters", ""]
     if not cat:
         return lines + ["Not measured in this run.", ""]
@@ -829,6 +887,8 @@ def catalogue_section(cat: dict[str, Any]) -> list[str]:
             ]
     for error in cat.get("errors", []):
         lines.append(f"- **error**: {error}")
+    if chart:
+        lines += ["", f"![catalogue]({chart})"]
     return lines + [""]
 
 
@@ -847,6 +907,8 @@ def write(results: dict[str, Any], out: Path) -> Path:
     tr_chart = chart_transfers((results.get("transfers") or {}).get("rows", []), out)
     sw_chart = chart_sweep((results.get("sweep") or {}).get("sizes", []), out)
     late_chart = chart_lateness(results.get("lateness") or {}, out)
+    cat = results.get("catalogue") or {}
+    cat_chart = chart_catalogue(cat.get("rows", []), (cat.get("built") or {}).get("models", 0), out)
     m = results["machine"]
     lines = [
         "# lorashelf benchmarks",
@@ -884,7 +946,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
     lines += transfers_section(results.get("transfers") or {}, tr_chart)
     lines += sweep_section(results.get("sweep") or {}, sw_chart)
     lines += lateness_section(results.get("lateness") or {}, late_chart)
-    lines += catalogue_section(results.get("catalogue") or {})
+    lines += catalogue_section(cat, cat_chart)
     lines += ["## Sections' durations and problems", ""]
     for name, seconds in results.get("durations", {}).items():
         lines.append(f"- {name}: {seconds:.0f} s")
