@@ -13,7 +13,7 @@ at the end, whatever happens):
              32, page sizes 5/20/50; SQL statements and CPU per request in-process; CPU
              instructions per request under valgrind (callgrind)
   transfers  100 MB and 1 GiB private datasets PUT and GET through serve vs cp, peak RSS
-  sweep      one retention sweep (capped at 1,000 deletions) over 10k/100k/1M-row
+  sweep      one retention sweep (capped at 500 deletions) over 10k/100k/1M-row
              datasets tables vs DELETE + unlink, EXPLAIN QUERY PLAN of the what-is-due
              queries, the events-pruning DELETE against realistic histories
   lateness   1,000 private datasets due in one second, embedded runner
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "CPU instructions (callgrind) of 2 requests each for front5, front50 and the model "
             "page (the counts barely move between requests); the files variant is measured by "
             "SQL statements and CPU time only",
-            "the sweep is capped at 1,000 deletions per table size (10 batches of 100; the app's "
+            "the sweep is capped at 500 deletions per table size (5 batches of 100; the app's "
             "cap is 50 batches): the same work at every size",
             "deletion work in the sweep tables runs without history events; their cost is "
             "measured apart (events probe)",
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     if args.quick
                     else {"front5": 2, "front50": 2, "model": 2}
                 ),
-                sql_n=3 if args.quick else 5,
+                sql_n=3,
             ),
         ),
         "transfers": lambda: transfers.run(

@@ -220,7 +220,7 @@ def events_probe(database: Path, rows: int, statement: str) -> dict[str, Any]:
             "sql": statement}  # fmt: skip
 
 
-def run(workdir: Path, sizes: list[int], *, max_batches: int = 10) -> dict[str, Any]:
+def run(workdir: Path, sizes: list[int], *, max_batches: int = 5) -> dict[str, Any]:
     import bulk
     from common import BASE_ENV, PYTHON, log
 
