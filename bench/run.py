@@ -16,6 +16,9 @@ at the end, whatever happens):
   sweep      one retention sweep (capped at 500 deletions) over 10k/100k/1M-row
              datasets tables vs DELETE + unlink, EXPLAIN QUERY PLAN of the what-is-due
              queries, the events-pruning DELETE against realistic histories
+  pgplans    the same what-is-due queries on PostgreSQL (a throw-away cluster migrated
+             by the app, the largest sweep table), EXPLAIN ANALYZE; skipped without
+             PostgreSQL
   lateness   1,000 private datasets due in one second, embedded runner
   catalogue  search and filters over 100,000 models through the API vs plain SQL
 
@@ -50,12 +53,13 @@ for _path in (str(ROOT), str(BENCH)):
 import catalogue  # noqa: E402
 import front_page  # noqa: E402
 import lateness  # noqa: E402
+import pgplans  # noqa: E402
 import report  # noqa: E402
 import sweep_scaling  # noqa: E402
 import transfers  # noqa: E402
 from common import Machine, log  # noqa: E402
 
-SECTIONS = ("front", "transfers", "sweep", "lateness", "catalogue")
+SECTIONS = ("front", "transfers", "sweep", "pgplans", "lateness", "catalogue")
 OUT = ROOT / "docs" / "benchmarks"
 MB = 1000**2
 GIB = 1024**3
@@ -160,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             sizes=[("100 MB", 100 * MB)] + ([] if args.quick else [("1 GiB", GIB)]),
         ),
         "sweep": lambda: sweep_scaling.run(workdir, sweep_sizes),
+        "pgplans": lambda: pgplans.run(
+            workdir,
+            ((results.get("sweep") or {}).get("sizes") or [{}])[-1].get("rows", sweep_sizes[-1]),
+            ((results.get("sweep") or {}).get("sizes") or [{}])[-1].get("queries"),
+        ),
         "lateness": lambda: lateness.run(workdir, n=200 if args.quick else 1000),
         "catalogue": lambda: catalogue.run(
             workdir, models=10_000 if args.quick else 100_000, n=5 if args.quick else 40
