@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="lorashelf-bench-"))
     log(f"work dir: {workdir}")
     results: dict[str, Any] = {
-        "command": "bench/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "command": " ".join(
+            [".venv/bin/python bench/run.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))]
+        ),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": Machine.describe(workdir).__dict__,
         "git": git_description(),
