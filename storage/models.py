@@ -152,7 +152,7 @@ class ModelTag(Model):
     class Meta:
         table = "model_tags"
         unique_together = (("model", "tag"),)
-        indexes = (Index(fields=("tag", "model"), name="tag_models"),)
+        indexes = (Index(fields=("tag", "model_id"), name="tag_models"),)
 
 
 class ModelVersion(Model):
@@ -178,7 +178,7 @@ class ModelVersion(Model):
 
     class Meta:
         table = "model_versions"
-        indexes = (Index(fields=("model", "base_model"), name="version_base_model"),)
+        indexes = (Index(fields=("model_id", "base_model"), name="version_base_model"),)
 
 
 class TrainingDataset(Model):
@@ -216,7 +216,7 @@ class TrainingDataset(Model):
         indexes = (
             Index(fields=("status", "expires_at"), name="dataset_status_expires"),
             Index(fields=("status", "next_reminder_at"), name="dataset_status_reminder"),
-            Index(fields=("owner", "id"), name="dataset_owner"),
+            Index(fields=("owner_id", "id"), name="dataset_owner"),
         )
 
 
@@ -249,7 +249,7 @@ class Notification(Model):
     class Meta:
         table = "notifications"
         unique_together = (("dataset", "kind", "offset_seconds", "window_end"),)
-        indexes = (Index(fields=("user", "read_at"), name="notification_user_read"),)
+        indexes = (Index(fields=("user_id", "read_at"), name="notification_user_read"),)
 
 
 class DatasetEvent(Model):
@@ -329,9 +329,9 @@ class ModelFile(Model):
     class Meta:
         table = "model_files"
         indexes = (
-            Index(fields=("version", "id"), name="file_version"),
+            Index(fields=("version_id", "id"), name="file_version"),
             Index(fields=("status", "header_expires_at"), name="file_status_header"),
-            Index(fields=("owner", "status"), name="file_owner"),
+            Index(fields=("owner_id", "status"), name="file_owner"),
         )
 
 

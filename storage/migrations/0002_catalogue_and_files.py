@@ -110,7 +110,7 @@ class Migration(migrations.Migration):
                 ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('deletion_reason', fields.CharEnumField(null=True, description='EXPIRED: EXPIRED\nOWNER_REQUEST: OWNER_REQUEST\nMODEL_DELETED: MODEL_DELETED', enum_type=DeletionReason, max_length=16)),
             ],
-            options={'table': 'model_files', 'app': 'models', 'indexes': [Index(fields=['version', 'id'], name='file_version'), Index(fields=['status', 'header_expires_at'], name='file_status_header'), Index(fields=['owner', 'status'], name='file_owner')], 'pk_attr': 'id', 'table_description': 'A weights file (safetensors) of a model version.'},
+            options={'table': 'model_files', 'app': 'models', 'indexes': [Index(fields=['version_id', 'id'], name='file_version'), Index(fields=['status', 'header_expires_at'], name='file_status_header'), Index(fields=['owner_id', 'status'], name='file_owner')], 'pk_attr': 'id', 'table_description': 'A weights file (safetensors) of a model version.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -121,7 +121,7 @@ class Migration(migrations.Migration):
                 ('tag', fields.CharField(max_length=32)),
                 ('position', fields.SmallIntField(default=0)),
             ],
-            options={'table': 'model_tags', 'app': 'models', 'unique_together': (('model', 'tag'),), 'indexes': [Index(fields=['tag', 'model'], name='tag_models')], 'pk_attr': 'id'},
+            options={'table': 'model_tags', 'app': 'models', 'unique_together': (('model', 'tag'),), 'indexes': [Index(fields=['tag', 'model_id'], name='tag_models')], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.AlterField(
@@ -170,7 +170,7 @@ class Migration(migrations.Migration):
         ),
         ops.AddIndex(
             model_name='ModelVersion',
-            index=Index(fields=['model', 'base_model'], name='version_base_model'),
+            index=Index(fields=['model_id', 'base_model'], name='version_base_model'),
         ),
         ops.RunPython(search_index),
     ]
