@@ -1,11 +1,12 @@
-"""Shared fixtures: a real SQLite database with real migrations, the real ASGI app
-behind httpx, an injected clock, and small factories for the usual objects."""
+"""Shared fixtures: a real database (SQLite, or PostgreSQL with ``--db=postgres``) with
+real migrations, the real ASGI app behind httpx, an injected clock, and small factories
+for the usual objects."""
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from storage.config import Settings, load_settings
 from storage.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
 from storage.models import new_public_id
 from storage.runtime import NoScheduler, Runtime
+from tests import postgres, processes
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -107,18 +109,79 @@ def missing_id(type_name: str) -> str:
     return ids.encode(type_name, new_public_id())
 
 
+# The database backend: --db=sqlite (default) or --db=postgres ---------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the database every test runs on: SQLite files (default) or a throwaway "
+        "PostgreSQL cluster started for the run (one fresh database per test)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): tests a mechanism only the SQLite backend has; not collected "
+        "with --db=postgres (the reason says which mechanism)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None and not (marker.kwargs.get("reason") or marker.args):
+            raise pytest.UsageError(f"{item.nodeid}: sqlite_only needs a reason")
+    if config.getoption("--db") != "postgres":
+        return
+    sqlite_only = [item for item in items if item.get_closest_marker("sqlite_only")]
+    if sqlite_only:
+        config.hook.pytest_deselected(items=sqlite_only)
+        items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres.Cluster]:
+    with postgres.cluster() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def test_database(request: pytest.FixtureRequest) -> Iterator[postgres.LazyDatabase | None]:
+    """With --db=postgres: this test's own database (made on first use, dropped after),
+    for the ``env`` fixture and for the real processes the test starts."""
+    if request.config.getoption("--db") != "postgres":
+        yield None
+        return
+    database = postgres.LazyDatabase(request.getfixturevalue("postgres_cluster"))
+    processes.test_database_url = database.url
+    try:
+        yield database
+    finally:
+        processes.test_database_url = None
+        database.drop()
+
+
 @pytest.fixture
 def clock() -> MutableClock:
     return MutableClock()
 
 
 @pytest.fixture
-def env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    """The environment the app is configured from.
+def env(
+    tmp_path: Path, request: pytest.FixtureRequest, test_database: postgres.LazyDatabase | None
+) -> dict[str, str]:
+    """The environment the app is configured from (with --db=postgres, the test's own
+    PostgreSQL database).
 
     A test changes it with a marker: ``@pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s")``.
     """
     values = {"LORASHELF_DATA_DIR": str(tmp_path / "var")}
+    if test_database is not None:
+        values["LORASHELF_DATABASE_URL"] = test_database.url()
     for marker in reversed(list(request.node.iter_markers("env"))):
         values.update(marker.kwargs)
     return values
