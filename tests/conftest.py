@@ -5,6 +5,7 @@ for the usual objects."""
 from __future__ import annotations
 
 import io
+import sqlite3
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -90,6 +91,43 @@ def dataset_blobs(root: Path) -> set[Path]:
             if handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
                 found.add(path)
     return found
+
+
+def sql_behind_the_back(settings: Settings, statement: str) -> list[tuple[Any, ...]]:
+    """Run one SQL statement on the app's database over a connection of its own (as
+    somebody reading or breaking the database behind the server's back); its rows."""
+    if not db.is_postgres(settings.database_url):
+        with sqlite3.connect(settings.database_url.removeprefix("sqlite://")) as connection:
+            return connection.execute(statement).fetchall()
+
+    async def run() -> list[tuple[Any, ...]]:
+        import asyncpg
+
+        connection = await asyncpg.connect(settings.database_url)
+        try:
+            return [tuple(row) for row in await connection.fetch(statement)]
+        finally:
+            await connection.close()
+
+    return postgres.run_async(run)
+
+
+def database_contents(settings: Settings) -> bytes:
+    """Everything the database keeps, as bytes: SQLite's files as they are on disk (the
+    journal included); on PostgreSQL every row of every table, as text."""
+    if not db.is_postgres(settings.database_url):
+        files = sorted(settings.data_dir.glob("lorashelf.sqlite3*"))
+        assert files
+        return b"".join(path.read_bytes() for path in files)
+    tables = sql_behind_the_back(
+        settings, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    )
+    rows = [
+        row[0]
+        for (table,) in tables
+        for row in sql_behind_the_back(settings, f'SELECT t::text FROM "{table}" t')
+    ]
+    return "\n".join(rows).encode()
 
 
 KINDS = (USER, MODEL, VERSION, DATASET, FILE, NOTIFICATION)
