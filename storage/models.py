@@ -16,6 +16,15 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+class OrderedJSONField(fields.JSONField):  # type: ignore[type-arg,misc]
+    """A JSON field whose objects keep their keys' order: on PostgreSQL ``json`` (the text
+    as written), not ``jsonb`` (keys re-sorted). Safetensors metadata is shown in the
+    order its header has it."""
+
+    class _db_postgres:
+        SQL_TYPE = "JSON"
+
+
 class VersionStatus(StrEnum):
     DRAFT = "DRAFT"
     PUBLISHED = "PUBLISHED"
@@ -305,7 +314,7 @@ class ModelFile(Model):
     public_sha256 = fields.CharField(max_length=64, null=True, db_index=True)
     public_auto_v2 = fields.CharField(max_length=10, null=True, db_index=True)
     auto_v3 = fields.CharField(max_length=64, null=True, db_index=True)
-    public_metadata: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    public_metadata: dict[str, str] = OrderedJSONField(default=dict)  # type: ignore[assignment]
     withheld_keys: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     # When the original header (with the withheld keys) is erased; null: never.
     header_expires_at = fields.DatetimeField(null=True)

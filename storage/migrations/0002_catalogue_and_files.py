@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from storage.models import BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
+from storage.models import OrderedJSONField, BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
                 ('public_sha256', fields.CharField(null=True, db_index=True, max_length=64)),
                 ('public_auto_v2', fields.CharField(null=True, db_index=True, max_length=10)),
                 ('auto_v3', fields.CharField(null=True, db_index=True, max_length=64)),
-                ('public_metadata', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('public_metadata', OrderedJSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
                 ('withheld_keys', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
                 ('header_expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('header_erased_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
