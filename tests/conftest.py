@@ -166,19 +166,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "sqlite_only(reason): tests a mechanism only the SQLite backend has; not collected "
         "with --db=postgres (the reason says which mechanism)",
     )
+    config.addinivalue_line(
+        "markers",
+        "postgres_only(reason): tests a mechanism only the PostgreSQL backend has; collected "
+        "with --db=postgres only",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    other = "sqlite_only" if config.getoption("--db") == "postgres" else "postgres_only"
     for item in items:
-        marker = item.get_closest_marker("sqlite_only")
-        if marker is not None and not (marker.kwargs.get("reason") or marker.args):
-            raise pytest.UsageError(f"{item.nodeid}: sqlite_only needs a reason")
-    if config.getoption("--db") != "postgres":
-        return
-    sqlite_only = [item for item in items if item.get_closest_marker("sqlite_only")]
-    if sqlite_only:
-        config.hook.pytest_deselected(items=sqlite_only)
-        items[:] = [item for item in items if not item.get_closest_marker("sqlite_only")]
+        for name in ("sqlite_only", "postgres_only"):
+            marker = item.get_closest_marker(name)
+            if marker is not None and not (marker.kwargs.get("reason") or marker.args):
+                raise pytest.UsageError(f"{item.nodeid}: {name} needs a reason")
+    elsewhere = [item for item in items if item.get_closest_marker(other)]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
 
 
 @pytest.fixture(scope="session")
@@ -233,7 +238,7 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[None]:
     await db.migrate(settings.database_url)
-    await db.connect(settings.database_url)
+    await db.connect(settings.database_url, settings.database_pool_size)
     yield
     await db.disconnect()
 

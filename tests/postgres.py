@@ -200,6 +200,12 @@ class Cluster:
         run_async(lambda: self._execute("postgres", f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
         return name
 
+    def empty_database(self) -> str:
+        """A fresh database with no tables at all (no migration applied); its name."""
+        name = f"empty_{os.getpid()}_{next(_names)}"
+        run_async(lambda: self._execute("postgres", f"CREATE DATABASE {name}"))
+        return name
+
     def drop_database(self, name: str) -> None:
         run_async(lambda: self._execute("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
