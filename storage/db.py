@@ -7,6 +7,7 @@ from typing import Any
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext
 from tortoise.migrations.api import migrate as _migrate
 
@@ -96,6 +97,7 @@ async def migrate(database_url: str) -> None:
     On PostgreSQL an advisory lock makes processes that start together (several
     ``serve`` and ``worker``) take turns: the first applies them, the others find
     nothing left to do."""
+    _forget_statements()
     if not is_postgres(database_url):
         await _migrate(config=tortoise_config(database_url))
         await Tortoise.close_connections()
@@ -115,7 +117,15 @@ async def migrate(database_url: str) -> None:
         await lock.close()  # ends the session, and with it the lock
 
 
+def _forget_statements() -> None:
+    """Tortoise keeps each model's INSERT statement per connection name and table, not
+    per dialect: a process that connects to SQLite and later to PostgreSQL (the test
+    suite does) would send SQLite's placeholders to PostgreSQL. Forget them."""
+    EXECUTOR_CACHE.clear()
+
+
 async def connect(database_url: str, pool_size: int = DEFAULT_POOL_SIZE) -> TortoiseContext:
+    _forget_statements()
     return await Tortoise.init(
         config=tortoise_config(database_url, pool_size), _enable_global_fallback=True
     )

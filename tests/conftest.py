@@ -4,6 +4,7 @@ for the usual objects."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 import zipfile
@@ -206,6 +207,21 @@ def test_database(request: pytest.FixtureRequest) -> Iterator[postgres.LazyDatab
     finally:
         processes.test_database_url = None
         database.drop()
+
+
+@contextlib.contextmanager
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """For a fixture wider than one test (module scope): with --db=postgres, the
+    LORASHELF_DATABASE_URL of a database of its own, dropped at the end; else nothing."""
+    if request.config.getoption("--db") != "postgres":
+        yield {}
+        return
+    cluster: postgres.Cluster = request.getfixturevalue("postgres_cluster")
+    name = cluster.new_database()
+    try:
+        yield {"LORASHELF_DATABASE_URL": cluster.url(name)}
+    finally:
+        cluster.drop_database(name)
 
 
 @pytest.fixture
