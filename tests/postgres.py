@@ -241,3 +241,21 @@ class LazyDatabase:
         if self.name is not None:
             self.server.drop_database(self.name)
             self.name = None
+
+
+def query(url: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """One statement on a PostgreSQL database over a connection of its own; its rows.
+    ``?`` placeholders (SQLite's) are numbered as PostgreSQL wants them."""
+    parts = sql.split("?")
+    numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+
+    async def run() -> list[tuple[object, ...]]:
+        import asyncpg
+
+        connection = await asyncpg.connect(url, timeout=10)
+        try:
+            return [tuple(row) for row in await connection.fetch(numbered, *args)]
+        finally:
+            await connection.close()
+
+    return run_async(run)
