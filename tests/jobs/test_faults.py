@@ -935,13 +935,16 @@ def private_drafts(owner: Owner, count: int, threads: int = 4) -> list[Tracked]:
     """``count`` drafts' private datasets, uploaded in parallel (a draft's window is the
     draft lifetime from its upload)."""
     model = owner.create_model()
-    with ThreadPoolExecutor(threads) as pool:
-        drafts = list(pool.map(lambda _: draft(owner, model, weights=False), range(count)))
-    tracked = []
-    for each in drafts:
+
+    def tracked(_: int) -> Tracked:
+        # the owner's view right after the upload: the window is open (all thirty
+        # uploads can take longer than the first window on a loaded machine)
+        each = draft(owner, model, weights=False)
         view = owner.dataset(each.dataset_id)
-        tracked.append(Tracked(each.dataset_id, parse_time(view["expiresAt"]), view["downloadUrl"]))
-    return tracked
+        return Tracked(each.dataset_id, parse_time(view["expiresAt"]), view["downloadUrl"])
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(tracked, range(count)))
 
 
 def frozen_through_expiry_then_killed(
