@@ -193,7 +193,7 @@ def create_app(
     scheduler: Scheduler | None = None,
     manage_database: bool = True,
 ) -> Starlette:
-    """Build the app. With ``manage_database`` its lifespan migrates (SQLite) and connects.
+    """Build the app. With ``manage_database`` its lifespan migrates and connects.
 
     Retention work: with ``LORASHELF_REDIS_URL`` the app only enqueues ARQ jobs for
     ``lorashelf worker``; without it an embedded runner does the work in-process.
@@ -237,9 +237,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_database:
-            if settings.database_url.startswith("sqlite"):
-                await db.migrate(settings.database_url)
-            await db.connect(settings.database_url)
+            await db.migrate(settings.database_url)
+            await db.connect(settings.database_url, settings.database_pool_size)
             await load_mark(clock)
         await blobs.connect()  # an object store: its client, made in this loop, bucket checked
         bus.start()

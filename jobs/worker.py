@@ -137,12 +137,11 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         settings = self.settings
-        if settings.database_url.startswith("sqlite"):
-            try:  # like serve; a serve starting at the same moment may be doing it too
-                await db.migrate(settings.database_url)
-            except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
-                log.warning("could not apply migrations (%s); serve may be doing it", exc)
-        await db.connect(settings.database_url)
+        try:  # like serve; a serve starting at the same moment may be doing it too
+            await db.migrate(settings.database_url)
+        except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
+            log.warning("could not apply migrations (%s); serve may be doing it", exc)
+        await db.connect(settings.database_url, settings.database_pool_size)
         clock = SteadyClock()
         await load_mark(clock)
         bus = open_bus(settings, hub=None)  # publishes to the serve processes' subscribers

@@ -286,6 +286,13 @@ VARIABLES: tuple[Variable, ...] = (
         mask=mask_url,
     ),
     Variable(
+        "database_pool_size",
+        "LORASHELF_DATABASE_POOL_SIZE",
+        parse_count,
+        "10",
+        "PostgreSQL: most connections each process opens (asyncpg pool; SQLite has one)",
+    ),
+    Variable(
         "redis_url",
         "LORASHELF_REDIS_URL",
         parse_redis_url,
@@ -659,6 +666,7 @@ def load_limits(env: Mapping[str, str]) -> Limits:
 class Settings:
     data_dir: Path
     database_url: str
+    database_pool_size: int
     redis_url: str | None
     secret_key: str
     private_retention: int

@@ -16,6 +16,15 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+class OrderedJSONField(fields.JSONField):  # type: ignore[type-arg,misc]
+    """A JSON field whose objects keep their keys' order: on PostgreSQL ``json`` (the text
+    as written), not ``jsonb`` (keys re-sorted). Safetensors metadata is shown in the
+    order its header has it."""
+
+    class _db_postgres:
+        SQL_TYPE = "JSON"
+
+
 class VersionStatus(StrEnum):
     DRAFT = "DRAFT"
     PUBLISHED = "PUBLISHED"
@@ -152,7 +161,7 @@ class ModelTag(Model):
     class Meta:
         table = "model_tags"
         unique_together = (("model", "tag"),)
-        indexes = (Index(fields=("tag", "model"), name="tag_models"),)
+        indexes = (Index(fields=("tag", "model_id"), name="tag_models"),)
 
 
 class ModelVersion(Model):
@@ -178,7 +187,7 @@ class ModelVersion(Model):
 
     class Meta:
         table = "model_versions"
-        indexes = (Index(fields=("model", "base_model"), name="version_base_model"),)
+        indexes = (Index(fields=("model_id", "base_model"), name="version_base_model"),)
 
 
 class TrainingDataset(Model):
@@ -216,7 +225,7 @@ class TrainingDataset(Model):
         indexes = (
             Index(fields=("status", "expires_at"), name="dataset_status_expires"),
             Index(fields=("status", "next_reminder_at"), name="dataset_status_reminder"),
-            Index(fields=("owner", "id"), name="dataset_owner"),
+            Index(fields=("owner_id", "id"), name="dataset_owner"),
         )
 
 
@@ -249,7 +258,7 @@ class Notification(Model):
     class Meta:
         table = "notifications"
         unique_together = (("dataset", "kind", "offset_seconds", "window_end"),)
-        indexes = (Index(fields=("user", "read_at"), name="notification_user_read"),)
+        indexes = (Index(fields=("user_id", "read_at"), name="notification_user_read"),)
 
 
 class DatasetEvent(Model):
@@ -305,7 +314,7 @@ class ModelFile(Model):
     public_sha256 = fields.CharField(max_length=64, null=True, db_index=True)
     public_auto_v2 = fields.CharField(max_length=10, null=True, db_index=True)
     auto_v3 = fields.CharField(max_length=64, null=True, db_index=True)
-    public_metadata: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    public_metadata: dict[str, str] = OrderedJSONField(default=dict)  # type: ignore[assignment]
     withheld_keys: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     # When the original header (with the withheld keys) is erased; null: never.
     header_expires_at = fields.DatetimeField(null=True)
@@ -329,9 +338,9 @@ class ModelFile(Model):
     class Meta:
         table = "model_files"
         indexes = (
-            Index(fields=("version", "id"), name="file_version"),
+            Index(fields=("version_id", "id"), name="file_version"),
             Index(fields=("status", "header_expires_at"), name="file_status_header"),
-            Index(fields=("owner", "status"), name="file_owner"),
+            Index(fields=("owner_id", "status"), name="file_owner"),
         )
 
 

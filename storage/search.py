@@ -10,7 +10,8 @@ must match), served by an index, never a scan:
 
 - SQLite: an FTS5 table with the ``trigram`` tokenizer over ``search_text`` (kept in
   step by triggers; migration 0002);
-- PostgreSQL: a ``pg_trgm`` GIN index on ``search_text``, used by ``ILIKE``.
+- PostgreSQL: a ``pg_trgm`` GIN index on ``search_text``, used by ``LIKE`` (migration
+  0002 creates the extension and the index).
 
 Trigram indexes need terms of at least 3 characters; shorter terms are refused
 (``INVALID_QUERY``) rather than answered by a scan.
@@ -165,7 +166,16 @@ def matching(query: str) -> Q:
     if dialect == "sqlite":
         subquery = f"SELECT rowid FROM model_search WHERE model_search MATCH {_fts_literal(words)}"
         return Q(id__in=RawSQL(f"({subquery})"))
-    condition = Q()
-    for word in words:
-        condition &= Q(search_text__icontains=word)
-    return condition
+    # search_text and the terms are lower-case already: plain LIKE on the column itself,
+    # which the pg_trgm GIN index serves (Tortoise's icontains wraps the column in
+    # UPPER(CAST(...)), which no index serves).
+    likes = " AND ".join(f"search_text LIKE {_like_literal(w)}" for w in words)
+    return Q(id__in=RawSQL(f"(SELECT id FROM lora_models WHERE {likes})"))
+
+
+def _like_literal(word: str) -> str:
+    """``'%word%'`` as an SQL string literal: LIKE's wildcards and its escape character
+    escaped (backslash, the default), single quotes doubled. Terms hold no control
+    characters (:func:`_text` removed them), so nothing else can escape."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "'%" + escaped.replace("'", "''") + "%'"

@@ -1,9 +1,12 @@
-"""Shared fixtures: a real SQLite database with real migrations, the real ASGI app
-behind httpx, an injected clock, and small factories for the usual objects."""
+"""Shared fixtures: a real database (SQLite, or PostgreSQL with ``--db=postgres``) with
+real migrations, the real ASGI app behind httpx, an injected clock, and small factories
+for the usual objects."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import sqlite3
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from storage.config import Settings, load_settings
 from storage.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
 from storage.models import new_public_id
 from storage.runtime import NoScheduler, Runtime
+from tests import postgres, processes
 from tests.processes import S3Server, s3_server
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -91,6 +95,43 @@ def dataset_blobs(root: Path) -> set[Path]:
     return found
 
 
+def sql_behind_the_back(settings: Settings, statement: str) -> list[tuple[Any, ...]]:
+    """Run one SQL statement on the app's database over a connection of its own (as
+    somebody reading or breaking the database behind the server's back); its rows."""
+    if not db.is_postgres(settings.database_url):
+        with sqlite3.connect(settings.database_url.removeprefix("sqlite://")) as connection:
+            return connection.execute(statement).fetchall()
+
+    async def run() -> list[tuple[Any, ...]]:
+        import asyncpg
+
+        connection = await asyncpg.connect(settings.database_url)
+        try:
+            return [tuple(row) for row in await connection.fetch(statement)]
+        finally:
+            await connection.close()
+
+    return postgres.run_async(run)
+
+
+def database_contents(settings: Settings) -> bytes:
+    """Everything the database keeps, as bytes: SQLite's files as they are on disk (the
+    journal included); on PostgreSQL every row of every table, as text."""
+    if not db.is_postgres(settings.database_url):
+        files = sorted(settings.data_dir.glob("lorashelf.sqlite3*"))
+        assert files
+        return b"".join(path.read_bytes() for path in files)
+    tables = sql_behind_the_back(
+        settings, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    )
+    rows = [
+        row[0]
+        for (table,) in tables
+        for row in sql_behind_the_back(settings, f'SELECT t::text FROM "{table}" t')
+    ]
+    return "\n".join(rows).encode()
+
+
 KINDS = (USER, MODEL, VERSION, DATASET, FILE, NOTIFICATION)
 
 
@@ -108,18 +149,99 @@ def missing_id(type_name: str) -> str:
     return ids.encode(type_name, new_public_id())
 
 
+# The database backend: --db=sqlite (default) or --db=postgres ---------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the database every test runs on: SQLite files (default) or a throwaway "
+        "PostgreSQL cluster started for the run (one fresh database per test)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): tests a mechanism only the SQLite backend has; not collected "
+        "with --db=postgres (the reason says which mechanism)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "postgres_only(reason): tests a mechanism only the PostgreSQL backend has; collected "
+        "with --db=postgres only",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    other = "sqlite_only" if config.getoption("--db") == "postgres" else "postgres_only"
+    for item in items:
+        for name in ("sqlite_only", "postgres_only"):
+            marker = item.get_closest_marker(name)
+            if marker is not None and not (marker.kwargs.get("reason") or marker.args):
+                raise pytest.UsageError(f"{item.nodeid}: {name} needs a reason")
+    elsewhere = [item for item in items if item.get_closest_marker(other)]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres.Cluster]:
+    with postgres.cluster() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def test_database(request: pytest.FixtureRequest) -> Iterator[postgres.LazyDatabase | None]:
+    """With --db=postgres: this test's own database (made on first use, dropped after),
+    for the ``env`` fixture and for the real processes the test starts."""
+    if request.config.getoption("--db") != "postgres":
+        yield None
+        return
+    database = postgres.LazyDatabase(request.getfixturevalue("postgres_cluster"))
+    processes.test_database_url = database.url
+    try:
+        yield database
+    finally:
+        processes.test_database_url = None
+        database.drop()
+
+
+@contextlib.contextmanager
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """For a fixture wider than one test (module scope): with --db=postgres, the
+    LORASHELF_DATABASE_URL of a database of its own, dropped at the end; else nothing."""
+    if request.config.getoption("--db") != "postgres":
+        yield {}
+        return
+    cluster: postgres.Cluster = request.getfixturevalue("postgres_cluster")
+    name = cluster.new_database()
+    try:
+        yield {"LORASHELF_DATABASE_URL": cluster.url(name)}
+    finally:
+        cluster.drop_database(name)
+
+
 @pytest.fixture
 def clock() -> MutableClock:
     return MutableClock()
 
 
 @pytest.fixture
-def env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    """The environment the app is configured from.
+def env(
+    tmp_path: Path, request: pytest.FixtureRequest, test_database: postgres.LazyDatabase | None
+) -> dict[str, str]:
+    """The environment the app is configured from (with --db=postgres, the test's own
+    PostgreSQL database).
 
     A test changes it with a marker: ``@pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s")``.
     """
     values = {"LORASHELF_DATA_DIR": str(tmp_path / "var")}
+    if test_database is not None:
+        values["LORASHELF_DATABASE_URL"] = test_database.url()
     for marker in reversed(list(request.node.iter_markers("env"))):
         values.update(marker.kwargs)
     return values
@@ -133,7 +255,7 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[None]:
     await db.migrate(settings.database_url)
-    await db.connect(settings.database_url)
+    await db.connect(settings.database_url, settings.database_pool_size)
     yield
     await db.disconnect()
 

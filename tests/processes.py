@@ -42,10 +42,19 @@ def free_port() -> int:
         return port
 
 
+# With ``--db=postgres``: the current test's database URL (tests/conftest.py sets it
+# for each test); children get it as LORASHELF_DATABASE_URL unless ``env`` sets one.
+test_database_url: Callable[[], str] | None = None
+
+
 def child_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a child process: ours minus LORASHELF_*, plus ``env``."""
+    """The environment of a child process: ours minus LORASHELF_*, plus ``env`` (and the
+    test's PostgreSQL database when the suite runs on PostgreSQL)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("LORASHELF_")}
-    return {**inherited, "PYTHONPATH": str(ROOT), **env}
+    database = {}
+    if test_database_url is not None and "LORASHELF_DATABASE_URL" not in env:
+        database = {"LORASHELF_DATABASE_URL": test_database_url()}
+    return {**inherited, "PYTHONPATH": str(ROOT), **database, **env}
 
 
 def log_tail(log: Path, lines: int = 40) -> str:

@@ -84,7 +84,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('uploaded_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'training_datasets', 'app': 'models', 'indexes': [Index(fields=['status', 'expires_at'], name='dataset_status_expires'), Index(fields=['status', 'next_reminder_at'], name='dataset_status_reminder'), Index(fields=['owner', 'id'], name='dataset_owner')], 'pk_attr': 'id'},
+            options={'table': 'training_datasets', 'app': 'models', 'indexes': [Index(fields=['status', 'expires_at'], name='dataset_status_expires'), Index(fields=['status', 'next_reminder_at'], name='dataset_status_reminder'), Index(fields=['owner_id', 'id'], name='dataset_owner')], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -112,7 +112,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('read_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'notifications', 'app': 'models', 'unique_together': (('dataset', 'kind', 'offset_seconds', 'window_end'),), 'indexes': [Index(fields=['user', 'read_at'], name='notification_user_read')], 'pk_attr': 'id'},
+            options={'table': 'notifications', 'app': 'models', 'unique_together': (('dataset', 'kind', 'offset_seconds', 'window_end'),), 'indexes': [Index(fields=['user_id', 'read_at'], name='notification_user_read')], 'pk_attr': 'id'},
             bases=['Model'],
         ),
     ]

@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from storage.models import BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
+from storage.models import OrderedJSONField, BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
                 ('public_sha256', fields.CharField(null=True, db_index=True, max_length=64)),
                 ('public_auto_v2', fields.CharField(null=True, db_index=True, max_length=10)),
                 ('auto_v3', fields.CharField(null=True, db_index=True, max_length=64)),
-                ('public_metadata', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('public_metadata', OrderedJSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
                 ('withheld_keys', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
                 ('header_expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('header_erased_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
@@ -110,7 +110,7 @@ class Migration(migrations.Migration):
                 ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('deletion_reason', fields.CharEnumField(null=True, description='EXPIRED: EXPIRED\nOWNER_REQUEST: OWNER_REQUEST\nMODEL_DELETED: MODEL_DELETED', enum_type=DeletionReason, max_length=16)),
             ],
-            options={'table': 'model_files', 'app': 'models', 'indexes': [Index(fields=['version', 'id'], name='file_version'), Index(fields=['status', 'header_expires_at'], name='file_status_header'), Index(fields=['owner', 'status'], name='file_owner')], 'pk_attr': 'id', 'table_description': 'A weights file (safetensors) of a model version.'},
+            options={'table': 'model_files', 'app': 'models', 'indexes': [Index(fields=['version_id', 'id'], name='file_version'), Index(fields=['status', 'header_expires_at'], name='file_status_header'), Index(fields=['owner_id', 'status'], name='file_owner')], 'pk_attr': 'id', 'table_description': 'A weights file (safetensors) of a model version.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -121,7 +121,7 @@ class Migration(migrations.Migration):
                 ('tag', fields.CharField(max_length=32)),
                 ('position', fields.SmallIntField(default=0)),
             ],
-            options={'table': 'model_tags', 'app': 'models', 'unique_together': (('model', 'tag'),), 'indexes': [Index(fields=['tag', 'model'], name='tag_models')], 'pk_attr': 'id'},
+            options={'table': 'model_tags', 'app': 'models', 'unique_together': (('model', 'tag'),), 'indexes': [Index(fields=['tag', 'model_id'], name='tag_models')], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.AlterField(
@@ -170,7 +170,7 @@ class Migration(migrations.Migration):
         ),
         ops.AddIndex(
             model_name='ModelVersion',
-            index=Index(fields=['model', 'base_model'], name='version_base_model'),
+            index=Index(fields=['model_id', 'base_model'], name='version_base_model'),
         ),
         ops.RunPython(search_index),
     ]

@@ -55,7 +55,7 @@ from graph import ids
 from graph.app import create_app
 from jobs.scheduler import NoScheduler
 from storage.config import load_settings
-from tests.conftest import make_safetensors, make_zip
+from tests.conftest import database_env, make_safetensors, make_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("LORASHELF_FUZZ_EXAMPLES", "") or 300)
@@ -168,17 +168,21 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def target(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Target]:
     data_dir = tmp_path_factory.mktemp("fuzz") / "var"
-    app_settings = load_settings({"LORASHELF_DATA_DIR": str(data_dir), **FUZZ_ENV})
-    # The app's own lifespan migrates and connects, on schemathesis' event loop thread.
-    app = create_app(app_settings, scheduler=NoScheduler(), manage_database=True)
-    try:
-        schema = schemathesis.graphql.from_asgi("/graphql", app)
-        with schemathesis_asgi.get_client(app) as client:
-            yield Target(schema=schema, client=client, data_dir=data_dir)
-    finally:
-        schemathesis_asgi.shutdown_lifespans()  # the app's lifespan ends: database closed
+    with database_env(request) as database:
+        env = {"LORASHELF_DATA_DIR": str(data_dir), **database, **FUZZ_ENV}
+        app_settings = load_settings(env)
+        # The app's own lifespan migrates and connects, on schemathesis' event loop thread.
+        app = create_app(app_settings, scheduler=NoScheduler(), manage_database=True)
+        try:
+            schema = schemathesis.graphql.from_asgi("/graphql", app)
+            with schemathesis_asgi.get_client(app) as client:
+                yield Target(schema=schema, client=client, data_dir=data_dir)
+        finally:
+            schemathesis_asgi.shutdown_lifespans()  # the app's lifespan ends: database closed
 
 
 # Checks ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 from safetensors.numpy import load
 
 from jobs.tasks import erase_header, sweep
+from storage import db
 from storage.config import Settings
 from storage.safetensors import TRAINING_DATA_KEYS
 from tests.conftest import (
@@ -26,6 +27,7 @@ from tests.conftest import (
     MutableClock,
     Person,
     at,
+    database_contents,
     make_safetensors,
     make_zip,
     raw_id,
@@ -143,22 +145,30 @@ def secrets_in(data: bytes) -> list[str]:
     return [s for s, b in zip(SECRETS, SECRET_BYTES, strict=True) if b in data]
 
 
-def files_holding_secrets(root: Path) -> dict[Path, list[str]]:
-    """Every file under ``root`` (database, -wal/-shm, blobs, temp files...) that holds a
-    secret value as bytes."""
+def files_holding_secrets(settings: Settings) -> dict[Path, list[str]]:
+    """Every file under the data directory (database, -wal/-shm, blobs, temp files...)
+    that holds a secret value as bytes, and on PostgreSQL the database's rows (keyed
+    ``Path("<postgresql>")``)."""
     found: dict[Path, list[str]] = {}
-    for path in sorted(root.rglob("*")):
+    for path in sorted(settings.data_dir.rglob("*")):
         if path.is_file():
             held = secrets_in(path.read_bytes())
             if held:
                 found[path] = held
+    if db.is_postgres(settings.database_url):
+        held = secrets_in(database_contents(settings))
+        if held:
+            found[Path("<postgresql>")] = held
     return found
 
 
-def database_files(root: Path) -> list[Path]:
-    files = [p for p in root.rglob("*") if p.is_file() and ".sqlite" in p.name]
-    assert files, f"no SQLite file under {root}"
-    return files
+def database_bytes(settings: Settings) -> list[bytes]:
+    """What the database keeps: each SQLite file, or PostgreSQL's rows as text."""
+    if db.is_postgres(settings.database_url):
+        return [database_contents(settings)]
+    files = [p for p in settings.data_dir.rglob("*") if p.is_file() and ".sqlite" in p.name]
+    assert files, f"no SQLite file under {settings.data_dir}"
+    return [path.read_bytes() for path in files]
 
 
 def assert_same_tensors(a: bytes, b: bytes) -> None:
@@ -331,14 +341,14 @@ async def test_secret_values_live_only_in_the_original_header_blob(
         await file_view(api, file_id, who)
         await download(api, file_id, who)
     # when every file under the data directory is searched for the secret values
-    holding = files_holding_secrets(settings.data_dir)
+    holding = files_holding_secrets(settings)
     # then exactly one holds them: the original header, nothing more (not the database,
     # its journal, the public header or the tensor data)
     assert len(holding) == 1, holding
     (path,) = holding
     assert path.read_bytes() == LORA[: header_end(LORA)]
-    for db_file in database_files(settings.data_dir):
-        assert secrets_in(db_file.read_bytes()) == [], db_file
+    for held in database_bytes(settings):
+        assert secrets_in(held) == []
 
 
 async def test_access_to_the_keys_ends_at_the_window_not_when_the_job_runs(
@@ -398,8 +408,8 @@ async def test_sweep_erases_the_keys_from_every_byte(
     assert "ss_tag_frequency" in erased[0]["detail"]
     assert secrets_in(erased[0]["detail"].encode()) == []
     # and no file under the data directory holds any secret value any more
-    assert files_holding_secrets(settings.data_dir) == {}
-    database_files(settings.data_dir)  # the database was among the files searched
+    assert files_holding_secrets(settings) == {}
+    assert all(secrets_in(held) == [] for held in database_bytes(settings))
     # and running the job again changes nothing
     assert await erase_header(ctx, await raw_id(file_id, "ModelFile")) is False
     assert (await sweep(ctx)).get("headers_erased") is None
@@ -427,7 +437,7 @@ async def test_erase_header_job_waits_for_the_window(
     view = await file_view(api, file_id, alice)
     assert at(view["headerErasedAt"]) == expires_at
     public_file_of(LORA, await download(api, file_id, alice))
-    assert files_holding_secrets(settings.data_dir) == {}
+    assert files_holding_secrets(settings) == {}
     kinds = [e["kind"] for e in (await dataset_view(api, dataset_id, alice))["events"]]
     assert kinds.count("HEADER_ERASED") == 1
 
@@ -533,7 +543,7 @@ async def test_no_dataset_keys_withheld_until_publish_plus_retention(
     assert at(owner["headerErasedAt"]) == window_end
     assert metadata_of(owner) == PUBLIC_METADATA
     public_file_of(LORA, await download(api, file_id, alice))
-    assert files_holding_secrets(settings.data_dir) == {}
+    assert files_holding_secrets(settings) == {}
 
 
 # 5. A draft --------------------------------------------------------------------
@@ -567,7 +577,7 @@ async def test_draft_with_private_dataset_erased_at_the_draft_window(
     assert owner["headerErasedAt"] is not None
     assert metadata_of(owner) == PUBLIC_METADATA
     public_file_of(LORA, await download(api, file_id, alice))
-    assert files_holding_secrets(settings.data_dir) == {}
+    assert files_holding_secrets(settings) == {}
     kinds = [e["kind"] for e in (await dataset_view(api, dataset_id, alice))["events"]]
     assert "HEADER_ERASED" in kinds
 
@@ -771,4 +781,4 @@ async def test_abandoned_public_dataset_upload_does_not_keep_a_drafts_keys_forev
     owner = await file_view(api, file_id, alice)
     assert owner["headerErasedAt"] is not None, owner["headerExpiresAt"]
     assert metadata_of(owner) == PUBLIC_METADATA
-    assert files_holding_secrets(settings.data_dir) == {}
+    assert files_holding_secrets(settings) == {}

@@ -6,14 +6,13 @@ error before the body is parsed."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 import httpx
 import pytest
 
 from storage.config import Settings
-from tests.conftest import Api
+from tests.conftest import Api, sql_behind_the_back
 
 
 def refused(body: dict[str, Any]) -> dict[str, Any]:
@@ -308,9 +307,7 @@ async def test_unexpected_errors_are_masked_with_a_request_id(
 ) -> None:
     # given a database broken behind the server's back
     owner = await api.sign_up("alice")
-    database = settings.database_url.removeprefix("sqlite://")
-    with sqlite3.connect(database) as connection:
-        connection.execute("DROP TABLE notifications")
+    sql_behind_the_back(settings, "DROP TABLE notifications")
     # when a query needs it
     caplog.set_level(logging.ERROR, logger="lorashelf.errors")
     response = await api.http.post(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import make_safetensors, make_zip
 from tests.processes import serve
@@ -25,6 +26,9 @@ def gql(
     return body["data"]
 
 
+@pytest.mark.sqlite_only(
+    reason="with no configuration at all the database is the SQLite file serve creates"
+)
 def test_first_start_with_no_configuration_serves_the_walkthrough(tmp_path: Path) -> None:
     # given an empty directory and no configuration at all
     with serve({}, cwd=tmp_path) as server:

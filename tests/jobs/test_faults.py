@@ -10,7 +10,8 @@ The bounds are the named constants below, each with why it is what it is. Window
 seconds long; ``LORASHELF_SWEEP_INTERVAL`` is a minute wherever a test proves the
 exact-time paths (a minute-long sweep cannot be what deleted something on time).
 
-A few observations need the database file itself: which rows a killed process left
+A few observations need the database itself (the SQLite file; with --db=postgres the
+test's PostgreSQL database): which rows a killed process left
 claimed (``DELETING``) and when it claimed them, the clock mark. They are read
 read-only; the one edit (test 6) simulates a wall clock stepping back, which a test
 cannot do to the real clock.
@@ -46,6 +47,7 @@ import httpx
 import pytest
 
 from graph import ids
+from tests import postgres, processes
 from tests.conftest import dataset_blobs, make_safetensors
 from tests.processes import (
     LORASHELF,
@@ -131,7 +133,10 @@ def database(data_dir: Path) -> Path:
 
 
 def read_db(data_dir: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """A read-only query on the database file (observation only)."""
+    """A read-only query on the database file (observation only); with --db=postgres on
+    the test's PostgreSQL database."""
+    if processes.test_database_url is not None:
+        return postgres.query(processes.test_database_url(), sql, args)
     con = sqlite3.connect(f"file:{database(data_dir)}?mode=ro", uri=True, timeout=30)
     try:
         return con.execute(sql, args).fetchall()
@@ -147,11 +152,16 @@ class Row:
     deleted_at: datetime | None
 
 
+def as_time(value: str | datetime) -> datetime:
+    """A stored instant: SQLite keeps ISO text, PostgreSQL gives a datetime."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
 def dataset_rows(data_dir: Path) -> dict[str, Row]:
     """Every dataset row by its global ID, as the database holds it."""
 
-    def moment(value: str | None) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value)
+    def moment(value: str | datetime | None) -> datetime | None:
+        return value if value is None or isinstance(value, datetime) else as_time(value)
 
     rows = read_db(
         data_dir,
@@ -925,13 +935,16 @@ def private_drafts(owner: Owner, count: int, threads: int = 4) -> list[Tracked]:
     """``count`` drafts' private datasets, uploaded in parallel (a draft's window is the
     draft lifetime from its upload)."""
     model = owner.create_model()
-    with ThreadPoolExecutor(threads) as pool:
-        drafts = list(pool.map(lambda _: draft(owner, model, weights=False), range(count)))
-    tracked = []
-    for each in drafts:
+
+    def tracked(_: int) -> Tracked:
+        # the owner's view right after the upload: the window is open (all thirty
+        # uploads can take longer than the first window on a loaded machine)
+        each = draft(owner, model, weights=False)
         view = owner.dataset(each.dataset_id)
-        tracked.append(Tracked(each.dataset_id, parse_time(view["expiresAt"]), view["downloadUrl"]))
-    return tracked
+        return Tracked(each.dataset_id, parse_time(view["expiresAt"]), view["downloadUrl"])
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(tracked, range(count)))
 
 
 def frozen_through_expiry_then_killed(
@@ -1405,7 +1418,7 @@ def test_a_clock_stepped_back_across_a_restart_does_not_reopen_access(tmp_path: 
         first_tombstone = wait_for_deletion(owner, ended.dataset_id, timeout=3 + 4)
         # (the sweep keeps the mark once it has deleted what was due)
         wait_for(
-            lambda: datetime.fromisoformat(read_db(data_dir, MARK)[0][0]) >= ended.expires_at,
+            lambda: as_time(read_db(data_dir, MARK)[0][0]) >= ended.expires_at,
             timeout=3,
             what="the clock mark to pass the window's end",
         )
@@ -1414,14 +1427,17 @@ def test_a_clock_stepped_back_across_a_restart_does_not_reopen_access(tmp_path: 
     # when the wall clock steps back: an hour and a half ahead, as far as any process saw,
     # now lies in the past (simulated by moving the mark forward across the restart)
     stepped = kept_expires + timedelta(minutes=30)
-    con = sqlite3.connect(database(data_dir))
-    try:
-        with con:
-            (text,) = con.execute(MARK).fetchone()
-            as_stored = stepped.isoformat(sep=" " if " " in text else "T")
-            con.execute("UPDATE clock_marks SET at = ?", (as_stored,))
-    finally:
-        con.close()
+    if processes.test_database_url is not None:
+        postgres.query(processes.test_database_url(), "UPDATE clock_marks SET at = ?", (stepped,))
+    else:
+        con = sqlite3.connect(database(data_dir))
+        try:
+            with con:
+                (text,) = con.execute(MARK).fetchone()
+                as_stored = stepped.isoformat(sep=" " if " " in text else "T")
+                con.execute("UPDATE clock_marks SET at = ?", (as_stored,))
+        finally:
+            con.close()
 
     with serve(env, cwd=tmp_path) as second:
         owner.url = second.url
