@@ -74,7 +74,10 @@ class PageInfo:
 
 
 def _sealed(root: Edge[Any]) -> str:
-    return root.sealer(root.position)
+    # Sealing is randomised: seal once, so endCursor and the last edge's cursor agree.
+    if root.sealed is None:
+        root.sealed = root.sealer(root.position)
+    return root.sealed
 
 
 @strawberry.type(description="One item of a connection, with its cursor.")
@@ -84,6 +87,7 @@ class Edge(Generic[T]):
     node: T = strawberry.field(description="The item.")
     position: strawberry.Private[Any] = None
     sealer: strawberry.Private[Callable[[Any], str]] = str
+    sealed: strawberry.Private[str | None] = None
 
 
 @strawberry.type(description="A page of items (Relay connection).")
