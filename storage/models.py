@@ -187,7 +187,11 @@ class ModelVersion(Model):
 
     class Meta:
         table = "model_versions"
-        indexes = (Index(fields=("model_id", "base_model"), name="version_base_model"),)
+        indexes = (
+            Index(fields=("model_id", "base_model"), name="version_base_model"),
+            # The catalogue's baseModel filter starts from the base model.
+            Index(fields=("base_model", "model_id"), name="base_model_versions"),
+        )
 
 
 class TrainingDataset(Model):
@@ -274,6 +278,8 @@ class DatasetEvent(Model):
 
     class Meta:
         table = "dataset_events"
+        # A dataset's history, and the pruning each new event does, seek by dataset.
+        indexes = (Index(fields=("dataset_id", "kind", "id"), name="event_dataset_kind"),)
 
 
 class ModelFile(Model):
