@@ -36,6 +36,8 @@ def test_serve_prints_one_banner_that_says_where_everything_is(tmp_path: Path) -
         "LORASHELF_REMINDERS": "10m",
         "LORASHELF_CORS_ORIGINS": APP,
         "LORASHELF_INTROSPECTION": "false",
+        # the embedded default's database, whichever backend the suite runs on
+        "LORASHELF_DATABASE_URL": f"sqlite://{data_dir / 'lorashelf.sqlite3'}",
     }
     # when lorashelf serve starts
     with serve(env, cwd=tmp_path) as server:
