@@ -92,7 +92,7 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     rt = Runtime(
         settings=settings,
         clock=SteadyClock(),
-        blobs=open_blob_store(settings.blob_url),
+        blobs=open_blob_store(settings),
         scheduler=NoScheduler(),
         notifier=InAppNotifier(),
     )
