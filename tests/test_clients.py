@@ -51,10 +51,11 @@ def test_the_generated_python_client_runs_against_a_live_server(tmp_path: Path) 
     # given ariadne-codegen in its own virtualenv (it pins graphql-core < 3.3)
     assert (CODEGEN / "ariadne-codegen").exists(), "run scripts/test: it makes .venv-codegen"
     # when the client is generated from the committed config, schema and operations
-    work = tmp_path / "docs" / "clients" / "python"
+    clients = tmp_path / "docs" / "clients"
     shutil.copytree(
-        ROOT / "docs" / "clients" / "python", work, ignore=shutil.ignore_patterns("lorashelf_client")
+        ROOT / "docs" / "clients", clients, ignore=shutil.ignore_patterns("lorashelf_client")
     )
+    work = clients / "python"
     shutil.copy(ROOT / "schema.graphql", tmp_path / "schema.graphql")
     generated = subprocess.run(
         [str(CODEGEN / "ariadne-codegen")],

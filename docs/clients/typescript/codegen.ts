@@ -12,7 +12,7 @@ import type { CodegenConfig } from "@graphql-codegen/cli";
 
 const config: CodegenConfig = {
   schema: "schema.graphql",
-  documents: ["docs/clients/typescript/operations.graphql"],
+  documents: ["docs/clients/operations.graphql"],
   generates: {
     "src/gql/": {
       preset: "client",
