@@ -24,6 +24,8 @@ from pathlib import Path
 
 from common import BASE_ENV, PYTHON, ROOT, child_env
 
+from storage.models import BaseModel
+
 SHARDS = 256
 
 
@@ -301,17 +303,7 @@ TAGS = [
     "celebrity",
     "tool",
 ]
-BASE_MODELS = (
-    "SD_1_5",
-    "SD_2_1",
-    "SDXL_1_0",
-    "PONY",
-    "ILLUSTRIOUS",
-    "SD_3_5",
-    "FLUX_1_D",
-    "FLUX_1_S",
-    "OTHER",
-)
+BASE_MODELS = tuple(m.value for m in BaseModel)  # the app's own list, in its order
 
 
 def catalogue(data_dir: Path, models: int) -> dict[str, object]:

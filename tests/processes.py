@@ -195,7 +195,12 @@ class Worker:
 
 @contextmanager
 def worker(
-    env: Mapping[str, str], cwd: Path, *, wait: bool = True, args: Sequence[str] = ()
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    wait: bool = True,
+    args: Sequence[str] = (),
+    ready_within: float = 20,
 ) -> Iterator[Worker]:
     """Run `lorashelf worker` (with ``args``) until the block ends; by default wait until
     it is ready."""
@@ -211,7 +216,7 @@ def worker(
     running = Worker(proc, log)
     try:
         if wait:
-            running.wait_ready()
+            running.wait_ready(timeout=ready_within)
         yield running
     except BaseException:
         print(f"--- {log.name} (last lines) ---\n{log_tail(log)}")

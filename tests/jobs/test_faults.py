@@ -50,13 +50,10 @@ from graph import ids
 from tests import postgres, processes
 from tests.conftest import dataset_blobs, make_safetensors
 from tests.processes import (
-    LORASHELF,
     Owner,
     Published,
     RedisServer,
     Server,
-    Worker,
-    child_env,
     finished_tombstone,
     log_tail,
     lorashelf,
@@ -329,29 +326,6 @@ def kill_redis(redis: RedisServer) -> None:
     redis.proc = None
 
 
-@contextmanager
-def worker_with(env: Mapping[str, str], cwd: Path, *args: str) -> Iterator[Worker]:
-    """`lorashelf worker` with extra arguments, until the block ends (ready first)."""
-    log = cwd / f"worker-args-{os.getpid()}-{next(_names)}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [*LORASHELF, "worker", *args],
-            cwd=cwd,
-            env=child_env(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = Worker(proc, log)
-    try:
-        running.wait_ready(timeout=30)
-        yield running
-    except BaseException:
-        print(f"--- {log.name} (last lines) ---\n{log_tail(log)}")
-        raise
-    finally:
-        running.stop()
-
-
 def worker_check(env: Mapping[str, str], cwd: Path) -> int:
     return lorashelf("worker", "--check", env=env, cwd=cwd).returncode
 
@@ -546,7 +520,7 @@ def test_datasets_published_during_and_just_after_a_redis_outage_are_deleted_on_
 
 def test_worker_with_exit_on_redis_loss_exits_non_zero(tmp_path: Path, redis: RedisServer) -> None:
     env = site(tmp_path / "var", LORASHELF_REDIS_URL=redis.url)
-    with worker_with(env, tmp_path, "--exit-on-redis-loss") as running:
+    with worker(env, tmp_path, args=("--exit-on-redis-loss",), ready_within=30) as running:
         # when Redis dies
         kill_redis(redis)
         killed = time.monotonic()
