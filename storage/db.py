@@ -114,8 +114,10 @@ async def migrate(database_url: str) -> None:
     nothing left to do."""
     _forget_statements()
     if not is_postgres(database_url):
-        await _migrate(config=tortoise_config(database_url))
-        await _close_quietly()
+        try:
+            await _migrate(config=tortoise_config(database_url))
+        finally:  # also after a failure: an open SQLite connection keeps a thread alive
+            await _close_quietly()
         return
     import asyncpg  # PostgreSQL only
 
