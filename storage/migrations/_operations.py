@@ -9,6 +9,19 @@ in a new module.
 from tortoise.migrations import operations as ops
 
 
+async def table_exists(client, table):
+    """Whether the database has a table of this name (in the current schema)."""
+    if client.capabilities.dialect == "sqlite":
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        query = (
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = $1"
+        )
+    _, rows = await client.execute_query(query, [table])
+    return bool(rows)
+
+
 async def has_rows(client, table):
     """Whether ``table`` has at least one row."""
     _, rows = await client.execute_query(f'SELECT 1 FROM "{table}" LIMIT 1')
