@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from tests import postgres, processes, releases
-from tests.conftest import make_safetensors, make_zip, missing_id
+from tests.conftest import make_safetensors, make_zip, migrate_to, missing_id
 from tests.processes import gql, now_utc, parse_time
 
 # Mains that ran in the field before releases began (first deployments; the last
@@ -344,7 +344,7 @@ def _upgrade(
             # never ran on PostgreSQL (nothing was written). Its rows on PostgreSQL are
             # made with that one index corrected: today's 0001, otherwise the same.
             assert migrated.returncode != 0 and 'column "owner" does not exist' in migrated.stderr
-            _apply_first_migration(database_url)
+            migrate_to(database_url, "0001_initial")
         else:
             assert migrated.returncode == 0, migrated.stderr
     written = Written(features)
@@ -362,21 +362,6 @@ def _upgrade(
     crossing = by_version(view)["v6-mid-window"]["trainingDataset"]
     assert crossing["status"] == "AVAILABLE" and now_utc() < parse_time(crossing["expiresAt"])
     return Upgrade(label, commit, written, server, data_dir, database_url, started_at)
-
-
-def _apply_first_migration(database_url: str) -> None:
-    from tortoise import Tortoise
-    from tortoise.migrations.api.migrate import migrate
-
-    from storage import db
-
-    async def first() -> None:
-        try:
-            await migrate(config=db.tortoise_config(database_url), target="models.0001_initial")
-        finally:
-            await Tortoise.close_connections()
-
-    postgres.run_async(first)
 
 
 @pytest.fixture(scope="module")
