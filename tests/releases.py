@@ -134,7 +134,7 @@ def last_release() -> Release:
             return release
     raise ReleaseUnknown(
         "no release found: no vX.Y.Z tag is reachable from HEAD and no commit recorded in "
-        f"{RECORD.relative_to(ROOT)} is in this clone's history (fetch the tags: "
+        f"{os.path.relpath(RECORD, ROOT)} is in this clone's history (fetch the tags: "
         "git fetch --tags; or the history: git fetch --unshallow)"
     )
 
