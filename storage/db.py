@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
 import os
 import sys
@@ -193,6 +195,17 @@ async def migration_state(database_url: str) -> MigrationState:
         return await _state(executor)
 
 
+def _sqlite_lock_path(database_url: str) -> str | None:
+    """The file whose lock SQLite's migrations take, beside the database (processes of
+    one host starting together take turns, as PostgreSQL's advisory lock makes them)."""
+    path = str(expand_db_url(_normalise(database_url))["credentials"]["file_path"])
+    if path == ":memory:":
+        return None
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".{name}.migrating")
+
+
 def _no_sqlite_file(database_url: str) -> bool:
     """Whether this is a SQLite database whose file does not exist (yet)."""
     if is_postgres(database_url):
@@ -208,11 +221,16 @@ async def migrate(database_url: str) -> tuple[str, ...]:
     this code does not know: a newer lorashelf migrated it, and older code could
     misread what it wrote.
 
-    On PostgreSQL an advisory lock makes processes that start together (several
-    ``serve`` and ``worker``) take turns: the first applies them, the others find
-    nothing left to do."""
+    Processes that start together (several ``serve`` and ``worker``) take turns, under
+    an advisory lock on PostgreSQL, a file lock beside a SQLite database: the first
+    applies them, the others find nothing left to do."""
     if not is_postgres(database_url):
-        return await _apply(database_url)
+        lock_path = _sqlite_lock_path(database_url)
+        if lock_path is None:
+            return await _apply(database_url)
+        with open(lock_path, "a") as held:  # noqa: ASYNC230 - an empty file, opened once
+            await asyncio.to_thread(fcntl.flock, held, fcntl.LOCK_EX)
+            return await _apply(database_url)  # closing the file releases the lock
     import asyncpg  # PostgreSQL only
 
     credentials = expand_db_url(_normalise(database_url))["credentials"]
