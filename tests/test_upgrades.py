@@ -438,13 +438,22 @@ def by_version(view: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in models[0]["versions"]}
 
 
+def instant(value: Any) -> datetime | None:
+    """A DateTime of the API (ISO 8601 with an offset), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def times_equal(before: Any, after: Any) -> bool:
     """Equal values, DateTimes compared as instants (to the microsecond)."""
-    if isinstance(before, str) and isinstance(after, str):
-        try:
-            return parse_time(before) == parse_time(after)
-        except ValueError:
-            pass
+    then, now = instant(before), instant(after)
+    if then is not None and now is not None:
+        return then == now
     return bool(before == after)
 
 
