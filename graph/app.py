@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from graph import graphiql
+from graph import graphiql, webapp
 from graph.cache import AnonymousCache, Generation
 from graph.context import Context, Loaders, Services
 from graph.cors import Cors, NoCors
@@ -274,6 +274,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),  # keep internal (README)
+        Mount(webapp.URL_PREFIX, webapp.WebApp()),  # the web app, if built (web/)
     ]
     if settings.graphiql:
         routes.append(Mount(graphiql.URL_PREFIX, StaticFiles(directory=graphiql.STATIC_DIR)))
