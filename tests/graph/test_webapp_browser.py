@@ -17,13 +17,13 @@ without them.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import os
-import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,18 @@ from tests.graph.test_graphiql_browser import (
     network_events,
     requested_urls,
 )
-from tests.processes import ROOT, Owner, gql, parse_time, serve, wait_for, zip_bytes
+from tests.processes import (
+    ROOT,
+    Owner,
+    free_port,
+    gql,
+    parse_time,
+    serve,
+    wait_for,
+    zip_bytes,
+)
+from tests.web import WEB, built_app, gzipped_bundle
 
-WEB = ROOT / "web"
-DIST = WEB / "dist"
 SCREENSHOTS = ROOT / "docs" / "web"
 AXE = WEB / "node_modules" / "axe-core" / "axe.min.js"
 BUNDLE_BUDGET = 150 * 1024  # bytes, gzipped: everything the page loads
@@ -62,57 +70,6 @@ LOCALE = "en-GB"
 PHONE = (390, 844)
 PAGE = 20  # the catalogue's page size (web/src/pages/Catalogue.tsx)
 PASSWORD = "correct horse battery"
-
-# What the build reads: a newer one of these means the build is stale.
-SOURCES = ("src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "codegen.ts", "tsconfig.json")
-
-
-# Building -------------------------------------------------------------------------
-
-
-def _newest(paths: list[Path]) -> float:
-    newest = 0.0
-    for path in paths:
-        if path.is_dir():
-            for child in path.rglob("*"):
-                if child.is_file() and "gql" not in child.relative_to(path).parts[:1]:
-                    newest = max(newest, child.stat().st_mtime)
-        elif path.exists():
-            newest = max(newest, path.stat().st_mtime)
-    return newest
-
-
-def _npm(*args: str) -> None:
-    done = subprocess.run(
-        ["npm", *args], cwd=WEB, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, f"npm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-
-
-def built_app() -> Path:
-    """web/dist, built now unless a build newer than every source is there."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail(
-            "Node.js 20.19+ and npm are needed to build the web app (web/): install them "
-            "(https://nodejs.org); scripts/test then builds it"
-        )
-    index = DIST / "index.html"
-    sources = [WEB / name for name in SOURCES] + [ROOT / "schema.graphql"]
-    if not index.exists() or _newest(sources) > index.stat().st_mtime:
-        if not (WEB / "node_modules" / ".package-lock.json").exists():
-            _npm("ci", "--no-audit", "--no-fund", "--loglevel=error")
-        _npm("run", "build", "--silent")
-    assert index.exists(), "the build wrote no index.html"
-    return DIST
-
-
-def gzipped_bundle(dist: Path) -> dict[str, int]:
-    """Every file the page loads, gzipped (level 9, as a server would send it)."""
-    return {
-        path.relative_to(dist).as_posix(): len(gzip.compress(path.read_bytes(), 9))
-        for path in sorted(dist.rglob("*"))
-        if path.is_file()
-    }
 
 
 # The browser ------------------------------------------------------------------------
@@ -158,7 +115,9 @@ def as_viewer(driver: WebDriver) -> None:
     """This tab: the viewer's zone and locale, and a record of CSP violations."""
     driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ZONE})
     driver.execute_cdp_cmd("Emulation.setLocaleOverride", {"locale": LOCALE})
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS}
+    )
 
 
 def by_id(driver: WebDriver, element_id: str) -> WebElement:
@@ -204,8 +163,10 @@ def sign_up(driver: WebDriver, base: str, username: str) -> None:
     by_id(driver, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     wait_for(
-        lambda: driver.find_elements(By.CLASS_NAME, "who")
-        and driver.find_element(By.CLASS_NAME, "who").text == username,
+        lambda: (
+            driver.find_elements(By.CLASS_NAME, "who")
+            and driver.find_element(By.CLASS_NAME, "who").text == username
+        ),
         timeout=15,
         what=f"{username} signed in",
     )
@@ -253,7 +214,13 @@ def shoot(driver: WebDriver, name: str, max_height: int = 1400) -> None:
         {
             "format": "png",
             "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": min(size["height"], max_height), "scale": 1},
+            "clip": {
+                "x": 0,
+                "y": 0,
+                "width": width,
+                "height": min(size["height"], max_height),
+                "scale": 1,
+            },
         },
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -333,6 +300,13 @@ def local(moment: datetime) -> datetime:
 # The test ---------------------------------------------------------------------------
 
 
+# Run once, on the default backend: the app sees only the API, which the rest of the
+# suite runs on both databases; a browser story costs CI half a minute.
+pytestmark = pytest.mark.sqlite_only(
+    reason="a browser story of the web app; the API beneath it is tested on both databases"
+)
+
+
 def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDriver) -> None:
     started = time.monotonic()
     dist = built_app()
@@ -407,7 +381,8 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         puts = [
             e["params"]["request"]["url"]
             for e in events
-            if e["method"] == "Network.requestWillBeSent" and e["params"]["request"]["method"] == "PUT"
+            if e["method"] == "Network.requestWillBeSent"
+            and e["params"]["request"]["method"] == "PUT"
         ]
         assert len(puts) == 2 and all("/uploads/" in u for u in puts), puts
         model_url = browser.current_url
@@ -436,7 +411,9 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
 
         # then the label says who can see it and when it goes, in the viewer's zone
         label = marked(browser, "dataset-label")[0]
-        assert label.text.startswith("PRIVATE Private: only you can see this. Deleted automatically on "), label.text
+        assert label.text.startswith(
+            "PRIVATE Private: only you can see this. Deleted automatically on "
+        ), label.text
         when = label.find_element(By.TAG_NAME, "time")
         assert parse_time(when.get_attribute("datetime")) == expires_at
         shown = local(expires_at)
@@ -497,7 +474,9 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         assert "Download it before" in banner.text, banner.text
         assert banner.find_element(By.TAG_NAME, "a").text == f"Download {dataset['filename']}"
         wait_for(
-            lambda: browser.find_element(By.CSS_SELECTOR, '[data-testid="unread-count"]').text == "1",
+            lambda: (
+                browser.find_element(By.CSS_SELECTOR, '[data-testid="unread-count"]').text == "1"
+            ),
             timeout=10,
             what="the bell to count one unread notification",
         )
@@ -519,7 +498,9 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
             what="the tombstone label",
         )
         label = marked(browser, "dataset-label")[0]
-        assert label.text.startswith("DELETED Deleted on ") and label.text.endswith("(expired)."), label.text
+        assert label.text.startswith("DELETED Deleted on ") and label.text.endswith("(expired)."), (
+            label.text
+        )
         assert marked(browser, "deletion-banner") == []
         assert not browser.find_elements(By.XPATH, f"//a[.='Download {dataset['filename']}']")
 
@@ -543,7 +524,9 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         shoot(browser, "notifications")
         browser.find_element(By.XPATH, "//button[.='Mark all as read']").click()
         wait_for(
-            lambda: browser.find_element(By.CSS_SELECTOR, '[data-testid="unread-count"]').text == "0",
+            lambda: (
+                browser.find_element(By.CSS_SELECTOR, '[data-testid="unread-count"]').text == "0"
+            ),
             timeout=10,
             what="no unread notifications",
         )
@@ -560,7 +543,11 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         wait_for(lambda: cards(browser) == PAGE, timeout=15, what="a first page of models")
         browser.find_element(By.ID, "search").send_keys("cats")
         # then only the matching model is left (and the search is in the address)
-        wait_for(lambda: "q=cats" in browser.current_url and cards(browser) == 1, timeout=15, what="the search")
+        wait_for(
+            lambda: "q=cats" in browser.current_url and cards(browser) == 1,
+            timeout=15,
+            what="the search",
+        )
         assert "Cats" in marked(browser, "catalogue")[0].text
         # when they scroll to the end of the whole catalogue, the next page comes by itself
         browser.get(f"{base}/app/")
@@ -607,12 +594,140 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
 
     # every page passed axe-core with no serious or critical violation
     assert {page: found for page, found in a11y.items() if found} == {}
-    assert set(a11y) == {"sign-in", "upload", "model", "catalogue", "banner", "datasets", "notifications"}
+    assert set(a11y) == {
+        "sign-in",
+        "upload",
+        "model",
+        "catalogue",
+        "banner",
+        "datasets",
+        "notifications",
+    }
     # nothing broke the pages' CSP, and nothing went to another host
     assert violations == {owner_tab: [], stranger_tab: []}
     urls = requested_urls(owner_events + stranger_events)
     assert urls
-    elsewhere = [u for u in urls if urlsplit(u).scheme not in LOCAL_SCHEMES and urlsplit(u).netloc != origin]
+    elsewhere = [
+        u for u in urls if urlsplit(u).scheme not in LOCAL_SCHEMES and urlsplit(u).netloc != origin
+    ]
     assert elsewhere == [], elsewhere
     assert [m for m in console if m["level"] == "SEVERE"] == [], console
     print(f"web app test: {time.monotonic() - started:.1f} s")
+
+
+@contextmanager
+def static_site(root: Path) -> Iterator[str]:
+    """A plain static file server (another origin than the API's) for a directory."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), timeout=10, what="the static file server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.TransportError:
+        return False
+
+
+def test_the_app_built_for_another_origin_works_there_through_cors(
+    tmp_path: Path, browser: WebDriver
+) -> None:
+    # given the app built with the API's URL, hosted by a plain file server elsewhere
+    built_app()  # node_modules and the typed client
+    api_port = free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    site = tmp_path / "site"
+    build = subprocess.run(
+        [
+            "npx",
+            "vite",
+            "build",
+            "--outDir",
+            str(site / "app"),
+            "--emptyOutDir",
+            "--logLevel",
+            "error",
+        ],
+        cwd=WEB,
+        env={**os.environ, "VITE_LORASHELF_API_URL": api},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    archive = tmp_path / "cats-dataset.zip"
+    archive.write_bytes(zip_bytes({"images/cat.txt": b"meow" * 500}))
+    weights = tmp_path / "cats.safetensors"
+    weights.write_bytes(make_safetensors())
+    with static_site(site) as app:
+        # and the API allowing that origin (LORASHELF_CORS_ORIGINS), a short window
+        env = {
+            "LORASHELF_DATA_DIR": str(tmp_path / "var"),
+            "LORASHELF_CORS_ORIGINS": app,
+            "LORASHELF_PRIVATE_RETENTION": "8s",
+            "LORASHELF_REMINDERS": "4s",
+        }
+        with serve(env, cwd=tmp_path, port=api_port):
+            as_viewer(browser)
+            # when a creator signs up and uploads a model and a private dataset there
+            # (a plain file server has no fallback for the app's routes: start at /app/)
+            browser.get(f"{app}/app/")
+            heading(browser, "Models")
+            click_link(browser, "Sign in")
+            click_link(browser, "Create an account")
+            heading(browser, "Create an account")
+            by_id(browser, "username").send_keys(f"eve{os.getpid()}")
+            by_id(browser, "password").send_keys(PASSWORD)
+            browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+            wait_for(
+                lambda: browser.find_elements(By.CLASS_NAME, "who"), timeout=15, what="signed in"
+            )
+            click_link(browser, "Upload")
+            heading(browser, "Upload a model")
+            notice = gql(api, "{ retentionPolicy { notice } }")["retentionPolicy"]["notice"]
+            assert (
+                browser.find_element(By.CSS_SELECTOR, '[data-testid="policy-notice"]').text
+                == notice
+            )
+            by_id(browser, "name").send_keys("Cats")
+            Select(by_id(browser, "baseModel")).select_by_value("SD_1_5")
+            by_id(browser, "weights").send_keys(str(weights))
+            by_id(browser, "dataset").send_keys(str(archive))
+            browser.find_element(By.CSS_SELECTOR, "form.upload button[type=submit]").click()
+            # then the model page opens, and the reminder arrives over the API's WebSocket
+            wait_for(
+                lambda: "/app/models/m_" in browser.current_url, timeout=30, what="the model page"
+            )
+            wait_for(lambda: marked(browser, "dataset-label"), timeout=15, what="the label")
+            wait_for(lambda: marked(browser, "toast"), timeout=15, what="the live reminder")
+            events = network_events(browser)
+            console = browser.get_log("browser")
+            violations = browser.execute_script("return window.__cspViolations")
+
+    # and the calls went to the API's origin: GraphQL, both PUTs, the WebSocket
+    urls = requested_urls(events)
+    assert any(u == f"{api}/graphql" for u in urls), urls
+    uploads = [
+        e["params"]["request"]["method"]
+        for e in events
+        if e["method"] == "Network.requestWillBeSent"
+        and e["params"]["request"]["url"].startswith(f"{api}/uploads/")
+    ]
+    assert sorted(uploads) == ["OPTIONS", "OPTIONS", "PUT", "PUT"], uploads  # preflights
+    assert any(u.startswith(f"ws://127.0.0.1:{api_port}/graphql") for u in urls), urls
+    # and no CORS refusal or other error on the way
+    assert [m for m in console if m["level"] == "SEVERE"] == [], console
+    assert violations == []
