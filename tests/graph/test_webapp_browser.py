@@ -36,6 +36,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 
@@ -160,8 +161,7 @@ def sign_up(driver: WebDriver, base: str, username: str) -> None:
     driver.get(f"{base}/app/signup")
     heading(driver, "Create an account")
     by_id(driver, "username").send_keys(username)
-    by_id(driver, "password").send_keys(PASSWORD)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    by_id(driver, "password").send_keys(PASSWORD + Keys.ENTER)  # the keyboard submits
     wait_for(
         lambda: (
             driver.find_elements(By.CLASS_NAME, "who")
@@ -206,6 +206,7 @@ def fits(driver: WebDriver) -> bool:
 
 def shoot(driver: WebDriver, name: str, max_height: int = 1400) -> None:
     """docs/web/<name>.png: the whole page (up to max_height CSS pixels), not just the window."""
+    driver.execute_script("document.activeElement?.blur()")  # no focus ring in the picture
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics["cssContentSize"]
     width = metrics["cssLayoutViewport"]["clientWidth"]
@@ -343,12 +344,17 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         heading(browser, "Create an account")
         checked_page(browser, "sign-in", a11y)
         shoot(browser, "sign-in")
+        # (the first Tab reaches the link past the navigation)
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        assert browser.switch_to.active_element.text == "Skip to content"
         sign_up(browser, base, owner_name)
         token = token_of(browser)
 
         # and opens the upload form
         click_link(browser, "Upload")
         heading(browser, "Upload a model")
+        # (focus moves to the new page's heading, for keyboard and screen reader users)
+        assert browser.switch_to.active_element.tag_name == "h1"
         # then the policy sentence stands beside the sharing choice, exactly as the API says
         hint = browser.find_element(By.CSS_SELECTOR, '[data-testid="policy-notice"]')
         assert hint.text == notice

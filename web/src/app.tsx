@@ -138,7 +138,7 @@ function Page({ path, params }: { path: string; params: URLSearchParams }) {
 }
 
 export function App() {
-  const { path, params } = useRoute();
+  const { path, params, visit } = useRoute();
   const { token, ended } = useSession();
   const first = useRef(true);
 
@@ -150,14 +150,32 @@ export function App() {
     }
   }, [token, ended]);
 
-  // After an in-app navigation, focus moves to the new page's heading.
+  // After a visit to another page, focus moves to its heading (once the page has one:
+  // most load first), so keyboard and screen reader users start at the new page.
   useEffect(() => {
     if (first.current) {
       first.current = false;
       return;
     }
-    document.querySelector<HTMLElement>("main h1")?.focus();
-  }, [path, params.toString()]);
+    const main = document.getElementById("main");
+    if (!main) return;
+    const toHeading = () => {
+      const heading = main.querySelector<HTMLElement>("h1");
+      heading?.focus();
+      return heading !== null;
+    };
+    if (toHeading()) return;
+    main.focus();
+    const observer = new MutationObserver(() => {
+      if (document.activeElement !== main || toHeading()) observer.disconnect();
+    });
+    observer.observe(main, { childList: true, subtree: true });
+    const timer = setTimeout(() => observer.disconnect(), 10_000);
+    return () => {
+      observer.disconnect();
+      clearTimeout(timer);
+    };
+  }, [visit]);
 
   return (
     <>

@@ -8,6 +8,8 @@ const BASE = import.meta.env.BASE_URL.replace(/\/+$/, "");
 export interface Route {
   path: string;
   params: URLSearchParams;
+  /** Counts visits (links, back and forward), not in-place URL updates (replace). */
+  visit: number;
 }
 
 /** The URL of an app path ("/models/abc"). */
@@ -15,21 +17,30 @@ export function href(path: string): string {
   return BASE + path;
 }
 
+let visits = 0;
+
 function current(): Route {
   const { pathname, search } = location;
   const path = pathname.startsWith(BASE) ? pathname.slice(BASE.length) || "/" : "/";
-  return { path, params: new URLSearchParams(search) };
+  return { path, params: new URLSearchParams(search), visit: visits };
 }
 
 const listeners = new Set<() => void>();
-window.addEventListener("popstate", () => listeners.forEach((l) => l()));
+window.addEventListener("popstate", () => {
+  visits += 1;
+  listeners.forEach((l) => l());
+});
 
 export function navigate(path: string, { replace = false } = {}): void {
   const url = href(path);
   if (url === location.pathname + location.search) return;
-  if (replace) history.replaceState(null, "", url);
-  else history.pushState(null, "", url);
-  if (!replace) window.scrollTo(0, 0);
+  if (replace) {
+    history.replaceState(null, "", url);
+  } else {
+    history.pushState(null, "", url);
+    visits += 1;
+    window.scrollTo(0, 0);
+  }
   listeners.forEach((l) => l());
 }
 

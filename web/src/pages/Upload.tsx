@@ -389,7 +389,7 @@ export function Upload({ modelId }: { modelId: string | null }) {
             {visibility === "PRIVATE" && policy.withheldHeaderKeys.length > 0 && (
               <p class="hint">
                 Training details in the weights file's header ({policy.withheldHeaderKeys.slice(0, 3).join(", ")} and others) follow the
-                same choice: hidden from everybody else, and erased when the dataset is deleted.
+                same choice: hidden from everybody else, and erased when its window ends.
               </p>
             )}
           </fieldset>
