@@ -329,6 +329,8 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
     )
     archive = tmp_path / "cats-dataset.zip"
     archive.write_bytes(zip_bytes({"images/cat.txt": b"meow" * 500}))
+    pickled = tmp_path / "cats.ckpt"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
     env = {
         "LORASHELF_DATA_DIR": str(tmp_path / "var"),
         "LORASHELF_PRIVATE_RETENTION": f"{RETENTION}s",
@@ -384,6 +386,17 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         checked_page(browser, "upload", a11y)
         shoot(browser, "upload")
         network_events(browser)  # drain
+        # (first with a pickled checkpoint by mistake: refused, said beside the file field)
+        by_id(browser, "weights").send_keys(str(pickled))
+        browser.find_element(By.CSS_SELECTOR, "form.upload button[type=submit]").click()
+        refusal = wait_for(
+            lambda: browser.find_elements(By.ID, "weights-error"), timeout=15, what="the refusal"
+        )[0]
+        assert "safetensors" in refusal.text, refusal.text
+        assert by_id(browser, "weights").get_attribute("aria-invalid") == "true"
+        checked_page(browser, "upload-refused", a11y)
+        # (then with the real file: the draft made meanwhile is reused, not made twice)
+        by_id(browser, "weights").send_keys(str(weights))
         browser.find_element(By.CSS_SELECTOR, "form.upload button[type=submit]").click()
 
         # then both files go up (PUT, with progress) and the published model page opens
@@ -401,11 +414,14 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
         model_id = model_url.rsplit("/", 1)[1]
         owner_view = gql(
             base,
-            "query($id: ID!) { model(id: $id) { versions { publishedAt "
+            "query($id: ID!) { model(id: $id) { versions { publishedAt files { filename } "
             "trainingDataset { id filename expiresAt } } } }",
             {"id": model_id},
             token,
-        )["model"]["versions"][0]
+        )["model"]["versions"]
+        assert len(owner_view) == 1, owner_view
+        owner_view = owner_view[0]
+        assert [f["filename"] for f in owner_view["files"]] == ["cats.safetensors"]
         dataset = owner_view["trainingDataset"]
         published_at = parse_time(owner_view["publishedAt"])
         expires_at = parse_time(dataset["expiresAt"])
@@ -617,6 +633,7 @@ def test_a_creator_and_a_stranger_use_the_web_app(tmp_path: Path, browser: WebDr
     assert set(a11y) == {
         "sign-in",
         "upload",
+        "upload-refused",
         "model",
         "catalogue",
         "banner",

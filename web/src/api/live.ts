@@ -50,8 +50,10 @@ function connect(token: string | null): void {
     url: socketUrl(),
     connectionParams: { Authorization: `Bearer ${token}` },
     lazy: false,
+    // Keep trying for as long as the tab is open, at most 30 s apart.
     retryAttempts: Number.MAX_SAFE_INTEGER,
     shouldRetry: () => true,
+    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1000 * 2 ** retries) + Math.random() * 1000)),
     on: {
       connected: (_socket, _payload, wasRetry) => {
         if (wasRetry) for (const listener of reconnectListeners) listener();

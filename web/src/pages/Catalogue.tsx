@@ -184,6 +184,9 @@ export function Catalogue({ params }: { params: URLSearchParams }) {
     return () => observer.disconnect();
   }, [more, loading, cursor]);
 
+  // A link (a tag, the back button) may change the search: the box follows it.
+  useEffect(() => setText(filters.q), [filters.q]);
+
   // The search box updates the URL as one types (debounced), so a search can be shared.
   useEffect(() => {
     if (text === filters.q) return;

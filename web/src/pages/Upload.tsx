@@ -1,5 +1,5 @@
-import { useState } from "preact/hooks";
-import { accepted, ApiError, request, UserErrors } from "../api/client";
+import { useRef, useState } from "preact/hooks";
+import { accepted, ApiError, request, type UserError, UserErrors } from "../api/client";
 import { put, UploadFailed } from "../api/upload";
 import { Field } from "../components/Field";
 import { Failure, Loading } from "../components/Status";
@@ -105,6 +105,25 @@ const PublishNew = graphql(`
   }
 `);
 
+/** What a submission has made so far (kept for a retry after a failure). */
+interface Made {
+  model?: string;
+  version?: string;
+  weights?: File;
+  dataset?: File;
+}
+
+/** Run a mutation whose userErrors name fields differently from this form's. */
+async function fieldsOf<R>(names: Record<string, string>, run: () => Promise<R>): Promise<R> {
+  const result = await run();
+  for (const payload of Object.values(result as Record<string, { userErrors?: UserError[] }>)) {
+    for (const error of payload.userErrors ?? []) {
+      if (error.field && names[error.field]) error.field = names[error.field];
+    }
+  }
+  return result;
+}
+
 function words(text: string): string[] {
   return text
     .split(",")
@@ -158,6 +177,7 @@ export function Upload({ modelId }: { modelId: string | null }) {
   const [errors, setErrors] = useState<UserErrors | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const [draft, setDraft] = useState<string | null>(null);
+  const progress = useRef<Made>(modelId ? { model: modelId } : {});
   const [weightsProgress, setWeightsProgress] = useState<Progress | null>(null);
   const [datasetProgress, setDatasetProgress] = useState<Progress | null>(null);
 
@@ -206,48 +226,72 @@ export function Upload({ modelId }: { modelId: string | null }) {
       return;
     }
     setBusy(true);
-    let model = existing?.id ?? null;
+    // After a failure, sending the form again goes on from where it stopped: the model
+    // and version made are kept (the draft), files that arrived are not sent again.
+    const made = progress.current;
     try {
-      if (!model) {
+      if (!made.model) {
         setStep("Creating the model…");
         const created = accepted(
           (await request(CreateModel, { input: { name: name.trim(), description, type, tags: words(tags), nsfw } })).createModel,
         );
-        model = created.model!.id;
-        setDraft(model);
+        made.model = created.model!.id;
+        setDraft(made.model);
       }
-      setStep("Creating the version…");
-      const version = accepted(
-        (
-          await request(CreateVersion, {
-            input: { modelId: model, name: versionName.trim(), baseModel: baseModel as BaseModelValue, trainedWords: words(trainedWords) },
-          })
-        ).createModelVersion,
-      ).version!.id;
-      setDraft(model);
+      const model = made.model;
+      if (!made.version) {
+        setStep("Creating the version…");
+        made.version = accepted(
+          (
+            await fieldsOf({ name: "versionName" }, () =>
+              request(CreateVersion, {
+                input: { modelId: model, name: versionName.trim(), baseModel: baseModel as BaseModelValue, trainedWords: words(trainedWords) },
+              }),
+            )
+          ).createModelVersion,
+        ).version!.id;
+      }
+      const version = made.version;
 
       setStep("Uploading…");
-      const file = accepted(
-        (await request(StartFile, { input: { versionId: version, filename: weights!.name, sizeBytes: weights!.size } })).startModelFileUpload,
-      );
-      const uploads = [put(file.uploadUrl!, weights!, (sent, total) => setWeightsProgress({ sent, total }))];
-      setWeightsProgress({ sent: 0, total: weights!.size });
-      if (dataset) {
+      const uploads: Promise<void>[] = [];
+      if (made.weights !== weights) {
+        const file = accepted(
+          (
+            await fieldsOf({ filename: "weights", sizeBytes: "weights" }, () =>
+              request(StartFile, { input: { versionId: version, filename: weights!.name, sizeBytes: weights!.size } }),
+            )
+          ).startModelFileUpload,
+        );
+        setWeightsProgress({ sent: 0, total: weights!.size });
+        uploads.push(
+          put(file.uploadUrl!, weights!, (sent, total) => setWeightsProgress({ sent, total })).then(() => {
+            made.weights = weights!;
+          }),
+        );
+      }
+      if (dataset && made.dataset !== dataset) {
         const started = accepted(
           (
-            await request(StartDataset, {
-              input: {
-                versionId: version,
-                filename: dataset.name,
-                sizeBytes: dataset.size,
-                visibility,
-                ownsRights: visibility === "PUBLIC" ? ownsRights : null,
-              },
-            })
+            await fieldsOf({ filename: "dataset", sizeBytes: "dataset" }, () =>
+              request(StartDataset, {
+                input: {
+                  versionId: version,
+                  filename: dataset.name,
+                  sizeBytes: dataset.size,
+                  visibility,
+                  ownsRights: visibility === "PUBLIC" ? ownsRights : null,
+                },
+              }),
+            )
           ).startDatasetUpload,
         );
         setDatasetProgress({ sent: 0, total: dataset.size });
-        uploads.push(put(started.uploadUrl!, dataset, (sent, total) => setDatasetProgress({ sent, total })));
+        uploads.push(
+          put(started.uploadUrl!, dataset, (sent, total) => setDatasetProgress({ sent, total })).then(() => {
+            made.dataset = dataset;
+          }),
+        );
       }
       await Promise.all(uploads);
 
@@ -255,6 +299,7 @@ export function Upload({ modelId }: { modelId: string | null }) {
         setStep("Publishing…");
         accepted((await request(PublishNew, { input: { versionId: version } })).publishModelVersion);
       }
+      progress.current = {};
       navigate(`/models/${encodeURIComponent(model)}`);
     } catch (error) {
       setStep(null);
