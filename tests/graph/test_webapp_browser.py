@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,7 +63,12 @@ from tests.processes import (
 )
 from tests.web import WEB, built_app, gzipped_bundle
 
-SCREENSHOTS = ROOT / "docs" / "web"
+# The committed pictures (README) are rewritten only when asked: UPDATE_SCREENSHOTS=1.
+SCREENSHOTS = (
+    ROOT / "docs" / "web"
+    if os.environ.get("UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "lorashelf-screenshots" / "web"
+)
 AXE = WEB / "node_modules" / "axe-core" / "axe.min.js"
 BUNDLE_BUDGET = 150 * 1024  # bytes, gzipped: everything the page loads
 
