@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from graph import graphiql
+from graph import graphiql, webapp
 from graph.cache import AnonymousCache, Generation
 from graph.context import Context, Loaders, Services
 from graph.cors import Cors, NoCors
@@ -103,6 +103,9 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=settings.limits.body_timeout),
+            # The web app's origins may open the subscriptions' WebSocket too, as they
+            # may call /graphql (strawberry refuses other cross-origin handshakes: 403).
+            allowed_origins=settings.cors_origins,
         )
         self.services = services
 
@@ -274,6 +277,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),  # keep internal (README)
+        Mount(webapp.URL_PREFIX, webapp.WebApp()),  # the web app, if built (web/)
     ]
     if settings.graphiql:
         routes.append(Mount(graphiql.URL_PREFIX, StaticFiles(directory=graphiql.STATIC_DIR)))
