@@ -173,28 +173,37 @@ def _worker(args: argparse.Namespace) -> None:
 
 def _migrate(args: argparse.Namespace) -> None:
     from storage import db
-    from storage.config import mask_url
 
     if args.check:
-        _migrate_check(db, _settings(create=False).database_url, mask_url)
-        return
+        _migrate_check(_settings(create=False).database_url)
     logging.basicConfig(level=logging.INFO, format="lorashelf: %(message)s")
     settings = _settings()
     try:
         applied = asyncio.run(db.migrate(settings.database_url))
-    except db.DatabaseNewer as exc:
+    except DatabaseNewer as exc:
         _newer_database(exc)
+    except Exception:  # noqa: BLE001 - reported with its cause; the failed one rolled back
+        logging.getLogger("lorashelf.migrations").exception("the database could not be migrated")
+        _exit_at_once(1)
     count = f"{len(applied)} migration{'' if len(applied) == 1 else 's'} applied"
     print(f"lorashelf: database is up to date ({count})")
 
 
-def _migrate_check(db: Any, database_url: str, mask: Any) -> NoReturn:
+def _migrate_check(database_url: str) -> NoReturn:
     """Say what ``migrate`` would do, changing nothing: exit 0 when nothing is pending,
-    1 when migrations would run, 2 when the database is newer than this code."""
-    state = asyncio.run(db.migration_state(database_url))
-    where = mask(database_url)
+    1 when migrations would run, 2 when the database is newer than this code, 3 when
+    the database cannot be read."""
+    from storage import db
+    from storage.config import mask_url
+
+    where = mask_url(database_url)
+    try:
+        state = asyncio.run(db.migration_state(database_url))
+    except Exception as exc:  # noqa: BLE001 - unreachable, refused, not a database
+        print(f"lorashelf: cannot read the migrations of {where}: {exc}", file=sys.stderr)
+        _exit_at_once(3)
     if state.newer:
-        _newer_database(db.DatabaseNewer(state.unknown))
+        _newer_database(DatabaseNewer(state.unknown))
     if not state.pending:
         print(f"lorashelf: {where} is up to date ({len(state.applied)} migrations applied)")
         raise SystemExit(0)
@@ -292,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--check",
         action="store_true",
         help="change nothing: list the migrations that would run; exit 0 if none, 1 if "
-        "some would, 2 if the database is newer than this lorashelf",
+        "some would, 2 if the database is newer than this lorashelf, 3 if it cannot be read",
     )
     migrate.set_defaults(func=_migrate)
     sub.add_parser(

@@ -174,9 +174,30 @@ async def _executor(database_url: str) -> AsyncIterator[MigrationExecutor]:
         await _close_quietly()
 
 
+async def _recorded(executor: MigrationExecutor) -> list[str]:
+    """The migrations the database records, in the order they were applied. Raises when
+    the database cannot be read (Tortoise's own reader takes any failure for "none")."""
+    connection = executor.connection
+    table = executor.recorder.table_name
+    if connection.capabilities.dialect == "sqlite":
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        exists = (
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = $1"
+        )
+    _, found = await connection.execute_query(exists, [table])
+    if not found:
+        return []
+    _, rows = await connection.execute_query(
+        f'SELECT "app", "name" FROM "{table}" ORDER BY "id"'  # noqa: S608 - our table name
+    )
+    return [row["name"] for row in rows if row["app"] == APP]
+
+
 async def _state(executor: MigrationExecutor) -> MigrationState:
+    recorded = await _recorded(executor)
     plan = await executor.plan()  # reads the disk and the database's records
-    recorded = [key.name for key in await executor.recorder.applied_migrations()]
     known = {key.name for key in executor.loader.disk_migrations if key.app_label == APP}
     return MigrationState(
         applied=tuple(recorded),

@@ -189,3 +189,15 @@ def test_serve_that_cannot_listen_exits_at_once(empty: dict[str, str], tmp_path:
     # then it exits at once, non-zero
     assert result.returncode != 0
     assert "address already in use" in result.stderr.lower()
+
+
+def test_migrate_check_on_a_database_it_cannot_reach_says_so(tmp_path: Path) -> None:
+    # given a database URL nothing answers at
+    url = f"postgres://lorashelf@127.0.0.1:{free_port()}/lorashelf"
+    env = {"LORASHELF_DATA_DIR": str(tmp_path / "var"), "LORASHELF_DATABASE_URL": url}
+    # when an operator asks what migrate would do
+    result = lorashelf("migrate", "--check", env=env, cwd=tmp_path, timeout=PROMPTLY)
+    # then it says it cannot tell (exit 3), never that every migration would run
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stderr.startswith(f"lorashelf: cannot read the migrations of {url}: ")
+    assert "would run" not in result.stdout
