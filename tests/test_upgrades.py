@@ -5,7 +5,7 @@ release) is built into a virtualenv of its own (tests/releases.py). Its real `lo
 serve` writes a realistic data dir and database through its API with a real HTTP
 client: two accounts, a model with weights files (where that release has them),
 private and public datasets with their bytes, a draft's private dataset, an owner's
-deletion (a tombstone), a dataset that expired (reminded, deleted, notified), and one
+deletion (a tombstone), a dataset that expired (deleted, its notice read), and one
 mid-window whose reminder was sent; then it stops. Today's `lorashelf serve` starts on
 the same data dir (SQLite) or database (with --db=postgres) and every object must be
 there as it was: sign-in, visibility, expiry to the microsecond, bytes, history,
@@ -50,7 +50,7 @@ PASSWORD = "correct horse battery"
 # settings (an operator keeps the configuration across an upgrade).
 CATALOGUE = {}
 EXPIRING = {"LORASHELF_PRIVATE_RETENTION": "4s", "LORASHELF_REMINDERS": "3s"}
-MID_WINDOW = {"LORASHELF_PRIVATE_RETENTION": "30s", "LORASHELF_REMINDERS": "25s"}
+MID_WINDOW = {"LORASHELF_PRIVATE_RETENTION": "40s", "LORASHELF_REMINDERS": "35s"}
 DRAFT_RETENTION = timedelta(days=30)  # the default: a draft's private dataset
 
 VERSIONS = ("v1-private", "v2-public", "v3-deleted", "v4-draft", "v5-expired", "v6-mid-window")
@@ -280,16 +280,17 @@ def write(api: Api, features: Features, written: Written, phase: str) -> None:
             timeout=30,
             what="the old release to delete v5-expired",
         )
-        reminder = processes.wait_for(
-            lambda: notifications("v5-expired", "DATASET_EXPIRING"),
+        # the owner reads the deletion notice (the reminder, if any came, stays unread)
+        notice = processes.wait_for(
+            lambda: notifications("v5-expired", "DATASET_DELETED"),
             timeout=10,
-            what="v5's reminder",
+            what="v5's deletion notice",
         )
         api.mutate(
             "markNotificationsRead",
             "mutation($i: MarkNotificationsReadInput!) { markNotificationsRead(input: $i) "
             "{ notifications { id } userErrors { code message } } }",
-            {"i": {"ids": [reminder[0]["id"]]}},
+            {"i": {"ids": [notice[0]["id"]]}},
             alice,
         )
     else:
