@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import BASE_ENV, PYTHON, ROOT, child_env
 
-from storage.models import BaseModel
+from storage.db.enums import BaseModel
 
 SHARDS = 256
 

@@ -126,8 +126,8 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         for name in list(os.environ):
             if name.startswith("LORASHELF_"):
                 del os.environ[name]
-        from graph.app import create_app
-        from storage.config import load_settings
+        from graph.http.app import create_app
+        from storage.config.settings import load_settings
         from storage.runtime import NoScheduler
 
         settings = load_settings(spec["env"])

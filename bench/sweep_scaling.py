@@ -74,13 +74,16 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     from tortoise import connections
 
     from jobs import tasks
-    from jobs.notifier import InAppNotifier
-    from storage import db, retention, uploads
-    from storage.blobs import open_blob_store
-    from storage.clock import SteadyClock
-    from storage.config import load_settings
-    from storage.models import DatasetStatus, TrainingDataset
+    from jobs.adapters.notifier import InAppNotifier
+    from storage import uploads
+    from storage.blobs.store import open_blob_store
+    from storage.config.settings import load_settings
+    from storage.db import connection as db
+    from storage.db.enums import DatasetStatus
+    from storage.db.models import TrainingDataset
+    from storage.retention import deletion as retention
     from storage.runtime import NoScheduler, Runtime
+    from storage.system.clock import SteadyClock
 
     settings = load_settings(spec["env"])
     # One sweep deletes at most MAX_BATCHES * BATCH rows per kind; the bench lowers the

@@ -33,15 +33,16 @@ from arq.worker import Worker, check_health
 from prometheus_client import start_http_server
 
 from jobs import tasks
-from jobs.bus import open_bus
-from jobs.notifier import InAppNotifier
+from jobs.adapters.bus import open_bus
+from jobs.adapters.notifier import InAppNotifier
+from jobs.adapters.scheduler import redis_settings
 from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
-from jobs.scheduler import redis_settings
-from storage import db
-from storage.blobs import open_blob_store
-from storage.clock import SteadyClock, load_mark
-from storage.config import ConfigError, Settings, cron_fields
+from storage.blobs.store import open_blob_store
+from storage.config.parse import ConfigError, cron_fields
+from storage.config.settings import Settings
+from storage.db import connection
 from storage.runtime import NoScheduler, Runtime
+from storage.system.clock import SteadyClock, load_mark
 
 log = logging.getLogger("lorashelf.worker")
 
@@ -138,10 +139,10 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stop.set)
         settings = self.settings
         try:  # like serve; a serve starting at the same moment may be doing it too
-            await db.migrate(settings.database_url)
+            await connection.migrate(settings.database_url)
         except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
             log.warning("could not apply migrations (%s); serve may be doing it", exc)
-        await db.connect(settings.database_url, settings.database_pool_size)
+        await connection.connect(settings.database_url, settings.database_pool_size)
         clock = SteadyClock()
         await load_mark(clock)
         bus = open_bus(settings, hub=None)  # publishes to the serve processes' subscribers
@@ -162,7 +163,7 @@ class Supervisor:
                 exporter, _ = start_http_server(port, addr=host, registry=runtime.metrics.registry)
             except OSError as exc:
                 await bus.close()
-                await db.disconnect()
+                await connection.disconnect()
                 raise ConfigError(
                     f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror})"
                 ) from None
@@ -187,7 +188,7 @@ class Supervisor:
                 exporter.shutdown()
             await bus.close()
             await runtime.blobs.close()
-            await db.disconnect()
+            await connection.disconnect()
 
     async def _arq(self, runtime: Runtime) -> None:
         """One ARQ worker, until stopped or Redis is lost."""

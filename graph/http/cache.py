@@ -3,7 +3,7 @@
 ``AnonymousCache`` (an ASGI middleware on ``/graphql``) keeps the answers to anonymous
 queries (no ``Authorization`` header at all), keyed by document, operation name and
 variables, and tagged with the *public generation* they were computed under
-(storage/generation.py): a counter every write that can change what anonymous viewers
+(storage/public_generation.py): a counter every write that can change what anonymous viewers
 see moves on. An answer is served again only under the same generation and within
 ``LORASHELF_PUBLIC_CACHE`` seconds (the most a download count may lag). Each process
 re-reads the generation from the database at most every ``REFRESH`` seconds, so a
@@ -30,9 +30,9 @@ import asyncio
 import hashlib
 import json
 import math
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -42,9 +42,10 @@ from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationT
 from graphql.language import Visitor, visit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage import generation
+from storage.db import public_generation
+from storage.system.clock import Clock
 
-REFRESH = 0.25  # seconds between re-reads of the generation from the database
+REFRESH = timedelta(seconds=0.25)  # between re-reads of the generation from the database
 MAX_ENTRIES = 1000
 MAX_ENTRY_BYTES = 1024 * 1024
 MAX_PERSISTED = 2000
@@ -56,33 +57,38 @@ LINK_FIELDS = frozenset({"downloadUrl", "uploadUrl"})
 
 
 class Generation:
-    """This process's view of the public generation."""
+    """This process's view of the public generation, re-read at most every ``REFRESH``
+    of its clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.value = -1
-        self.read_at = -math.inf
+        self.read_at: datetime | None = None
         self._lock = asyncio.Lock()
 
+    def _fresh(self) -> bool:
+        return self.read_at is not None and self.clock.now() - self.read_at < REFRESH
+
     async def current(self) -> int:
-        if time.monotonic() - self.read_at < REFRESH:
+        if self._fresh():
             return self.value
         async with self._lock:  # one read for every request waiting on it
-            if time.monotonic() - self.read_at >= REFRESH:
-                read_at = time.monotonic()
-                self.value = await generation.current()
+            if not self._fresh():
+                read_at = self.clock.now()
+                self.value = await public_generation.current()
                 self.read_at = read_at
         return self.value
 
     async def advance(self) -> None:
         """A public change has committed: no answer computed before it is reused."""
-        self.value = await generation.advance()
-        self.read_at = time.monotonic()
+        self.value = await public_generation.advance()
+        self.read_at = self.clock.now()
 
 
 @dataclass(frozen=True)
 class Entry:
     generation: int
-    stored_at: float
+    stored_at: datetime
     body: bytes
     etag: bytes
 
@@ -230,9 +236,17 @@ class _Request:
 
 class AnonymousCache:
     def __init__(
-        self, app: ASGIApp, *, path: str, seconds: int, generation: Generation, max_tokens: int
+        self,
+        app: ASGIApp,
+        *,
+        path: str,
+        seconds: int,
+        generation: Generation,
+        clock: Clock,
+        max_tokens: int,
     ):
         self.app = app
+        self.clock = clock
         self.max_tokens = max_tokens
         self.path = path
         self.seconds = seconds
@@ -315,8 +329,8 @@ class AnonymousCache:
     ) -> None:
         generation = await self.generation.current()
         entry: Entry | None = self.entries.get(key)
-        now = time.monotonic()
-        if entry is None or entry.generation != generation or now - entry.stored_at >= self.seconds:
+        now = self.clock.now()
+        if entry is None or entry.generation != generation or _age(entry, now) >= self.seconds:
             status, headers, body = await _capture(self.app, scope, receive)
             if status != 200 or len(body) > MAX_ENTRY_BYTES or _has_errors(body):
                 await _respond(
@@ -329,7 +343,7 @@ class AnonymousCache:
             self.entries.put(key, entry)
         else:
             self.entries.move_to_end(key)
-        left = max(0, math.floor(self.seconds - (now - entry.stored_at)))
+        left = max(0, math.floor(self.seconds - _age(entry, now)))
         caching = [
             (b"etag", entry.etag),
             (b"cache-control", f"public, max-age={left}".encode()),
@@ -341,6 +355,11 @@ class AnonymousCache:
             await _respond(send, 304, caching, b"")
             return
         await _respond(send, 200, [(b"content-type", b"application/json"), *caching], entry.body)
+
+
+def _age(entry: Entry, now: datetime) -> float:
+    """Seconds since an answer was stored."""
+    return (now - entry.stored_at).total_seconds()
 
 
 def _without(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -1,8 +1,9 @@
-"""Plain HTTP routes: upload (PUT), download (GET with Range), health."""
+"""``GET /downloads/<token>``: a dataset or a weights file through a signed link, with
+``Range``; the privacy rule is checked again when the link is used, and a private
+dataset's download is cut at the instant its window ends."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,95 +12,20 @@ from datetime import datetime
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
-from graph import ids
-from graph.context import Services
-from graph.transport import TooSlow, paced
-from storage import (
-    access,
-    accounts,
-    datasets,
-    db,
-    disk,
-    downloads,
-    files,
-    headers,
-    lookups,
-    signing,
-)
-from storage.blobs import read_parts
-from storage.clock import Clock
-from storage.errors import TryAgain
-from storage.models import DatasetStatus, Visibility
+from graph.http.errors import error_response
+from graph.http.metrics import kind_label
+from graph.schema.context import Services, services_of
+from storage import accounts, datasets, downloads, files, signing
+from storage.blobs.base import read_parts
+from storage.db.enums import DatasetStatus
+from storage.privacy import access, lookups
+from storage.retention import header_firewall
 from storage.signing import BadToken, DownloadGrant
-from storage.uploads import UploadRejected
+from storage.system.clock import Clock
 
 log = logging.getLogger("lorashelf.routes")
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-async def upload(request: Request) -> Response:
-    """Take a dataset's or a weights file's bytes through a signed, single-use URL."""
-    services = _services(request)
-    try:
-        grant = services.signer.read_upload_token(request.path_params["token"])
-    except BadToken:
-        return _error(403, "INVALID_UPLOAD_URL", "This upload URL is not valid.")
-    rt, limits = services.runtime, services.settings.limits
-    chunks = paced(request.stream(), min_rate=limits.upload_min_rate, grace=limits.upload_grace)
-    try:
-        if grant.kind == signing.FILE:
-            file = await files.receive_file_upload(
-                rt, file_id=grant.object_id, nonce=grant.nonce, chunks=chunks
-            )
-            body = {
-                "id": ids.encode(lookups.FILE.name, file.public_id),
-                "status": "AVAILABLE",
-                "sizeBytes": file.size_bytes,
-                "sha256": file.sha256,
-                "autoV3": file.auto_v3,
-                "withheldKeys": file.withheld_keys,
-            }
-        else:
-            dataset = await datasets.receive_upload(
-                rt, dataset_id=grant.object_id, nonce=grant.nonce, chunks=chunks
-            )
-            if dataset.visibility == Visibility.PUBLIC:
-                # Uploads go to drafts, which anonymous viewers never see; a public
-                # dataset's arrival is told all the same, in case it is shown.
-                await services.generation.advance()
-            body = {
-                "id": ids.encode(lookups.DATASET.name, dataset.public_id),
-                "status": "AVAILABLE",
-                "sizeBytes": dataset.size_bytes,
-                "sha256": dataset.sha256,
-            }
-    except UploadRejected as exc:
-        return _error(exc.status, exc.code, exc.message)
-    except TooSlow as exc:
-        return _error(408, "UPLOAD_TOO_SLOW", str(exc))
-    except Exception as exc:
-        if disk.is_full(exc):
-            return _error(507, "STORAGE_FULL", disk.StorageFull().message)
-        if not db.is_busy(exc):
-            raise
-        return _error(503, "TRY_AGAIN", TryAgain().message)
-    services.metrics.uploaded.labels(_kind(grant.kind)).inc(body["sizeBytes"])
-    return JSONResponse(body)
-
-
-def _kind(kind: str) -> str:
-    """A grant's kind as a metrics label: ``dataset`` or ``file``."""
-    return "file" if kind == signing.FILE else "dataset"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
@@ -173,7 +99,7 @@ async def _file(
     if file is None or file.status != DatasetStatus.AVAILABLE:
         return None
     if file.header_expires_at is not None and file.header_expires_at <= now:
-        await headers.erase(rt, file.id, now=now)  # the first to see the window over erases
+        await header_firewall.erase(rt, file.id, now=now)  # the first to see the window over erases
         file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
         if file is None:
             return None
@@ -205,10 +131,10 @@ async def _file(
 async def download(request: Request) -> Response:
     """Stream a dataset or a weights file through a signed URL; the rule is checked
     again right now."""
-    services = _services(request)
+    services = services_of(request)
     rt = services.runtime
     now = rt.clock.now()
-    not_found = _error(404, "NOT_FOUND", "No such download.")
+    not_found = error_response(404, "NOT_FOUND", "No such download.")
     try:
         grant = services.signer.read_download_token(request.path_params["token"], now=now)
     except BadToken:
@@ -243,7 +169,7 @@ async def download(request: Request) -> Response:
         return Response(status_code=status, headers=headers, media_type=served.media_type)
     if served.on_request is not None:
         await served.on_request(start)
-    body = _counted(_stream(served, start, end, rt.clock), services, _kind(grant.kind))
+    body = _counted(_stream(served, start, end, rt.clock), services, kind_label(grant.kind))
     return StreamingResponse(
         body, status_code=status, headers=headers, media_type=served.media_type
     )
@@ -269,38 +195,3 @@ async def _counted(
     async for chunk in body:
         sent.inc(len(chunk))
         yield chunk
-
-
-async def readyz(request: Request) -> Response:
-    """Whether this process can serve: the database and the object store answer, Redis
-    too when configured, and the disk has room for uploads. 503 (with what is wrong)
-    when not: deletions still go on."""
-    services = _services(request)
-    settings = services.settings
-    free = await asyncio.to_thread(disk.free_bytes, settings.data_dir)
-    checks = {
-        "database": "ok" if await db.ping() else "unavailable",
-        "disk": "ok" if free >= settings.min_free_bytes else "full",
-        "objectStore": "ok" if await services.runtime.blobs.ping() else "unavailable",
-    }
-    if services.queue is not None:
-        checks["redis"] = "ok" if await services.queue.ping() else "unavailable"
-    ready = all(value == "ok" for value in checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks, "freeBytes": free}
-    return JSONResponse(body, status_code=200 if ready else 503)
-
-
-async def home(request: Request) -> Response:
-    """``/``: a browser is sent to GraphiQL (307 to /graphql); anything else learns where
-    the API is."""
-    settings = _services(request).settings
-    graphql = settings.public_url + "/graphql"
-    if settings.graphiql and "text/html" in request.headers.get("accept", ""):
-        return RedirectResponse(graphql, status_code=307)
-    return _error(404, "NOT_FOUND", f"Nothing here: the GraphQL API is at {graphql}.")
-
-
-async def healthz(request: Request) -> Response:
-    if await db.ping():
-        return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": "database unavailable"}, status_code=503)

@@ -2,7 +2,7 @@
 
 What this process did (GraphQL requests and latency by operation name, GraphQL errors
 by code, bytes uploaded and downloaded by kind, and the retention work of its embedded
-runner: :mod:`storage.metrics`), and what the database says when scraped (datasets
+runner: :mod:`storage.system.metrics`), and what the database says when scraped (datasets
 by status, the retention backlog) plus ARQ's queue depth. Aggregates only: no label
 holds a user, a dataset, a filename or an id. Keep ``/metrics`` internal all the same.
 """
@@ -22,8 +22,9 @@ from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from storage import metrics as stored
-from storage.metrics import Metrics
+from storage import signing
+from storage.system import metrics as stored
+from storage.system.metrics import Metrics
 
 log = logging.getLogger("lorashelf.metrics")
 
@@ -31,6 +32,11 @@ MAX_OPERATIONS = 50  # distinct operation names kept as labels; the rest are "ot
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 KINDS = ("dataset", "file")
+
+
+def kind_label(kind: signing.Kind) -> str:
+    """A link's kind of object as a metrics label: ``dataset`` or ``file``."""
+    return "file" if kind == signing.FILE else "dataset"
 
 
 class ApiMetrics:

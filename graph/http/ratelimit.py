@@ -24,7 +24,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from storage.config import Settings
+from storage.config.settings import Settings
 
 log = logging.getLogger("lorashelf.ratelimit")
 

@@ -13,15 +13,14 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
-from graph.cache import Generation
-from graph.metrics import ApiMetrics
-from graph.ratelimit import RateLimiter
-from jobs.bus import Hub, Subscribers
-from jobs.scheduler import ArqScheduler
-from storage import catalog, datasets, events, files, lookups, search
-from storage.config import Settings
-from storage.lookups import Kind
-from storage.models import (
+from graph.http.cache import Generation
+from graph.http.metrics import ApiMetrics
+from graph.http.ratelimit import RateLimiter
+from jobs.adapters.bus import Hub, Subscribers
+from jobs.adapters.scheduler import ArqScheduler
+from storage import catalog, datasets, files, search
+from storage.config.settings import Settings
+from storage.db.models import (
     AuthToken,
     DatasetEvent,
     ModelFile,
@@ -29,6 +28,9 @@ from storage.models import (
     TrainingDataset,
     User,
 )
+from storage.privacy import lookups
+from storage.privacy.lookups import Kind
+from storage.retention import history
 from storage.runtime import Runtime
 from storage.signing import Cursors, Signer
 
@@ -56,6 +58,12 @@ class Services:
         never from the request's Host header (which the client controls)."""
         path = str(request.app.url_path_for(route, **params))
         return self.settings.public_url + path
+
+
+def services_of(request: HTTPConnection) -> Services:
+    """The services of the app a request arrived at."""
+    services: Services = request.app.state.services
+    return services
 
 
 V = TypeVar("V")
@@ -110,7 +118,7 @@ class Loaders:
             return await datasets.datasets_by_version_ids(ids, viewer=viewer)
 
         async def events_of(ids: list[int]) -> dict[int, list[DatasetEvent]]:
-            return await events.events_by_dataset_ids(ids, viewer=viewer)
+            return await history.events_by_dataset_ids(ids, viewer=viewer)
 
         async def files_of(ids: list[int]) -> dict[int, list[ModelFile]]:
             return await files.files_by_version_ids(ids, viewer=viewer)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import strawberry
 
-from storage import models as db
+from storage.db import enums as db
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -31,10 +31,10 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from storage.catalog import DEFAULT_VERSIONS, MAX_VERSIONS
-from storage.config import Limits
-from storage.events import HISTORY_LIMIT
+from storage.config.settings import Limits
+from storage.db.pages import DEFAULT_PAGE, MAX_PAGE
 from storage.files import MAX_FILES_PER_VERSION
-from storage.pages import DEFAULT_PAGE, MAX_PAGE
+from storage.retention.history import HISTORY_LIMIT
 
 INTROSPECTION_DEPTH = 15  # enough for GraphiQL's introspection query, bounded all the same
 

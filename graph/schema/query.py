@@ -1,64 +1,33 @@
-"""The schema: queries, mutations, and its configuration-dependent wording."""
+"""The Query root: the entry points for reads. Resolvers translate: decode ids, ask a
+loader or one storage function, wrap the result."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
-from graphql import GraphQLError, GraphQLInputObjectType, print_schema
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-)
-from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
 
-from graph import ids
-from graph.context import Info
-from graph.enums import BaseModel, LoraType, ModelSort
-from graph.errors import MaskUnexpected, log_errors
-from graph.limits import GuardedValidation, limit_rules
-from graph.metrics import Measured
-from graph.mutations import Mutation
-from graph.scalars import SCALARS
-from graph.subscriptions import Subscription, WebSocketOperations
-from graph.types import (
+from graph.schema import ids
+from graph.schema.context import Info
+from graph.schema.enums import BaseModel, LoraType, ModelSort
+from graph.schema.types.models import ModelType
+from graph.schema.types.policy import RetentionPolicyType
+from graph.schema.types.relay import (
+    NODE_TYPES,
     AfterArg,
     Connection,
     FirstArg,
     IncludeNsfwArg,
-    ModelFileType,
-    ModelType,
-    ModelVersionType,
     Node,
-    NotificationType,
-    RetentionPolicy,
-    TrainingDatasetType,
-    UserType,
     connection,
     opened,
 )
-from storage import catalog, files, lookups
-from storage import models as db
-from storage.config import Settings
-from storage.lookups import Kind
-from storage.policy import RetentionPolicy as Policy
-
-# Every Node type with the kind of object behind it (its lookups). ``node(id)`` reads
-# this table; a new Node type adds one line (its class has ``of(row)``).
-NODE_TYPES: dict[str, tuple[Kind[Any], Any]] = {
-    kind.name: (kind, node_type)
-    for kind, node_type in (
-        (lookups.USER, UserType),
-        (lookups.MODEL, ModelType),
-        (lookups.VERSION, ModelVersionType),
-        (lookups.DATASET, TrainingDatasetType),
-        (lookups.FILE, ModelFileType),
-        (lookups.NOTIFICATION, NotificationType),
-    )
-}
+from graph.schema.types.users import UserType
+from graph.schema.types.versions import ModelVersionType
+from storage import catalog, files
+from storage.db import enums as stored
+from storage.privacy import lookups
+from storage.retention import header_firewall
 
 
 async def resolve_node(info: Info, global_id: str) -> Node | None:
@@ -143,14 +112,14 @@ class Query:
             owner_id=owner,
             query=query,
             tag=tag,
-            base_model=db.BaseModel(base_model) if base_model is not None else None,
-            type=db.LoraType(type) if type is not None else None,
+            base_model=stored.BaseModel(base_model) if base_model is not None else None,
+            type=stored.LoraType(type) if type is not None else None,
             include_nsfw=include_nsfw,
         )
         page = await catalog.models_page(
             viewer=info.context.viewer_id,
             narrow=narrow,
-            sort=db.ModelSort(sort),
+            sort=stored.ModelSort(sort),
             first=first,
             after=opened(info, after),
         )
@@ -173,63 +142,14 @@ class Query:
         return ModelVersionType.of(row) if row is not None else None
 
     @strawberry.field(description="What happens to private datasets, and when.")
-    def retention_policy(self, info: Info) -> RetentionPolicy:
+    def retention_policy(self, info: Info) -> RetentionPolicyType:
         policy = info.context.runtime.policy
-        return RetentionPolicy(
+        return RetentionPolicyType(
             private_retention_seconds=policy.private_retention,
             reminder_offsets_seconds=list(policy.reminders),
             notice=policy.notice(),
             draft_retention_seconds=policy.draft_retention,
-            withheld_header_keys=list(policy.withheld_keys),
+            withheld_header_keys=list(
+                header_firewall.withheld_keys(info.context.services.settings)
+            ),
         )
-
-
-def visibility_help(settings: Settings) -> str:
-    return (
-        "PUBLIC shares the dataset with everyone once the version is published. PRIVATE: "
-        + Policy.of(settings).notice()
-    )
-
-
-class Schema(strawberry.Schema):
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        log_errors(errors, execution_context)
-
-
-def build_schema(settings: Settings) -> strawberry.Schema:
-    limits = settings.limits
-    rules = limit_rules(limits)  # built once per configuration, shared by every request
-    hide_suggestions = not settings.introspection
-    extensions: list[Any] = [
-        # Measured first: hooks are left in reverse order, so it sees the errors after
-        # MaskUnexpected gave them their codes.
-        Measured,
-        lambda: MaskUnexpected(hide_suggestions=hide_suggestions),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: ParserCache(maxsize=256),
-        lambda: AddValidationRules(list(rules)),
-        lambda: GuardedValidation(max_repeats=limits.max_field_repeats),
-        WebSocketOperations,
-    ]
-    if not settings.introspection:
-        extensions.append(DisableIntrospection)
-    schema = Schema(
-        query=Query,
-        mutation=Mutation,
-        subscription=Subscription,
-        types=[node_type for _, node_type in NODE_TYPES.values()],
-        extensions=extensions,
-        config=StrawberryConfig(scalar_map=SCALARS),
-    )
-    # The visibility argument states the configured retention policy.
-    for type_name in ("StartDatasetUploadInput", "SetDatasetVisibilityInput"):
-        gql_type = schema._schema.type_map[type_name]
-        assert isinstance(gql_type, GraphQLInputObjectType)
-        gql_type.fields["visibility"].description = visibility_help(settings)
-    return schema
-
-
-def export_sdl(settings: Settings) -> str:
-    return print_schema(build_schema(settings)._schema) + "\n"

@@ -1,7 +1,9 @@
-"""Custom scalars, registered through ``StrawberryConfig.scalar_map``."""
+"""Custom scalars (registered through ``StrawberryConfig.scalar_map``), and how a
+DateTime is shown: in UTC, with its offset."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import NewType
 
 import strawberry
@@ -34,3 +36,8 @@ SCALARS: dict[object, ScalarDefinition] = {
         parse_value=_parse_bigint,
     )
 }
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored instant as the API shows it: in UTC, with its offset."""
+    return value.astimezone(UTC) if value is not None else None

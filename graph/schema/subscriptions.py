@@ -26,12 +26,14 @@ from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from graph import ids
-from graph.context import Context, Info, Loaders
-from graph.types import NotificationType, TrainingDatasetType
-from jobs.bus import DATASET, USER
-from storage import accounts, lookups, notifications
+from graph.schema import ids
+from graph.schema.context import Context, Info, Loaders
+from graph.schema.types.datasets import TrainingDatasetType
+from graph.schema.types.notifications import NotificationType
+from jobs.adapters.bus import DATASET, USER
+from storage import accounts, notifications
 from storage.errors import Unauthenticated
+from storage.privacy import lookups
 
 BATCH = 50  # notifications re-read at most per signal (the rest at the next one)
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import redis.asyncio as aioredis
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from storage.errors import ServiceError
 
 log = logging.getLogger("lorashelf.bus")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from storage.models import Notification
+from storage.db.models import Notification
 
 log = logging.getLogger("lorashelf.notify")
 

@@ -2,7 +2,7 @@
 
 The database is the source of truth; a scheduler (the ``storage.runtime.Scheduler``
 interface, which the services call) only makes work happen on time. Implementations:
-``ArqScheduler`` (Redis; ``lorashelf worker`` runs the jobs) and
+``ArqScheduler`` here (Redis; ``lorashelf worker`` runs the jobs) and
 ``jobs.runner.EmbeddedRunner`` (in-process, the default without Redis).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,17 +19,15 @@ from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from arq.constants import default_queue_name, job_key_prefix
 
-from storage import retention
-from storage.clock import Clock
-from storage.config import Settings
-from storage.models import DatasetStatus, ModelFile, TrainingDataset, Visibility
-from storage.runtime import NoScheduler, Scheduler
+from storage.config.settings import Settings
+from storage.db.enums import DatasetStatus, Visibility
+from storage.db.models import ModelFile, TrainingDataset
+from storage.retention import deletion
+from storage.system.clock import Clock
 
 __all__ = [
     "ArqScheduler",
-    "NoScheduler",
     "PlannedJob",
-    "Scheduler",
     "planned_file_jobs",
     "planned_jobs",
 ]
@@ -112,7 +109,7 @@ class ArqScheduler:
         self._settings = settings
         self._clock = clock
         self._pool: ArqRedis | None = None
-        self._down_until = 0.0  # after a failure, don't wait on Redis for a while
+        self._down_until: datetime | None = None  # after a failure, don't wait on Redis until
         # Changes that could not be scheduled (Redis down): planned again, from the rows
         # as they are then, as soon as Redis answers; the sweep covers them meanwhile.
         self._missed: dict[str, tuple[Callable[[int], Awaitable[None]], int]] = {}
@@ -153,7 +150,7 @@ class ArqScheduler:
         await self._guarded(f"file {file_id}", self._file_jobs, file_id)
 
     async def _dataset_jobs(self, dataset_id: int) -> None:
-        row = await retention.dataset_by_id(dataset_id)
+        row = await deletion.dataset_by_id(dataset_id)
         wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
         await self._replan(f"lorashelf:dataset-jobs:{dataset_id}", wanted)
 
@@ -164,7 +161,7 @@ class ArqScheduler:
     async def _guarded(
         self, what: str, schedule: Callable[[int], Awaitable[None]], key: int
     ) -> None:
-        if self._missed or time.monotonic() < self._down_until:
+        if self._missed or self._down():
             # Redis was down a moment ago: no request waits on it; the replay tries.
             log.warning("Redis unavailable: %s planned when it is back", what)
             self._miss(what, schedule, key)
@@ -181,8 +178,12 @@ class ArqScheduler:
             )
             self._miss(what, schedule, key)
 
+    def _down(self) -> bool:
+        """Whether Redis failed a moment ago (no request waits on it then)."""
+        return self._down_until is not None and self._clock.now() < self._down_until
+
     async def _failed(self) -> None:
-        self._down_until = time.monotonic() + RETRY_AFTER
+        self._down_until = self._clock.now() + timedelta(seconds=RETRY_AFTER)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             with contextlib.suppress(Exception):  # closing a broken connection
@@ -197,7 +198,8 @@ class ArqScheduler:
     async def _replay_missed(self) -> None:
         """Plan what was missed, as soon as Redis answers again."""
         while self._missed:
-            await asyncio.sleep(max(self._down_until - time.monotonic(), 0.0))
+            if self._down_until is not None:
+                await self._clock.sleep((self._down_until - self._clock.now()).total_seconds())
             for what, (schedule, key) in list(self._missed.items()):
                 try:
                     await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)

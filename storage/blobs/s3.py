@@ -27,8 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storage.blobs import _KEY, CHUNK, SpoolWriter, remove_stale_spool
-from storage.config import ConfigError, parse_s3_url
+from storage.blobs.base import BLOB_KEY, CHUNK
+from storage.blobs.spool import SpoolWriter, remove_stale_spool
+from storage.config.parse import ConfigError, parse_s3_url
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -161,7 +162,7 @@ class S3BlobStore:
 
     def name_of(self, key: str) -> str:
         """The object's name in the bucket."""
-        if not _KEY.match(key):
+        if not BLOB_KEY.match(key):
             raise ValueError("malformed blob key")
         return f"{self.location.prefix}{key}"
 
@@ -259,7 +260,7 @@ class S3BlobStore:
             keys = [
                 item["Key"][len(prefix) :]
                 for item in page.get("Contents", [])
-                if item["LastModified"] < cutoff and _KEY.match(item["Key"][len(prefix) :])
+                if item["LastModified"] < cutoff and BLOB_KEY.match(item["Key"][len(prefix) :])
             ]
             if keys:
                 yield keys

@@ -13,7 +13,7 @@ from tortoise.context import TortoiseContext
 from tortoise.log import logger as tortoise_log
 from tortoise.migrations.api import migrate as _migrate
 
-MODELS_MODULE = "storage.models"
+MODELS_MODULE = "storage.db.models"
 MIGRATIONS_MODULE = "storage.migrations"
 
 
@@ -42,12 +42,12 @@ def is_postgres(database_url: str) -> bool:
 
 def _connection(database_url: str, pool_size: int) -> str | dict[str, Any]:
     """PostgreSQL through asyncpg with a pool of at most ``pool_size`` connections;
-    SQLite through ``storage.sqlite`` (write transactions begin IMMEDIATE and wait for
+    SQLite through ``storage.db.sqlite`` (write transactions begin IMMEDIATE and wait for
     other processes' writes)."""
     url = _normalise(database_url)
     info = expand_db_url(url)
     if url.startswith("sqlite://"):
-        return {"engine": "storage.sqlite", "credentials": info["credentials"]}
+        return {"engine": "storage.db.sqlite", "credentials": info["credentials"]}
     credentials = dict(info["credentials"])
     credentials.setdefault("minsize", 1)
     credentials["maxsize"] = pool_size

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from enum import StrEnum
 
 from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
+
+from storage.db.enums import (
+    BaseModel,
+    DatasetStatus,
+    DeletionReason,
+    EventKind,
+    LoraType,
+    NotificationKind,
+    VersionStatus,
+    Visibility,
+)
 
 
 def new_public_id() -> str:
@@ -23,76 +33,6 @@ class OrderedJSONField(fields.JSONField):  # type: ignore[type-arg,misc]
 
     class _db_postgres:
         SQL_TYPE = "JSON"
-
-
-class VersionStatus(StrEnum):
-    DRAFT = "DRAFT"
-    PUBLISHED = "PUBLISHED"
-
-
-class Visibility(StrEnum):
-    PUBLIC = "PUBLIC"
-    PRIVATE = "PRIVATE"
-
-
-class DatasetStatus(StrEnum):
-    PENDING_UPLOAD = "PENDING_UPLOAD"
-    UPLOADING = "UPLOADING"  # a PUT holds the single-use claim
-    AVAILABLE = "AVAILABLE"
-    DELETING = "DELETING"  # a deletion holds the claim; bytes may or may not be gone
-    DELETED = "DELETED"
-
-
-class DeletionReason(StrEnum):
-    EXPIRED = "EXPIRED"
-    OWNER_REQUEST = "OWNER_REQUEST"
-    MODEL_DELETED = "MODEL_DELETED"
-
-
-class LoraType(StrEnum):
-    """What kind of low-rank adapter a model is."""
-
-    LORA = "LORA"
-    LOCON = "LOCON"
-    DORA = "DORA"
-
-
-class BaseModel(StrEnum):
-    """The base checkpoint a version was trained for."""
-
-    SD_1_5 = "SD_1_5"
-    SD_2_1 = "SD_2_1"
-    SDXL_1_0 = "SDXL_1_0"
-    PONY = "PONY"
-    ILLUSTRIOUS = "ILLUSTRIOUS"
-    SD_3_5 = "SD_3_5"
-    FLUX_1_D = "FLUX_1_D"
-    FLUX_1_S = "FLUX_1_S"
-    OTHER = "OTHER"
-
-
-class ModelSort(StrEnum):
-    """How the catalogue is ordered."""
-
-    NEWEST = "NEWEST"
-    MOST_DOWNLOADED = "MOST_DOWNLOADED"
-
-
-class NotificationKind(StrEnum):
-    DATASET_EXPIRING = "DATASET_EXPIRING"
-    DATASET_DELETED = "DATASET_DELETED"
-
-
-class EventKind(StrEnum):
-    UPLOAD_STARTED = "UPLOAD_STARTED"
-    UPLOADED = "UPLOADED"
-    PUBLISHED = "PUBLISHED"
-    MADE_PRIVATE = "MADE_PRIVATE"
-    MADE_PUBLIC = "MADE_PUBLIC"
-    DOWNLOADED = "DOWNLOADED"
-    REMINDED = "REMINDED"
-    DELETED = "DELETED"
-    HEADER_ERASED = "HEADER_ERASED"
 
 
 class User(Model):
@@ -215,7 +155,7 @@ class TrainingDataset(Model):
     # When the next unsent reminder falls due (null: none left); kept by storage.retention.
     next_reminder_at = fields.DatetimeField(null=True)
     claimed_at = fields.DatetimeField(null=True)
-    claimed_by = fields.CharField(max_length=128, null=True)  # storage.runtime.holder()
+    claimed_by = fields.CharField(max_length=128, null=True)  # storage.system.claim_holder.holder()
     deleted_at = fields.DatetimeField(null=True)
     deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
     created_at = fields.DatetimeField()
@@ -307,7 +247,7 @@ class ModelFile(Model):
     upload_nonce = fields.CharField(max_length=64, null=True)
     upload_expires_at = fields.DatetimeField(null=True)
     claimed_at = fields.DatetimeField(null=True)
-    claimed_by = fields.CharField(max_length=128, null=True)  # storage.runtime.holder()
+    claimed_by = fields.CharField(max_length=128, null=True)  # storage.system.claim_holder.holder()
     header_key = fields.CharField(max_length=64, null=True)
     public_header_key = fields.CharField(max_length=64, null=True)
     data_key = fields.CharField(max_length=64, null=True)
@@ -367,7 +307,7 @@ class DownloadLink(Model):
 
 
 class ClockMark(Model):
-    """The latest instant any process has seen (storage.clock): time as lorashelf sees
+    """The latest instant any process has seen (storage.system.clock): time as lorashelf sees
     it never goes back, across processes and restarts, even if a wall clock does."""
 
     name = fields.CharField(max_length=32, primary_key=True)
@@ -379,7 +319,7 @@ class ClockMark(Model):
 
 class PublicGeneration(Model):
     """A counter that goes up with every write that can change what anonymous viewers
-    see (storage.generation): cached anonymous answers are valid for one value of it."""
+    see (storage.db.public_generation): cached anonymous answers are valid for one value of it."""
 
     id = fields.IntField(primary_key=True)
     value = fields.BigIntField(default=0)

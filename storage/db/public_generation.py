@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tortoise.expressions import F
 
-from storage.models import PublicGeneration
+from storage.db.models import PublicGeneration
 
 ROW = 1
 

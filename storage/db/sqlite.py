@@ -8,7 +8,7 @@ it takes the write lock first, waiting up to the busy timeout for another proces
 write to finish, and then reads and writes without conflict. (Within one process the
 client already serialises transactions on its single connection.)
 
-Selected by ``storage.db`` for ``sqlite://`` URLs (``engine: storage.sqlite``).
+Selected by ``storage.db.connection`` for ``sqlite://`` URLs (``engine: storage.db.sqlite``).
 """
 
 from __future__ import annotations

@@ -26,14 +26,8 @@ from datetime import datetime
 
 from tortoise.expressions import Q, Subquery
 
-from storage.models import (
-    DatasetStatus,
-    LoraModel,
-    ModelFile,
-    TrainingDataset,
-    VersionStatus,
-    Visibility,
-)
+from storage.db.enums import DatasetStatus, VersionStatus, Visibility
+from storage.db.models import LoraModel, ModelFile, TrainingDataset
 
 ViewerId = int | None
 

@@ -14,22 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
 from tortoise.models import Model
 
-from storage import access
-from storage.errors import InvalidState, NotFound, Unauthenticated
-from storage.models import (
+from storage.db.enums import VersionStatus
+from storage.db.models import (
     LoraModel,
     ModelFile,
     ModelVersion,
     Notification,
     TrainingDataset,
     User,
-    VersionStatus,
 )
+from storage.errors import InvalidState, NotFound, Unauthenticated
+from storage.privacy import access
 
 M = TypeVar("M", bound=Model)
 
@@ -87,6 +87,9 @@ NOTIFICATION: Kind[Notification] = Kind(
     "No such notification.",
     "ids",
 )
+
+KINDS: tuple[Kind[Any], ...] = (USER, MODEL, VERSION, DATASET, FILE, NOTIFICATION)
+"""Every kind of object, in the order the API lists them."""
 
 
 def require_viewer(viewer: access.ViewerId) -> int:

@@ -1,44 +1,27 @@
-"""Retention in the database: deletion claims, tombstones, and what is due.
+"""Deletion in the database: claims, bytes, tombstones.
 
-The database is the source of truth: ``expires_at`` says when a private dataset's
-bytes must be gone and ``next_reminder_at`` when its next reminder falls due, both
-indexed with ``status``. Every query walks an index in bounded batches, so its cost
-grows with the work that is due, not with the size of the table. Every step is a
-conditional update, safe to run twice, late, concurrently or after a crash.
-Windows themselves are opened by :class:`storage.policy.RetentionPolicy`.
+The database is the source of truth: a deletion is claimed with one conditional update
+(``AVAILABLE -> DELETING``), the bytes go, then the tombstone, its history entry and
+(for an expiry) the owner's notice are written in one transaction. Every step is safe
+to run twice, late, concurrently or after a crash. Windows themselves are opened by
+:class:`storage.retention.policy.RetentionPolicy`; what falls due is found by
+:mod:`storage.retention.due`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from tortoise.expressions import Q
-from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from storage import events, headers, notifications
-from storage.models import (
-    DatasetStatus,
-    DeletionReason,
-    EventKind,
-    ModelFile,
-    ModelVersion,
-    Notification,
-    TrainingDataset,
-    VersionStatus,
-    Visibility,
-)
-from storage.policy import LIVE as LIVE
-from storage.policy import next_reminder
-from storage.process import HOST, holder, holder_gone
+from storage.db.enums import DatasetStatus, DeletionReason, EventKind, VersionStatus, Visibility
+from storage.db.models import ModelVersion, Notification, TrainingDataset
+from storage.retention import header_firewall, history, notices
+from storage.retention.policy import LIVE
 from storage.runtime import Runtime
-
-Stored = type[TrainingDataset] | type[ModelFile]  # what holds uploaded bytes
-
-
-async def _ids(query: QuerySet[TrainingDataset] | QuerySet[ModelFile]) -> list[int]:
-    return [row.id for row in await query.only("id")]
+from storage.system.claim_holder import holder
 
 
 async def dataset_by_id(dataset_id: int) -> TrainingDataset | None:
@@ -119,14 +102,14 @@ async def complete_deletion(rt: Runtime, dataset_id: int, *, now: datetime) -> b
         )
         if not done:
             return False
-        await events.record(dataset_id, EventKind.DELETED, ended, reason.value)
+        await history.record(dataset_id, EventKind.DELETED, ended, reason.value)
         if reason == DeletionReason.EXPIRED:
-            notice = await notifications.record_deletion(dataset, now=ended)
+            notice = await notices.record_deletion(dataset, now=ended)
     late = (ended - expires_at).total_seconds() if expires_at is not None else None
     rt.metrics.deleted(reason, lateness=late)
     await rt.deliver(notice)
     await rt.dataset_changed(dataset_id)
-    await headers.refresh(rt, dataset.version_id)
+    await header_firewall.refresh(rt, dataset.version_id)
     return True
 
 
@@ -134,184 +117,3 @@ async def delete_claimed(rt: Runtime, dataset_ids: Iterable[int], *, now: dateti
     """Finish claims made together (a model or version deleted): bytes go now."""
     for dataset_id in dataset_ids:
         await complete_deletion(rt, dataset_id, now=now)
-
-
-async def overdue_expiries(now: datetime, *, limit: int) -> list[int]:
-    rows = (
-        TrainingDataset.filter(status=DatasetStatus.AVAILABLE, expires_at__lte=now)
-        .filter(visibility=Visibility.PRIVATE)
-        .order_by("expires_at")
-        .limit(limit)
-    )
-    return await _ids(rows)
-
-
-async def stale_claims(
-    model: Stored, status: DatasetStatus, now: datetime, *, older_than: int, limit: int
-) -> list[int]:
-    """Rows held in ``status`` (a deletion, an upload) by a claim that is older than
-    ``older_than`` seconds, or whose holder on this host is known to be dead (finished
-    at once: a restarted process does not wait for the lease)."""
-    cutoff = now - timedelta(seconds=older_than)
-    aged = model.filter(status=status, claimed_at__lte=cutoff).order_by("claimed_at")
-    found = await _ids(aged.limit(limit))
-    mine = model.filter(status=status, claimed_by__startswith=f"{HOST}:").exclude(id__in=found)
-    for row in await mine.limit(limit).only("id", "claimed_by"):
-        if holder_gone(row.claimed_by):
-            found.append(row.id)
-    return found[:limit]
-
-
-async def stuck_deletions(
-    model: Stored, now: datetime, *, older_than: int, limit: int
-) -> list[int]:
-    """Datasets or files claimed for deletion that a crashed process left unfinished."""
-    return await stale_claims(
-        model, DatasetStatus.DELETING, now, older_than=older_than, limit=limit
-    )
-
-
-async def windowless(*, limit: int) -> list[int]:
-    """Private datasets with their bytes but no window: a state no service leaves behind,
-    repaired by the sweep (a window is never left open-ended)."""
-    rows = (
-        TrainingDataset.filter(
-            status=DatasetStatus.AVAILABLE, visibility=Visibility.PRIVATE, expires_at=None
-        )
-        .order_by("id")
-        .limit(limit)
-    )
-    return await _ids(rows)
-
-
-async def give_window(rt: Runtime, dataset_id: int, *, now: datetime) -> bool:
-    """Repair a windowless private dataset: a full window from now (the draft lifetime
-    for a draft). Returns whether it was needed."""
-    dataset = await dataset_by_id(dataset_id)
-    if dataset is None:
-        return False
-    window = rt.policy.window_for(private=True, published=await published(dataset), start=now)
-    fixed = await TrainingDataset.filter(
-        id=dataset_id,
-        status=DatasetStatus.AVAILABLE,
-        visibility=Visibility.PRIVATE,
-        expires_at=None,
-    ).update(**window.fields())
-    if fixed:
-        await rt.dataset_changed(dataset_id)
-        await headers.refresh(rt, dataset.version_id)
-    return bool(fixed)
-
-
-# Reminders ---------------------------------------------------------------------
-
-
-async def due_reminders(now: datetime, *, limit: int) -> list[int]:
-    rows = (
-        TrainingDataset.filter(status=DatasetStatus.AVAILABLE, next_reminder_at__lte=now)
-        .order_by("next_reminder_at")
-        .limit(limit)
-    )
-    return await _ids(rows)
-
-
-async def advance_reminder(
-    dataset: TrainingDataset, *, past: datetime, offsets: tuple[int, ...]
-) -> None:
-    """Move ``next_reminder_at`` beyond ``past``, unless the row changed meanwhile."""
-    await TrainingDataset.filter(
-        id=dataset.id,
-        next_reminder_at=dataset.next_reminder_at,
-        expires_at=dataset.expires_at,
-    ).update(next_reminder_at=next_reminder(dataset.expires_at, offsets, after=past))
-
-
-# Abandoned uploads and orphan blobs --------------------------------------------
-
-
-def abandoned(row: TrainingDataset | ModelFile, now: datetime, *, older_than: int) -> bool:
-    """An upload whose URL expired with no bytes, or whose PUT died mid-way (its claim
-    not refreshed for ``older_than`` seconds, or its holder gone)."""
-    if row.status == DatasetStatus.PENDING_UPLOAD:
-        return row.upload_expires_at is not None and row.upload_expires_at <= now
-    if row.status != DatasetStatus.UPLOADING:
-        return False
-    stale = row.claimed_at is None or (now - row.claimed_at).total_seconds() >= older_than
-    return stale or holder_gone(row.claimed_by)
-
-
-async def abandoned_uploads(
-    model: Stored, now: datetime, *, older_than: int, limit: int
-) -> list[int]:
-    """Uploads whose URL expired with no bytes, or whose PUT died mid-way."""
-    expired = model.filter(status=DatasetStatus.PENDING_UPLOAD, upload_expires_at__lte=now)
-    found = await _ids(expired.order_by("id").limit(limit))
-    found += await stale_claims(
-        model, DatasetStatus.UPLOADING, now, older_than=older_than, limit=limit
-    )
-    return found[:limit]
-
-
-async def discard_upload(
-    rt: Runtime, model: Stored, pk: int, *, now: datetime, older_than: int
-) -> bool:
-    """Forget a record whose bytes never arrived (and recompute its version's header
-    windows, which a pending public dataset may have held open). Safe to rerun: the
-    row is removed only as it was read (same status and claim)."""
-    row = await model.get_or_none(id=pk)
-    if row is None or not abandoned(row, now, older_than=older_than):
-        return False
-    deleted = await model.filter(
-        id=pk, status=row.status, claimed_at=row.claimed_at, upload_nonce=row.upload_nonce
-    ).delete()
-    if deleted:
-        await headers.refresh(rt, row.version_id)
-    return deleted > 0
-
-
-async def referenced_blob_keys(keys: Iterable[str]) -> set[str]:
-    """Which of ``keys`` a dataset or a weights file still refers to."""
-    wanted = list(keys)
-    found: set[str] = set()
-    rows = await TrainingDataset.filter(blob_key__in=wanted).values_list("blob_key", flat=True)
-    found.update(str(k) for k in rows if k is not None)
-    for column in ("header_key", "public_header_key", "data_key"):
-        rows = await ModelFile.filter(**{f"{column}__in": wanted}).values_list(column, flat=True)
-        found.update(str(k) for k in rows if k is not None)
-    return found
-
-
-# The embedded runner's alarm clock ---------------------------------------------
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-async def next_due(now: datetime) -> datetime | None:
-    """The earliest instant at which an expiry, a reminder or a header erasure falls
-    due (maybe past)."""
-    # "After the epoch" rather than "not null": a range the (status, instant) indexes
-    # seek to, where "not null" walks past every row without one (public datasets).
-    available = TrainingDataset.filter(status=DatasetStatus.AVAILABLE)
-    expiry = (
-        await available.filter(visibility=Visibility.PRIVATE, expires_at__gt=EPOCH)
-        .order_by("expires_at")
-        .first()
-    )
-    reminder = (
-        await available.filter(next_reminder_at__gt=EPOCH).order_by("next_reminder_at").first()
-    )
-    header = (
-        await ModelFile.filter(status=DatasetStatus.AVAILABLE, header_expires_at__gt=EPOCH)
-        .order_by("header_expires_at")
-        .first()
-    )
-    candidates = [
-        t
-        for t in (
-            expiry.expires_at if expiry else None,
-            reminder.next_reminder_at if reminder else None,
-            header.header_expires_at if header else None,
-        )
-        if t is not None
-    ]
-    return min(candidates) if candidates else None

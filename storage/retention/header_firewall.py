@@ -1,33 +1,62 @@
 """The header firewall: a weights file's training-data keys follow its version's dataset.
 
 kohya's sd-scripts records the training data in the safetensors header
-(``ss_tag_frequency``, ``ss_dataset_dirs``...). lorashelf keeps those keys (the
-withheld keys, :attr:`RetentionPolicy.withheld_keys`) in the original header blob
-only, never in the database. Who sees them is decided by
-:func:`storage.access.sees_withheld_keys`; when they are erased, by
+(``ss_tag_frequency``, ``ss_dataset_dirs``...). Those keys, and any listed in
+``LORASHELF_PRIVATE_HEADER_KEYS``, are the *withheld keys*, declared here once
+(:data:`TRAINING_DATA_KEYS`, :func:`withheld_keys`). lorashelf keeps them in the
+original header blob only, never in the database. Who sees them is decided by
+:func:`storage.privacy.access.sees_withheld_keys`; when they are erased, by
 :meth:`RetentionPolicy.header_window` (stored as ``ModelFile.header_expires_at``,
 kept current by :func:`refresh` whenever the version or its dataset changes). At that
 instant :func:`erase` deletes the original header: the stored file becomes the public
 one, and no byte of the withheld values is left.
+
+The list applies to files already stored, not only to new uploads: at start, before
+anything is served, :func:`withhold_listed_keys` withholds from every stored file the
+keys listed since it was uploaded (a new public header, its hashes and size, the
+key's window from the policy). A key taken off the list stays withheld from the files
+stored while it was on it: what an owner was told is training data is never made
+public after the fact.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from collections.abc import Sequence
 from datetime import datetime
 
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from storage import access, events
-from storage.blobs import read_all
-from storage.models import (
-    DatasetStatus,
-    EventKind,
-    ModelFile,
-    ModelVersion,
-    TrainingDataset,
-)
+from storage.blobs.base import put, read_all
+from storage.config.settings import Settings
+from storage.db.enums import DatasetStatus, EventKind
+from storage.db.models import ModelFile, ModelVersion, TrainingDataset
+from storage.formats.safetensors.header import metadata_of, public_header_of
+from storage.privacy import access
+from storage.retention import history
 from storage.runtime import Runtime
-from storage.safetensors import metadata_of
+
+log = logging.getLogger("lorashelf.header_firewall")
+
+TRAINING_DATA_KEYS: tuple[str, ...] = (
+    "ss_tag_frequency",
+    "ss_dataset_dirs",
+    "ss_reg_dataset_dirs",
+    "ss_datasets",
+    "ss_bucket_info",
+)
+"""Metadata keys that are training data whatever the configuration: what kohya's
+sd-scripts records about the training images (tags and their counts, folder names,
+buckets)."""
+
+
+def withheld_keys(settings: Settings) -> tuple[str, ...]:
+    """The keys withheld from a weights file's public header: the training-data keys,
+    then those ``LORASHELF_PRIVATE_HEADER_KEYS`` adds."""
+    extra = tuple(k for k in settings.private_header_keys if k not in TRAINING_DATA_KEYS)
+    return TRAINING_DATA_KEYS + extra
 
 
 async def refresh(rt: Runtime, version_id: int) -> None:
@@ -95,7 +124,7 @@ async def erase(rt: Runtime, file_id: int, *, now: datetime) -> bool:
         if dataset is not None:
             names = ", ".join(file.withheld_keys)
             detail = f"{names} erased from {file.filename}"
-            await events.record(dataset.id, EventKind.HEADER_ERASED, now, detail)
+            await history.record(dataset.id, EventKind.HEADER_ERASED, now, detail)
         await rt.scheduler.file_changed(file_id)
     return bool(done)
 
@@ -124,3 +153,80 @@ async def metadata(
         header = await read_all(rt.blobs, file.header_key)
         return list(metadata_of(header).items())
     return list(file.public_metadata.items())
+
+
+# A list that changed since files were stored ---------------------------------------
+
+
+async def withhold_listed_keys(rt: Runtime) -> int:
+    """Withhold the keys listed now from every stored file whose public header still
+    shows one (listed since its upload). Run at start, before anything is served; safe
+    to run in several processes at once. Returns how many files changed."""
+    keys = withheld_keys(rt.settings)
+    changed = 0
+    for file_id in await _showing_any(keys):
+        if await _withhold(rt, file_id, keys):
+            changed += 1
+    if changed:
+        log.info("withheld newly listed header keys from %s stored files", changed)
+    return changed
+
+
+async def _showing_any(keys: Sequence[str]) -> list[int]:
+    """Available files whose public metadata has one of ``keys``: one query (a scan of
+    the weights files, in the database), the keys passed as parameters."""
+    client = connections.get("default")
+    status = DatasetStatus.AVAILABLE.value
+    if client.capabilities.dialect == "sqlite":
+        marks = ", ".join("?" for _ in keys)
+        sql = (
+            "SELECT id FROM model_files WHERE status = ? AND EXISTS (SELECT 1 FROM "
+            f"json_each(model_files.public_metadata) AS entry WHERE entry.key IN ({marks}))"
+        )
+        _, rows = await client.execute_query(sql, [status, *keys])
+    else:
+        sql = (
+            "SELECT id FROM model_files WHERE status = $1 AND EXISTS (SELECT 1 FROM "
+            "json_object_keys(public_metadata) AS entry(key) WHERE entry.key = ANY($2))"
+        )
+        _, rows = await client.execute_query(sql, [status, list(keys)])
+    return [int(row["id"]) for row in rows]
+
+
+async def _withhold(rt: Runtime, file_id: int, keys: Sequence[str]) -> bool:
+    """Give one file a public header without ``keys``: its bytes, hashes and size, its
+    public metadata, its withheld keys (and their window). The original header, while
+    it exists, keeps them for whoever may see them; once erased, they are gone."""
+    file = await ModelFile.get_or_none(id=file_id, status=DatasetStatus.AVAILABLE)
+    if file is None or file.public_header_key is None or file.data_key is None:
+        return False
+    newly = [key for key in file.public_metadata if key in keys]
+    if not newly:
+        return False
+    old_key = file.public_header_key
+    header = public_header_of(await read_all(rt.blobs, old_key), keys)
+    digest = hashlib.sha256(header)
+    async for chunk in rt.blobs.read(file.data_key):
+        digest.update(chunk)
+    public_sha256 = digest.hexdigest()
+    new_key = await put(rt.blobs, header)
+    columns: dict[str, object] = {
+        "public_header_key": new_key,
+        "public_header_size": len(header),
+        "public_sha256": public_sha256,
+        "public_auto_v2": public_sha256[:10],
+        "public_metadata": {k: v for k, v in file.public_metadata.items() if k not in newly},
+        "withheld_keys": sorted({*file.withheld_keys, *newly}),
+    }
+    if file.header_key is None:  # erased: the stored file is the public one, and only it
+        columns.update(sha256=public_sha256, auto_v2=public_sha256[:10])
+    updated = await ModelFile.filter(
+        id=file_id, status=DatasetStatus.AVAILABLE, public_header_key=old_key
+    ).update(**columns)
+    if not updated:  # another process did it first, or the file went meanwhile
+        await rt.blobs.delete(new_key)
+        return False
+    if old_key != file.header_key:  # the old public header: nothing refers to it any more
+        await rt.blobs.delete(old_key)
+    await refresh(rt, file.version_id)
+    return True

@@ -8,8 +8,9 @@ from datetime import datetime
 
 from tortoise.expressions import Subquery
 
-from storage import access
-from storage.models import DatasetEvent, EventKind
+from storage.db.enums import EventKind
+from storage.db.models import DatasetEvent
+from storage.privacy import access
 
 # How many of each kind of event a dataset keeps (the most recent ones): downloads and
 # visibility changes, which anybody or the owner can repeat at will, can never push the

@@ -11,17 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from storage.config import Settings, describe_duration
-from storage.models import (
-    DatasetStatus,
-    DeletionReason,
-    ModelFile,
-    ModelVersion,
-    TrainingDataset,
-    VersionStatus,
-    Visibility,
-)
-from storage.safetensors import TRAINING_DATA_KEYS
+from storage.config.parse import describe_duration
+from storage.config.settings import Settings
+from storage.db.enums import DatasetStatus, DeletionReason, VersionStatus, Visibility
+from storage.db.models import ModelFile, ModelVersion, TrainingDataset
 
 LIVE = (DatasetStatus.PENDING_UPLOAD, DatasetStatus.UPLOADING, DatasetStatus.AVAILABLE)
 
@@ -59,16 +52,13 @@ class RetentionPolicy:
     private_retention: int  # seconds a private dataset is kept after publishing
     reminders: tuple[int, ...]  # seconds before deletion, largest first
     draft_retention: int = 30 * 86400  # seconds a never-published private dataset is kept
-    withheld_keys: tuple[str, ...] = TRAINING_DATA_KEYS  # header keys that are training data
 
     @classmethod
     def of(cls, settings: Settings) -> RetentionPolicy:
-        extra = tuple(k for k in settings.private_header_keys if k not in TRAINING_DATA_KEYS)
         return cls(
             private_retention=settings.private_retention,
             reminders=settings.reminders,
             draft_retention=settings.draft_retention,
-            withheld_keys=TRAINING_DATA_KEYS + extra,
         )
 
     def length(self, *, published: bool) -> int:

@@ -13,7 +13,8 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from tortoise.functions import Count
 
-from storage.models import DatasetStatus, DeletionReason, TrainingDataset, Visibility
+from storage.db.enums import DatasetStatus, DeletionReason, Visibility
+from storage.db.models import TrainingDataset
 
 # Seconds between a window's end and its dataset's deletion: on time is under a second.
 LATENESS_BUCKETS = (0.1, 0.5, 1, 2, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400)

@@ -27,7 +27,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
-from graph import graphiql
+from graph.http import graphiql
 from tests.processes import ROOT, Owner, serve, wait_for
 
 SCREENSHOT = ROOT / "docs" / "graphiql.png"

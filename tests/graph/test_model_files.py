@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from storage.files import MAX_FILES_PER_VERSION, MAX_METADATA_ENTRIES
 from tests.conftest import (
     Api,

@@ -36,12 +36,12 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from graph import ids
-from graph.app import create_app
+from graph.http.app import create_app
+from graph.schema import ids
 from jobs.tasks import sweep
-from storage.config import Settings
-from storage.events import KEEP
-from storage.models import EventKind
+from storage.config.settings import Settings
+from storage.db.enums import EventKind
+from storage.retention.history import KEEP
 from storage.runtime import NoScheduler
 from tests import processes
 from tests.conftest import (

@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graph import ids
+from graph.schema import ids
 from tests import postgres, processes
 from tests.conftest import dataset_blobs, make_safetensors
 from tests.processes import (

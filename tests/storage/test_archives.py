@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import archives
-from storage.archives import ArchiveRejected, ArchiveReport, check_archive
+from storage.formats import archives
+from storage.formats.archives import ArchiveRejected, ArchiveReport, check_archive
 
 MiB = 1 << 20
 BOMB_ZEROS = 50 * MiB

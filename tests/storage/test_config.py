@@ -13,18 +13,11 @@ from typing import Any
 
 import pytest
 
-from storage.config import (
-    VARIABLES,
-    ConfigError,
-    Limits,
-    Settings,
-    load_settings,
-    parse_duration,
-    parse_durations,
-    parse_size,
-    with_tables,
-)
-from storage.policy import RetentionPolicy
+from storage.config.parse import ConfigError, parse_duration, parse_durations, parse_size
+from storage.config.readme import with_tables
+from storage.config.settings import Limits, Settings, load_settings
+from storage.config.variables import VARIABLES
+from storage.retention.policy import RetentionPolicy
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[2]

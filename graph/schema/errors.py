@@ -18,7 +18,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
-from storage.db import is_busy
+from storage.db.connection import is_busy
 from storage.errors import ServiceError, TryAgain
 
 log = logging.getLogger("lorashelf.errors")
