@@ -6,9 +6,9 @@ from __future__ import annotations
 from enum import StrEnum
 
 from graph.schema import enums
-from graph.schema.types import datasets, files, models, notifications, relay, users, versions
 from graph.schema.mutation import Mutation
 from graph.schema.mutations.payload import PAYLOAD_MUTATION
+from graph.schema.types import datasets, files, models, notifications, relay, users, versions
 from graph.schema.types.relay import NODE_TYPES
 from storage.db import enums as db
 
