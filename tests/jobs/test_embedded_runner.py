@@ -88,9 +88,7 @@ async def test_the_runner_reminds_then_deletes_once_as_time_passes(
     for _ in range(6):
         clock.advance(SWEEP)
         await clock.asleep()
-    assert await notices(api, owner, dataset_id) == Counter(
-        DATASET_EXPIRING=1, DATASET_DELETED=1
-    )
+    assert await notices(api, owner, dataset_id) == Counter(DATASET_EXPIRING=1, DATASET_DELETED=1)
     assert (await history(api, owner, dataset_id))["DELETED"] == 1
     assert (await history(api, owner, dataset_id))["REMINDED"] == 1
     assert (await owner_view(api, owner, dataset_id))["deletedAt"] == tombstone["deletedAt"]
@@ -152,7 +150,5 @@ async def test_a_draft_is_reminded_and_deleted_on_its_draft_lifetime_once(
     # then it was reminded once and deleted once, at its expiry
     tombstone = await owner_view(api, owner, dataset_id)
     assert at(tombstone["deletedAt"]) == expires
-    assert await notices(api, owner, dataset_id) == Counter(
-        DATASET_EXPIRING=1, DATASET_DELETED=1
-    )
+    assert await notices(api, owner, dataset_id) == Counter(DATASET_EXPIRING=1, DATASET_DELETED=1)
     assert (await history(api, owner, dataset_id))["DELETED"] == 1
