@@ -33,16 +33,13 @@ from arq.worker import Worker, check_health
 from prometheus_client import start_http_server
 
 from jobs import tasks
-from jobs.adapters.bus import open_bus
-from jobs.adapters.notifier import InAppNotifier
 from jobs.adapters.scheduler import redis_settings
+from jobs.assembly import assemble
 from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
-from storage.blobs.store import open_blob_store
 from storage.config.parse import ConfigError, cron_fields
 from storage.config.settings import Settings
 from storage.db import connection
 from storage.runtime import NoScheduler, Runtime
-from storage.system.clock import SteadyClock, load_mark
 
 log = logging.getLogger("lorashelf.worker")
 
@@ -143,18 +140,10 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
             log.warning("could not apply migrations (%s); serve may be doing it", exc)
         await connection.connect(settings.database_url, settings.database_pool_size)
-        clock = SteadyClock()
-        await load_mark(clock)
-        bus = open_bus(settings, hub=None)  # publishes to the serve processes' subscribers
-        assert bus is not None
-        runtime = Runtime(
-            settings=settings,
-            clock=clock,
-            blobs=open_blob_store(settings),
-            scheduler=NoScheduler(),  # the worker runs jobs; stale queued ones no-op
-            notifier=InAppNotifier(),
-            bus=bus,
-        )
+        # The worker runs jobs and plans none (stale queued ones no-op); with no hub of
+        # its own, its bus publishes to the serve processes' subscribers.
+        assembly = assemble(settings, scheduler=NoScheduler())
+        runtime = assembly.runtime
         exporter = None
         if self.metrics is not None:
             host, port = self.metrics
@@ -162,14 +151,14 @@ class Supervisor:
             try:
                 exporter, _ = start_http_server(port, addr=host, registry=runtime.metrics.registry)
             except OSError as exc:
-                await bus.close()
+                await assembly.stop()
                 await connection.disconnect()
                 raise ConfigError(
                     f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror})"
                 ) from None
             log.info("metrics on http://%s:%s/metrics", host, port)
         try:
-            await runtime.blobs.connect()  # raises ConfigError for an unusable bucket
+            await assembly.start()  # raises ConfigError for an unusable bucket
             # What fell due, or was left half-done, while no worker ran: at once.
             await tasks.sweep({"runtime": runtime}, startup=True)
             log.info("worker ready: sweep every %ss", settings.sweep_interval)
@@ -186,8 +175,7 @@ class Supervisor:
         finally:
             if exporter is not None:
                 exporter.shutdown()
-            await bus.close()
-            await runtime.blobs.close()
+            await assembly.stop()
             await connection.disconnect()
 
     async def _arq(self, runtime: Runtime) -> None:

@@ -1,7 +1,7 @@
 """Models and versions: create, publish, delete, list, load in batches.
 
 Service functions take the :class:`~storage.runtime.Runtime` first and keyword
-arguments after it; they find objects only through :mod:`storage.lookups`.
+arguments after it; they find objects only through :mod:`storage.privacy.lookups`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training datasets: uploads, visibility, deletion, downloads, listings.
 
 Service functions take the :class:`~storage.runtime.Runtime` first and keyword
-arguments after it; they find objects only through :mod:`storage.lookups` and tell
+arguments after it; they find objects only through :mod:`storage.privacy.lookups` and tell
 the scheduler themselves about every change to a dataset.
 """
 
@@ -23,7 +23,8 @@ from storage.db.enums import DatasetStatus, DeletionReason, EventKind, VersionSt
 from storage.db.models import ModelVersion, TrainingDataset, User
 from storage.db.pages import Page, soonest_expiry_first
 from storage.errors import InvalidState, ServiceError
-from storage.formats.archives import ArchiveRejected, check_archive
+from storage.formats.archives.check import check_archive
+from storage.formats.archives.refusal import ArchiveRejected
 from storage.privacy import access, lookups
 from storage.retention import deletion, due, header_firewall, history
 from storage.retention.policy import LIVE, NO_WINDOW
@@ -139,7 +140,7 @@ async def receive_upload(
 
     Streams to a temporary blob, hashing on the way; stops reading at the first
     chunk that passes the declared size; only a complete zip archive of exactly the
-    declared size that passes :func:`storage.archives.check_archive` is moved into
+    declared size that passes :func:`storage.formats.archives.check_archive` is moved into
     place and marks the dataset ``AVAILABLE``. While bytes keep arriving the claim
     is refreshed, so only a stalled upload counts as abandoned.
     """

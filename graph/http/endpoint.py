@@ -99,7 +99,7 @@ class GraphQLApp(GraphQL[Context, None]):
             found = await self.sign_in(request.headers.get("authorization", ""))
             if found is not None:
                 viewer, token = found
-        request_id = current_request_id()  # made at the edge (graph.logs.RequestIds)
+        request_id = current_request_id()  # made at the edge (graph.http.logs.RequestIds)
         if isinstance(response, Response):
             response.headers["x-request-id"] = request_id
         return Context(

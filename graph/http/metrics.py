@@ -155,7 +155,8 @@ async def metrics_route(request: Request) -> Response:
 
 class Measured(SchemaExtension):
     """Counts every operation by name, times queries and mutations, counts errors by code
-    (after :class:`graph.errors.MaskUnexpected` gave them theirs: listed before it)."""
+    (after :class:`graph.schema.error_masking.MaskUnexpected` gave them theirs: listed
+    before it)."""
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()

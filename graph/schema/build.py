@@ -17,7 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graph.http.metrics import Measured
-from graph.schema.errors import MaskUnexpected, log_errors
+from graph.schema.error_masking import MaskUnexpected, log_errors
 from graph.schema.limits import GuardedValidation, limit_rules
 from graph.schema.mutation import Mutation
 from graph.schema.query import Query

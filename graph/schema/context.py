@@ -44,9 +44,9 @@ class Services:
     limiter: RateLimiter
     cursors: Cursors
     generation: Generation  # what anonymous viewers see: moved on by public changes
-    hub: Hub  # this process's live subscribers (graph.subscriptions)
+    hub: Hub  # this process's live subscribers (graph.schema.subscriptions)
     subscribers: Subscribers
-    metrics: ApiMetrics  # /metrics: this process's registry (graph.metrics)
+    metrics: ApiMetrics  # /metrics: this process's registry (graph.http.metrics)
     queue: ArqScheduler | None = None  # with LORASHELF_REDIS_URL: ARQ's Redis
 
     @property
@@ -94,7 +94,7 @@ def _list_loader(
 class Loaders:
     """Per-request batching: a page costs a constant number of queries.
 
-    Every loader filters by the viewer, with the rule from ``storage.access``: a row
+    Every loader filters by the viewer, with the rule from ``storage.privacy.access``: a row
     the viewer may not see is never loaded, so a field can only ever hand out what
     its viewer may see. (A type object therefore exists only for a visible row.)
     """

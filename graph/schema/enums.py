@@ -1,6 +1,6 @@
 """The API's enums, derived from the storage enums (one declaration per fact).
 
-Each API enum takes its members from a ``storage.models`` enum and adds only the
+Each API enum takes its members from a ``storage.db.enums`` enum and adds only the
 descriptions a client shows. Internal states a client never sees (a dataset being
 uploaded or deleted) are listed with the public state they appear as; deriving
 fails at import if a storage member is neither described nor mapped. Resolvers may

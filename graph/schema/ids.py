@@ -1,7 +1,7 @@
 """Opaque Relay global IDs: a type prefix and the row's random public id.
 
 ``d_Q3pT...`` is the training dataset whose ``public_id`` is ``Q3pT...`` (128 random
-bits, see ``storage.models.new_public_id``): nothing about row order, count or
+bits, see ``storage.db.models.new_public_id``): nothing about row order, count or
 creation time can be read from an id. Anything malformed or of the wrong type decodes
 to ``None``, which every caller treats exactly like an id that does not exist.
 """

@@ -5,7 +5,7 @@ The client authenticates once, in ``connection_init`` (``{"Authorization": "Bear
 
 - needs a viewer (``UNAUTHENTICATED`` otherwise), and a free place among the viewer's
   ``LORASHELF_MAX_SUBSCRIPTIONS_PER_USER`` on this process (``TOO_MANY_SUBSCRIPTIONS``);
-- listens on the bus (``jobs.bus``) for signals that carry ids only, and on each one
+- listens on the bus (``jobs.adapters.bus``) for signals that carry ids only, and on each one
   re-reads what it shows through the same owned lookups as every other path, as its
   viewer, with fresh DataLoaders;
 - checks the viewer's sign-in at each signal: a token revoked or expired meanwhile

@@ -307,8 +307,11 @@ class DownloadLink(Model):
 
 
 class ClockMark(Model):
-    """The latest instant any process has seen (storage.system.clock): time as lorashelf sees
-    it never goes back, across processes and restarts, even if a wall clock does."""
+    """The latest instant any process has seen (storage.clock): time as lorashelf sees
+    it never goes back, across processes and restarts, even if a wall clock does.
+
+    (The first line is stored as the table's description: kept as written when the
+    table was made, though the clock is now storage.system.clock.)"""
 
     name = fields.CharField(max_length=32, primary_key=True)
     at = fields.DatetimeField()

@@ -1,6 +1,6 @@
 """The public generation: one counter, in the database, that every write which can
 change what anonymous viewers see moves on. Answers cached for anonymous viewers
-(graph/cache.py) are tagged with the value they were computed under and are never
+(graph/http/cache.py) are tagged with the value they were computed under and are never
 served under another, in any process: the database is the one place they all read.
 """
 

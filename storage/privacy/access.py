@@ -2,7 +2,7 @@
 
 Each rule is a query filter, so that a lookup, a DataLoader batch, a listing and a
 count all ask the database the same question, and an object the viewer may not see
-is exactly as absent as one that does not exist. :mod:`storage.lookups` applies these
+is exactly as absent as one that does not exist. :mod:`storage.privacy.lookups` applies these
 filters; nothing else decides visibility.
 
 - An account is visible to itself, and to others once it has a published model.

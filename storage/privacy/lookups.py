@@ -2,12 +2,12 @@
 
 Every path that turns an id into an object goes through here: ``node(id)`` and the
 typed root fields, every DataLoader, the download route, and every mutation. A
-lookup is one query whose filter is the rule from :mod:`storage.access`, so an
+lookup is one query whose filter is the rule from :mod:`storage.privacy.access`, so an
 object the viewer may not see costs the same and answers the same as one that does
 not exist.
 
 A new kind of object plugs in with one :class:`Kind` below: its model, its visible
-and owned filters from :mod:`storage.access`, and its not-found wording.
+and owned filters from :mod:`storage.privacy.access`, and its not-found wording.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from storage.system.claim_holder import holder
 
 async def dataset_by_id(dataset_id: int) -> TrainingDataset | None:
     """A dataset row whatever its state, for the retention machinery (never for a viewer:
-    viewers go through :mod:`storage.lookups`)."""
+    viewers go through :mod:`storage.privacy.lookups`)."""
     return await TrainingDataset.get_or_none(id=dataset_id)
 
 

@@ -1,4 +1,4 @@
-"""The fault suite (issue 10): real `lorashelf serve` / `lorashelf worker` / redis-server
+"""The fault suite: real `lorashelf serve` / `lorashelf worker` / redis-server
 processes on loopback, one fault each, and the END STATE asserted.
 
 For every fault: each affected private dataset is deleted exactly once (one DELETED

@@ -386,7 +386,7 @@ def test_the_readme_tables_are_generated_from_the_variable_table() -> None:
     # given the README as committed
     readme = (ROOT / "README.md").read_text()
     # then its configuration tables are exactly what the variable table generates
-    # (regenerate with: python -m storage.config README.md)
+    # (regenerate with: python -m storage.config.readme README.md)
     assert with_tables(readme) == readme
     for variable in VARIABLES:
         assert f"`{variable.name}`" in readme

@@ -1,8 +1,9 @@
-"""Errors: expected failures keep their message; unexpected ones are masked.
+"""GraphQL errors as clients see them: expected failures keep their message and code;
+unexpected ones are masked.
 
 An expected failure raised in a query (a :class:`ServiceError`, e.g. a malformed
 cursor) reaches the client as a GraphQL error carrying its ``code`` and ``field``;
-in a mutation it becomes ``userErrors`` instead (``graph.mutations``). An unexpected
+in a mutation it becomes ``userErrors`` instead (``graph.schema.mutations``). An unexpected
 exception reaches the client as "Unexpected error." with a request id, and the
 server log has the traceback under the same id. Validation errors keep
 their message; with introspection off they also lose any "Did you mean" hint, so
