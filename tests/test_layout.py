@@ -161,8 +161,10 @@ def test_modules_stay_small() -> None:
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # A path the document names: `graph/...`, `storage/...`, `jobs/...`, `tests/...` and the
 # top-level files, in backticks, optionally followed by `:name` (a function or class).
+# (A bare module name, `tasks.py`, is prose about the folder just named.)
 PATH = re.compile(
-    r"`((?:graph|storage|jobs|tests|bench|scripts|docs)/[\w./-]*|[\w-]+\.(?:py|md|toml|graphql))(?::([\w.]+))?`"
+    r"`((?:graph|storage|jobs|tests|bench|scripts|docs)/[\w./-]*|[\w-]+\.(?:md|toml|graphql))"
+    r"(?::([\w.]+))?`"
 )
 
 
@@ -192,3 +194,41 @@ def test_every_path_the_architecture_document_names_exists(path: str, name: str 
             if isinstance(target, ast.Name)
         }
         assert name.split(".")[0] in defined, f"{path} defines no {name}"
+
+
+def tree_entries() -> list[str]:
+    """The paths the document's tree shows (its first fenced block after "## The tree"):
+    each line a folder (ending in ``/``) or a module, then its description; nested by
+    indentation."""
+    text = ARCHITECTURE.read_text()
+    block = text.split("## The tree", 1)[1].split("```", 2)[1]
+    found, parents = [], []  # parents: (indent, folder)
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        names = re.split(r"\s{2,}", line.strip())[0]
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        base = "".join(folder for _, folder in parents)
+        if names.endswith("/"):
+            found.append(base + names)
+            parents.append((indent, names))
+        else:
+            found.extend(base + name for name in names.split(", "))
+    return found
+
+
+def test_the_tree_shows_every_folder_and_module() -> None:
+    everything = {
+        f"{path.parent.relative_to(ROOT)}/"
+        if path.name == "__init__.py"
+        else str(path.relative_to(ROOT))
+        for path in MODULES.values()
+    }
+    assert everything - set(tree_entries()) == set()
+
+
+@pytest.mark.parametrize("entry", tree_entries())
+def test_every_entry_of_the_tree_exists(entry: str) -> None:
+    assert (ROOT / entry).exists(), f"the tree in docs/architecture.md shows {entry}"
