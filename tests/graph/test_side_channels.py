@@ -348,7 +348,7 @@ async def test_hidden_missing_and_malformed_ids_run_the_same_sql(
     if request_name == "node":
         # node() looks an id of another type up in that type's table (as many statements),
         # and answers a malformed id without asking the database at all: an id's shape is
-        # public knowledge (graph/ids.py), so skipping the query tells nothing
+        # public knowledge (graph/schema/ids.py), so skipping the query tells nothing
         assert len(statements["wrong type"]) == len(statements["hidden"])
         assert len(statements["malformed"]) <= len(statements["hidden"])
     else:

@@ -1,4 +1,4 @@
-"""The blob-store contract (storage/blobs.py), held by both stores: the local directory
+"""The blob-store contract (storage/blobs/base.py), held by both stores: the local directory
 (``file://``) and the S3-compatible bucket (``s3://``, against moto's server)."""
 
 from __future__ import annotations

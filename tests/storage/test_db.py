@@ -1,4 +1,4 @@
-"""storage/db.py on PostgreSQL: migrations applied by many processes at once, the
+"""storage/db/connection.py on PostgreSQL: migrations applied by many processes at once, the
 connection pool's bound, and which database errors mean "try again"."""
 
 from __future__ import annotations
