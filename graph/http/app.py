@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from graph.http import graphiql
+from graph.http import graphiql, webapp
 from graph.http.cache import AnonymousCache, Generation
 from graph.http.cors import Cors, NoCors
 from graph.http.downloads import download
@@ -86,7 +86,7 @@ def shared_services(assembly: Assembly, hub: Hub) -> Services:
 
 def routes(settings: Settings, graphql_app: GraphQLApp) -> list[Any]:
     """The routes: GraphQL (queries over HTTP, subscriptions over a WebSocket), the
-    upload and download links, health, metrics, and GraphiQL's files."""
+    upload and download links, health, metrics, the web app, and GraphiQL's files."""
     found: list[Any] = [
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),  # subscriptions (graphql-transport-ws)
@@ -96,6 +96,7 @@ def routes(settings: Settings, graphql_app: GraphQLApp) -> list[Any]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),  # keep internal (README)
+        Mount(webapp.URL_PREFIX, webapp.WebApp()),  # the web app, if built (web/)
     ]
     if settings.graphiql:
         found.append(Mount(graphiql.URL_PREFIX, StaticFiles(directory=graphiql.STATIC_DIR)))

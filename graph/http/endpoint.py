@@ -43,6 +43,9 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=settings.limits.body_timeout),
+            # The web app's origins may open the subscriptions' WebSocket too, as they
+            # may call /graphql (strawberry refuses other cross-origin handshakes: 403).
+            allowed_origins=settings.cors_origins,
         )
         self.services = services
 

@@ -211,7 +211,8 @@ class SecurityHeaders:
                 )
                 extra = [h for h in _HEADERS if h[0] not in present]
                 csp = _CSP_GRAPHIQL if page and is_html else _CSP_STRICT
-                extra.append((b"content-security-policy", csp))
+                if b"content-security-policy" not in present:  # a page's own (graph/http/webapp.py)
+                    extra.append((b"content-security-policy", csp))
                 if https:
                     extra.append((b"strict-transport-security", b"max-age=31536000"))
                 message["headers"] = headers + extra

@@ -1,7 +1,7 @@
 """Live updates: GraphQL subscriptions over WebSocket (``graphql-transport-ws``).
 
 The client authenticates once, in ``connection_init`` (``{"Authorization": "Bearer
-<token>"}`` or ``{"token": "<token>"}``; see ``graph.app``). A subscription then:
+<token>"}`` or ``{"token": "<token>"}``; see ``graph.http.endpoint``). A subscription then:
 
 - needs a viewer (``UNAUTHENTICATED`` otherwise), and a free place among the viewer's
   ``LORASHELF_MAX_SUBSCRIPTIONS_PER_USER`` on this process (``TOO_MANY_SUBSCRIPTIONS``);

@@ -3,11 +3,17 @@ and a refused preflight says why and what to set."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
+import websocket
 
 from tests.conftest import Api
 from tests.graph.test_downloads import download_url
+from tests.live import PROTOCOL
+from tests.processes import Owner, serve
 
 APP = "http://localhost:5173"
 EXPOSED = {
@@ -118,3 +124,24 @@ async def test_without_configured_origins_nothing_is_exposed(api: Api) -> None:
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
     assert "access-control-expose-headers" not in response.headers
+
+
+def test_the_web_apps_origin_may_open_the_subscriptions_websocket(tmp_path: Path) -> None:
+    env = {"LORASHELF_DATA_DIR": str(tmp_path / "var"), "LORASHELF_CORS_ORIGINS": APP}
+    with serve(env, cwd=tmp_path) as server:
+        owner = Owner.sign_up(server.url)
+        url = server.url.replace("http://", "ws://") + "/graphql"
+        # when a page on the configured origin opens the WebSocket (a browser sends Origin)
+        sock = websocket.create_connection(url, subprotocols=[PROTOCOL], origin=APP, timeout=5)
+        try:
+            sock.send(json.dumps({"type": "connection_init", "payload": {"token": owner.token}}))
+            # then it is accepted and signed in
+            assert json.loads(sock.recv())["type"] == "connection_ack"
+        finally:
+            sock.close()
+        # and a page on any other origin is refused at the handshake
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                url, subprotocols=[PROTOCOL], origin="http://elsewhere.example", timeout=5
+            )
+        assert refused.value.status_code == 403
