@@ -9,13 +9,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from graph import graphiql
-from storage.config import ConfigError, Settings, effective, load_settings, value_of
+from graph.http import graphiql
+from storage.config.parse import ConfigError
+from storage.config.settings import Settings, effective, load_settings, value_of
 
 
 def _log_setup() -> str:
     """Logging for serve and worker, as ``LORASHELF_LOG_FORMAT`` says; returns the format."""
-    from graph import logs
+    from graph.http import logs
 
     try:
         log_format: str = value_of("LORASHELF_LOG_FORMAT")
@@ -46,7 +47,7 @@ def _refuse(exc: ConfigError) -> NoReturn:
 def _check_blob_store(settings: Settings) -> None:
     """Stop with one line if the blob store cannot be used (a missing or versioned
     bucket, no credentials), before the server starts."""
-    from storage.blobs import open_blob_store
+    from storage.blobs.store import open_blob_store
 
     async def check() -> None:
         store = open_blob_store(settings)
@@ -64,8 +65,8 @@ def _check_blob_store(settings: Settings) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from graph.app import create_app
     from graph.banner import banner
+    from graph.http.app import create_app
 
     json_lines = _log_setup() == "json"
     settings = _settings()
@@ -119,7 +120,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from storage import db
+    from storage.db import connection as db
 
     settings = _settings()
     asyncio.run(db.migrate(settings.database_url))
@@ -136,7 +137,7 @@ def _config(args: argparse.Namespace) -> None:
 
 
 def _export_schema(args: argparse.Namespace) -> None:
-    from graph.schema import export_sdl
+    from graph.schema.build import export_sdl
 
     # The committed schema is the one for the default configuration.
     sys.stdout.write(export_sdl(load_settings({}, create=False)))

@@ -1,6 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from storage.models import DatasetStatus, DeletionReason, EventKind, NotificationKind, VersionStatus, Visibility
+from storage.db.enums import DatasetStatus, DeletionReason, EventKind, NotificationKind, VersionStatus, Visibility
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index

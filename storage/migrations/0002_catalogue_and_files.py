@@ -2,7 +2,8 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from storage.models import OrderedJSONField, BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
+from storage.db.models import OrderedJSONField
+from storage.db.enums import BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index

@@ -1,6 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from storage.models import new_public_id
+from storage.db.models import new_public_id
 from tortoise import fields
 
 TABLES = (
