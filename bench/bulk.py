@@ -7,7 +7,7 @@ written; then plain ``sqlite3`` ``executemany`` in one transaction per table. Va
 are written the way the app writes them: timestamps as Python's sqlite3 adapter
 stores an aware UTC datetime (``datetime.isoformat(" ")``, what Tortoise hands it),
 enums as their names, JSON lists as compact JSON, public ids from
-``storage.models.new_public_id``'s alphabet (22 URL-safe characters).
+``storage.db.models.new_public_id``'s alphabet (22 URL-safe characters).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import BASE_ENV, PYTHON, ROOT, child_env
 
-from storage.models import BaseModel
+from storage.db.enums import BaseModel
 
 SHARDS = 256
 

@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from storage.config import ConfigError, cron_fields, parse_duration  # noqa: E402
+from storage.config.parse import ConfigError, cron_fields, parse_duration  # noqa: E402
 from tests.conftest import make_zip  # noqa: E402
 from tests.processes import free_port, serve  # noqa: E402
 

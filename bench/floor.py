@@ -57,7 +57,7 @@ FILE_COLUMNS = """,
             WHEN {keys_public} THEN f.size_bytes
             ELSE f.size_bytes - f.header_size + f.public_header_size END,
        CASE WHEN {keys_public} THEN f.sha256 ELSE f.public_sha256 END"""
-# storage.access.sees_withheld_keys for an anonymous reader
+# storage.privacy.access.sees_withheld_keys for an anonymous reader
 KEYS_PUBLIC = (
     "(f.withheld_keys <> '[]' AND f.header_erased_at IS NULL "
     "AND (f.header_expires_at IS NULL OR f.header_expires_at > :now) AND d.id IS NOT NULL)"

@@ -68,7 +68,7 @@ class Markers:
 class SqlCounter:
     """Statements the application sent; SQLite also traces the statements a trigger or
     a virtual table (FTS5) runs inside one, as ``-- ...``: counted apart. So are the
-    response cache's re-reads of the public generation (graph/cache.py): one every
+    response cache's re-reads of the public generation (graph/http/cache.py): one every
     0.25 s at most, whatever the requests, so they belong to no page."""
 
     def __init__(self) -> None:
@@ -126,8 +126,8 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         for name in list(os.environ):
             if name.startswith("LORASHELF_"):
                 del os.environ[name]
-        from graph.app import create_app
-        from storage.config import load_settings
+        from graph.http.app import create_app
+        from storage.config.settings import load_settings
         from storage.runtime import NoScheduler
 
         settings = load_settings(spec["env"])

@@ -109,7 +109,7 @@ async def schema_sql(url: str) -> str:
     from tortoise import Tortoise, connections
     from tortoise.utils import get_schema_sql
 
-    from storage.db import tortoise_config
+    from storage.db.connection import tortoise_config
 
     config = tortoise_config(url)
     config["apps"]["models"].pop("migrations", None)

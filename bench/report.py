@@ -399,7 +399,8 @@ def targets(results: dict[str, Any]) -> list[str]:
             big = events[-1]
             rows.append(
                 (
-                    "5. a deletion's own statements use indexes (`storage.events.record`'s "
+                    "5. a deletion's own statements use indexes "
+                    "(`storage.retention.history.record`'s "
                     f"pruning DELETE, {big['events']:,} events)",
                     f"{ms(big['ms'])} ms, plan: {'; '.join(big['plan'])}",
                     "indexes only",
@@ -855,8 +856,8 @@ def sweep_section(sw: dict[str, Any], chart: str | None) -> list[str]:
         lines += [
             "### Events probe: a deletion's history entry against realistic histories",
             "",
-            "Every deletion runs `storage.events.record`, whose pruning statement filters "
-            "`dataset_events` by `dataset_id`. With the three events per dataset the API "
+            "Every deletion runs `storage.retention.history.record`, whose pruning statement "
+            "filters `dataset_events` by `dataset_id`. With the three events per dataset the API "
             "writes (upload started, uploaded, published) added to each table above after "
             "its sweep:",
             "",

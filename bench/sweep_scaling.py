@@ -5,7 +5,7 @@ Per size: a fresh data dir migrated by the app, ``rows`` datasets written in bul
 database taken for the baseline, then in a child process (``--child``: the app's own
 code, in-process, no HTTP):
 
-- each "what is due" query of ``storage/retention.py`` run once with SQLite's trace
+- each "what is due" query of ``storage/retention/due.py`` run once with SQLite's trace
   callback on (its SQL as executed, timed over three runs) and its ``EXPLAIN QUERY
   PLAN``;
 - one ``jobs.tasks.sweep`` (the safety net the runner and the worker run), timed, with
@@ -74,13 +74,15 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     from tortoise import connections
 
     from jobs import tasks
-    from jobs.notifier import InAppNotifier
-    from storage import db, retention, uploads
-    from storage.blobs import open_blob_store
-    from storage.clock import SteadyClock
-    from storage.config import load_settings
-    from storage.models import DatasetStatus, TrainingDataset
-    from storage.runtime import NoScheduler, Runtime
+    from jobs.assembly import assemble
+    from storage import uploads
+    from storage.config.settings import load_settings
+    from storage.db import connection as db
+    from storage.db.enums import DatasetStatus
+    from storage.db.models import TrainingDataset
+    from storage.retention import due
+    from storage.runtime import NoScheduler
+    from storage.system.clock import SteadyClock
 
     settings = load_settings(spec["env"])
     # One sweep deletes at most MAX_BATCHES * BATCH rows per kind; the bench lowers the
@@ -89,13 +91,7 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("max_batches"):
         tasks.MAX_BATCHES = int(spec["max_batches"])
     await db.connect(settings.database_url)
-    rt = Runtime(
-        settings=settings,
-        clock=SteadyClock(),
-        blobs=open_blob_store(settings),
-        scheduler=NoScheduler(),
-        notifier=InAppNotifier(),
-    )
+    rt = assemble(settings, clock=SteadyClock(), scheduler=NoScheduler()).runtime
     await connections.get("default").execute_query("SELECT 1")  # connects
     connection = connections.get("default")._connection
     trace = Trace()
@@ -107,15 +103,15 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     now = rt.clock.now()
     stale = uploads.staleness(settings)
     queries = {
-        "overdue_expiries": lambda: retention.overdue_expiries(now, limit=tasks.BATCH),
-        "due_reminders": lambda: retention.due_reminders(now, limit=tasks.BATCH),
-        "stale_claims": lambda: retention.stale_claims(
+        "overdue_expiries": lambda: due.overdue_expiries(now, limit=tasks.BATCH),
+        "due_reminders": lambda: due.due_reminders(now, limit=tasks.BATCH),
+        "stale_claims": lambda: due.stale_claims(
             TrainingDataset, DatasetStatus.DELETING, now, older_than=tasks.LEASE, limit=tasks.BATCH
         ),
-        "abandoned_uploads": lambda: retention.abandoned_uploads(
+        "abandoned_uploads": lambda: due.abandoned_uploads(
             TrainingDataset, now, older_than=stale, limit=tasks.BATCH
         ),
-        "next_due": lambda: retention.next_due(now),
+        "next_due": lambda: due.next_due(now),
     }
     captured: dict[str, Any] = {}
     for name, call in queries.items():
@@ -154,7 +150,7 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     sweep_s = time.perf_counter() - started
     kinds = dict(trace.kinds)
     sample = [s[:400] for s in trace.statements]
-    remaining = len(await retention.overdue_expiries(rt.clock.now(), limit=10**9))
+    remaining = len(await due.overdue_expiries(rt.clock.now(), limit=10**9))
     deleted = await TrainingDataset.filter(
         status=DatasetStatus.DELETED, deleted_at__gte=now
     ).values_list("id", flat=True)
@@ -206,7 +202,7 @@ def baseline(database: Path, blob_root: Path, ids: list[int]) -> dict[str, Any]:
 
 def events_probe(database: Path, rows: int, statement: str) -> dict[str, Any]:
     """Give every dataset the three history events the API writes, then time the
-    pruning DELETE that ``storage.events.record`` runs on each deletion (rolled back)."""
+    pruning DELETE that ``storage.retention.history.record`` runs on each deletion (rolled back)."""
     connection = sqlite3.connect(database, isolation_level=None)
     connection.execute("PRAGMA synchronous=OFF")
     connection.execute("BEGIN")

@@ -143,7 +143,7 @@ def run(workdir: Path, *, sizes: list[tuple[str, int]]) -> dict[str, Any]:
                 for i in range(repeats)
             ]
             # how much of the upload is the archive check (every entry read back, CRC-32)
-            from storage.archives import check_archive
+            from storage.formats.archives.check import check_archive
 
             checked = time.perf_counter()
             check_archive(source, max_ratio=100)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from graph import graphiql
-from storage.config import Settings, describe_duration, mask_url
+from graph.http import graphiql
+from storage.config.parse import describe_duration, mask_url
+from storage.config.settings import Settings
 
 
 def lorashelf_version() -> str:

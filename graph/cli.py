@@ -10,15 +10,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from graph import graphiql
 from graph.banner import lorashelf_version
-from storage.config import ConfigError, Settings, effective, load_settings, value_of
-from storage.db import DatabaseNewer
+from graph.http import graphiql
+from storage.config.parse import ConfigError
+from storage.config.settings import Settings, effective, load_settings, value_of
+from storage.db.connection import DatabaseNewer
 
 
 def _log_setup() -> str:
     """Logging for serve and worker, as ``LORASHELF_LOG_FORMAT`` says; returns the format."""
-    from graph import logs
+    from graph.http import logs
 
     try:
         log_format: str = value_of("LORASHELF_LOG_FORMAT")
@@ -49,7 +50,7 @@ def _refuse(exc: ConfigError) -> NoReturn:
 def _check_blob_store(settings: Settings) -> None:
     """Stop with one line if the blob store cannot be used (a missing or versioned
     bucket, no credentials), before the server starts."""
-    from storage.blobs import open_blob_store
+    from storage.blobs.store import open_blob_store
 
     async def check() -> None:
         store = open_blob_store(settings)
@@ -89,7 +90,7 @@ def _newer_database(exc: DatabaseNewer) -> NoReturn:
 def _prepare_database(settings: Settings) -> None:
     """Before serve or worker starts: refuse a database newer than this code (exit 2),
     apply pending migrations (a failed one: exit 1 with its error; it was rolled back)."""
-    from storage import db
+    from storage.db import connection as db
 
     try:
         asyncio.run(db.migrate(settings.database_url))
@@ -105,8 +106,8 @@ def _prepare_database(settings: Settings) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from graph.app import create_app
     from graph.banner import banner
+    from graph.http.app import create_app
 
     json_lines = _log_setup() == "json"
     settings = _settings()
@@ -172,7 +173,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from storage import db
+    from storage.db import connection as db
 
     if args.check:
         _migrate_check(_settings(create=False).database_url)
@@ -193,8 +194,8 @@ def _migrate_check(database_url: str) -> NoReturn:
     """Say what ``migrate`` would do, changing nothing: exit 0 when nothing is pending,
     1 when migrations would run, 2 when the database is newer than this code, 3 when
     the database cannot be read."""
-    from storage import db
-    from storage.config import mask_url
+    from storage.config.parse import mask_url
+    from storage.db import connection as db
 
     where = mask_url(database_url)
     try:
@@ -229,7 +230,7 @@ def _config(args: argparse.Namespace) -> None:
 
 
 def _export_schema(args: argparse.Namespace) -> None:
-    from graph.schema import export_sdl
+    from graph.schema.build import export_sdl
 
     # The committed schema is the one for the default configuration.
     sys.stdout.write(export_sdl(load_settings({}, create=False)))

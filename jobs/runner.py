@@ -2,7 +2,9 @@
 
 It runs a sweep at start (so anything that fell due while the server was down is
 done at once), then sleeps until the next due time read from the database, or the
-sweep interval, whichever is sooner; a dataset change wakes it to look again.
+sweep interval, whichever is sooner; a dataset change wakes it to look again. All its
+times, its sleeps included, are the runtime's clock's: a test moves time and the runner
+wakes.
 """
 
 from __future__ import annotations
@@ -10,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from jobs.tasks import collect_orphan_blobs, sweep
-from storage import retention
+from storage.retention import due
 from storage.runtime import Runtime
 
 log = logging.getLogger("lorashelf.runner")
 
-ORPHAN_EVERY = 3600.0  # seconds between orphan-blob collections
+ORPHAN_EVERY = timedelta(hours=1)  # between orphan-blob collections
 STAND_IN_LOOK = 1.0  # seconds between looks at the next due time when standing in for ARQ
 FAILURE_BACKOFF = 5.0  # seconds to wait when items keep failing
 
@@ -60,24 +61,24 @@ class EmbeddedRunner:
         clock = runtime.clock
         interval = timedelta(seconds=runtime.settings.sweep_interval)
         next_sweep = clock.now()  # sweep at start: catch up on what fell due while down
-        last_orphans = -ORPHAN_EVERY
+        last_orphans: datetime | None = None
         startup = True  # the first sweep also finishes what a dead process left
         while True:
             self._wake.clear()  # a change from here on wakes the wait below
             try:
                 backoff = False
                 now = clock.now()
-                due = await retention.next_due(now)
-                if now >= next_sweep or (due is not None and due <= now):
+                due_at = await due.next_due(now)
+                if now >= next_sweep or (due_at is not None and due_at <= now):
                     done = await sweep(ctx, startup=startup)
                     startup = False
                     backoff = any(kind.endswith("_failed") for kind in done)
                     next_sweep = clock.now() + interval
-                    if time.monotonic() - last_orphans >= ORPHAN_EVERY:
-                        last_orphans = time.monotonic()
+                    if last_orphans is None or clock.now() - last_orphans >= ORPHAN_EVERY:
+                        last_orphans = clock.now()
                         await collect_orphan_blobs(ctx)
-                    due = await retention.next_due(clock.now())
-                wake_at = next_sweep if due is None else min(next_sweep, due)
+                    due_at = await due.next_due(clock.now())
+                wake_at = next_sweep if due_at is None else min(next_sweep, due_at)
                 delay = max((wake_at - clock.now()).total_seconds(), 0.0)
                 if self._look_every is not None:
                     delay = min(delay, self._look_every)
@@ -88,5 +89,4 @@ class EmbeddedRunner:
             except Exception:
                 log.exception("retention runner: pass failed; retrying shortly")
                 delay = FAILURE_BACKOFF
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await clock.sleep(delay, wake=self._wake)

@@ -14,15 +14,17 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from storage import downloads, files, headers, notifications, retention, uploads
-from storage.clock import save_mark
-from storage.config import Settings
-from storage.disk import is_full
-from storage.models import DatasetStatus, DeletionReason, ModelFile, TrainingDataset, Visibility
+from storage import downloads, files, uploads
+from storage.config.settings import Settings
+from storage.db.enums import DatasetStatus, DeletionReason, Visibility
+from storage.db.models import ModelFile, TrainingDataset
+from storage.retention import deletion, due, header_firewall, notices
 from storage.runtime import Runtime
+from storage.system.clock import save_mark
+from storage.system.disk import is_full
 
 log = logging.getLogger("lorashelf.jobs")
 
@@ -55,13 +57,13 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
     """
     rt = runtime_of(ctx)
     now = rt.clock.now()
-    row = await retention.dataset_by_id(dataset_id)
+    row = await deletion.dataset_by_id(dataset_id)
     if row is not None and row.expires_at is not None:
         early = (row.expires_at - now).total_seconds()
         if 0 < early <= EARLY_TOLERANCE:  # a queue may round the due time down a little
-            await asyncio.sleep(early)
+            await rt.clock.sleep(early)
             now = rt.clock.now()
-    if row is not None and retention.over(row, now) and row.blob_key is not None:
+    if row is not None and deletion.over(row, now) and row.blob_key is not None:
         # The bytes go first: nobody may read them any more, and deleting them needs no
         # space, so a full disk frees itself before the tombstone is written. (If they
         # cannot go now, the claim below still ends access; the deletion is retried.)
@@ -69,10 +71,10 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
             await rt.blobs.delete(row.blob_key)
         except Exception:
             log.exception("dataset %s: could not delete its bytes yet", dataset_id)
-    await retention.claim_deletion(
-        retention.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
+    await deletion.claim_deletion(
+        deletion.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
     )
-    done = await retention.complete_deletion(rt, dataset_id, now=now)
+    done = await deletion.complete_deletion(rt, dataset_id, now=now)
     if done:
         log.info("dataset %s expired and deleted", dataset_id)
     return done
@@ -89,7 +91,7 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
     """
     rt = runtime_of(ctx)
     now = rt.clock.now()
-    dataset = await retention.dataset_by_id(dataset_id)
+    dataset = await deletion.dataset_by_id(dataset_id)
     if (
         dataset is None
         or dataset.status != DatasetStatus.AVAILABLE
@@ -98,25 +100,25 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
         or dataset.expires_at <= now
     ):
         return False
-    due = dataset.expires_at - timedelta(seconds=offset)
-    if now < due:
+    due_at = dataset.expires_at - timedelta(seconds=offset)
+    if now < due_at:
         return False  # the window moved later; another job is scheduled for the new time
     sent = None
-    late = (now - due).total_seconds()
+    late = (now - due_at).total_seconds()
     expires = dataset.expires_at
     superseded = any(
         o < offset and expires - timedelta(seconds=o) <= now for o in rt.policy.reminders
     )
     if superseded:
         log.info("reminder for dataset %s (%ss) superseded by a later one", dataset_id, offset)
-    elif rt.policy.sends(offset, published=await retention.published(dataset)):
+    elif rt.policy.sends(offset, published=await deletion.published(dataset)):
         tardy = late > reminder_grace(rt.settings)
-        sent = await notifications.record_reminder(dataset, offset=offset, now=now, late=tardy)
+        sent = await notices.record_reminder(dataset, offset=offset, now=now, late=tardy)
         if sent is not None:
             rt.metrics.reminded(late=tardy)
         await rt.deliver(sent)
-    if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due:
-        await retention.advance_reminder(dataset, past=due, offsets=rt.policy.reminders)
+    if dataset.next_reminder_at is not None and dataset.next_reminder_at <= due_at:
+        await due.advance_reminder(dataset, past=due_at, offsets=rt.policy.reminders)
     return sent is not None
 
 
@@ -129,9 +131,9 @@ async def erase_header(ctx: Ctx, file_id: int) -> bool:
     if row is not None and row.header_expires_at is not None:
         early = (row.header_expires_at - now).total_seconds()
         if 0 < early <= EARLY_TOLERANCE:
-            await asyncio.sleep(early)
+            await rt.clock.sleep(early)
             now = rt.clock.now()
-    done = await headers.erase(rt, file_id, now=now)
+    done = await header_firewall.erase(rt, file_id, now=now)
     if done:
         log.info("file %s: withheld header keys erased", file_id)
     return done
@@ -182,94 +184,103 @@ async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
     """
     rt = runtime_of(ctx)
     with rt.metrics.sweep_duration.time():
-        return await _sweep(ctx, rt, startup=startup)
+        now = rt.clock.now()
+        counts: Counter[str] = Counter()
+        await asyncio.to_thread(rt.reserve.ensure)  # held again once there is room
+        await _due_work(ctx, rt, now, counts)
+        await _crash_leftovers(rt, now, counts, startup=startup)
+        await _housekeeping(rt, now, counts)
+    if counts:
+        log.info("sweep: %s", dict(counts))
+    return dict(counts)
 
 
-async def _sweep(ctx: Ctx, rt: Runtime, *, startup: bool) -> dict[str, int]:
-    now = rt.clock.now()
-    counts: Counter[str] = Counter()
-    lease = 0 if startup else LEASE
-    await asyncio.to_thread(rt.reserve.ensure)  # held again once there is room
-    stale = uploads.staleness(rt.settings)
-
-    async def remind(dataset_id: int) -> bool:
-        row = await retention.dataset_by_id(dataset_id)
-        if row is None or row.expires_at is None or row.next_reminder_at is None:
-            return False
-        # The latest reminder due (after an outage several may be; one is sent).
-        offset = round((row.expires_at - row.next_reminder_at).total_seconds())
-        expires = row.expires_at
-        due = [o for o in rt.policy.reminders if expires - timedelta(seconds=o) <= now]
-        return await send_reminder(ctx, dataset_id, min(due, default=offset))
-
-    async def finish(dataset_id: int) -> bool:
-        return await retention.complete_deletion(rt, dataset_id, now=now)
-
-    async def finish_file(file_id: int) -> bool:
-        return await files.complete_file_deletion(rt, file_id, now=now)
-
-    async def discard(dataset_id: int) -> bool:
-        return await retention.discard_upload(
-            rt, TrainingDataset, dataset_id, now=now, older_than=stale
-        )
-
-    async def discard_file(file_id: int) -> bool:
-        return await retention.discard_upload(rt, ModelFile, file_id, now=now, older_than=stale)
-
+async def _due_work(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) -> None:
+    """What fell due: expiries, windows a private dataset lacks, reminders, erasures."""
     await _each(
         rt,
         "expired",
-        lambda: retention.overdue_expiries(now, limit=BATCH),
+        lambda: due.overdue_expiries(now, limit=BATCH),
         lambda i: expire_dataset(ctx, i),
         counts,
     )
     await _each(
         rt,
         "windows_repaired",
-        lambda: retention.windowless(limit=BATCH),
-        lambda i: retention.give_window(rt, i, now=now),
+        lambda: due.windowless(limit=BATCH),
+        lambda i: due.give_window(rt, i, now=now),
         counts,
     )
-    await _each(rt, "reminded", lambda: retention.due_reminders(now, limit=BATCH), remind, counts)
+    await _each(
+        rt,
+        "reminded",
+        lambda: due.due_reminders(now, limit=BATCH),
+        lambda i: _remind_latest(ctx, rt, i, now=now),
+        counts,
+    )
     await _each(
         rt,
         "headers_erased",
-        lambda: headers.due(now, limit=BATCH),
+        lambda: header_firewall.due(now, limit=BATCH),
         lambda i: erase_header(ctx, i),
         counts,
     )
-    kinds: list[tuple[retention.Stored, str, Callable[[int], Awaitable[bool]], Any]] = [
-        (TrainingDataset, "", finish, discard),
-        (ModelFile, "files_", finish_file, discard_file),
-    ]
-    for model, prefix, finish_one, discard_one in kinds:
+
+
+async def _remind_latest(ctx: Ctx, rt: Runtime, dataset_id: int, *, now: datetime) -> bool:
+    """Send the latest reminder due (after an outage several may be; one is sent)."""
+    row = await deletion.dataset_by_id(dataset_id)
+    if row is None or row.expires_at is None or row.next_reminder_at is None:
+        return False
+    offset = round((row.expires_at - row.next_reminder_at).total_seconds())
+    expires = row.expires_at
+    offsets = [o for o in rt.policy.reminders if expires - timedelta(seconds=o) <= now]
+    return await send_reminder(ctx, dataset_id, min(offsets, default=offset))
+
+
+async def _crash_leftovers(
+    rt: Runtime, now: datetime, counts: Counter[str], *, startup: bool
+) -> None:
+    """What a crash left: deletions claimed and not finished, uploads that died, and (at
+    start-up) the temporary files of uploads whose writer is gone."""
+    lease = 0 if startup else LEASE
+    stale = uploads.staleness(rt.settings)
+    for model, prefix in ((TrainingDataset, ""), (ModelFile, "files_")):
+        finish = _finisher(rt, model, now=now)
         await _each(
             rt,
             f"{prefix}unstuck",
-            functools.partial(retention.stuck_deletions, model, now, older_than=lease, limit=BATCH),
-            finish_one,
+            functools.partial(due.stuck_deletions, model, now, older_than=lease, limit=BATCH),
+            finish,
             counts,
         )
         await _each(
             rt,
             f"{prefix}abandoned",
-            functools.partial(
-                retention.abandoned_uploads, model, now, older_than=stale, limit=BATCH
-            ),
-            discard_one,
+            functools.partial(due.abandoned_uploads, model, now, older_than=stale, limit=BATCH),
+            functools.partial(due.discard_upload, rt, model, now=now, older_than=stale),
             counts,
         )
     if startup:  # what a dead upload left: its temp file (an upload alive writes often)
         partial = await rt.blobs.remove_stale_temp_files(older_than=now - timedelta(seconds=stale))
         if partial:
             counts["partial_files_removed"] = partial
+
+
+def _finisher(rt: Runtime, model: due.Stored, *, now: datetime) -> Callable[[int], Awaitable[bool]]:
+    """How a claimed deletion of this kind of row is finished."""
+    if model is ModelFile:
+        return functools.partial(files.complete_file_deletion, rt, now=now)
+    return functools.partial(deletion.complete_deletion, rt, now=now)
+
+
+async def _housekeeping(rt: Runtime, now: datetime, counts: Counter[str]) -> None:
+    """Forget used download links whose URLs can no longer work, and keep ``now`` as the
+    latest instant seen (time as lorashelf sees it never goes back, across restarts)."""
     forgotten = await downloads.forget(now, older_than=ORPHAN_AGE)
-    await save_mark(now)  # time as lorashelf sees it never goes back, across restarts
+    await save_mark(now)
     if forgotten:
         counts["links_forgotten"] = forgotten
-    if counts:
-        log.info("sweep: %s", dict(counts))
-    return dict(counts)
 
 
 async def collect_orphan_blobs(ctx: Ctx) -> int:
@@ -282,7 +293,7 @@ async def collect_orphan_blobs(ctx: Ctx) -> int:
     cutoff = rt.clock.now() - timedelta(seconds=ORPHAN_AGE)
     removed = await rt.blobs.remove_stale_temp_files(older_than=cutoff)
     async for keys in rt.blobs.keys_older_than(cutoff):
-        referenced = await retention.referenced_blob_keys(keys)
+        referenced = await due.referenced_blob_keys(keys)
         for key in keys:
             if key not in referenced:
                 await rt.blobs.delete(key)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from datetime import timedelta
 
 from arq import ArqRedis, create_pool
 from arq.constants import default_queue_name, health_check_key_suffix
 
+from jobs.adapters.scheduler import redis_settings
 from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
-from jobs.scheduler import redis_settings
-from storage.config import Settings
+from storage.config.settings import Settings
 from storage.runtime import Runtime
 
 log = logging.getLogger("lorashelf.watch")
@@ -38,11 +38,6 @@ class WorkerWatch:
         self._task: asyncio.Task[None] | None = None
         self._runner: EmbeddedRunner | None = None
         self._pool: ArqRedis | None = None
-
-    @property
-    def covering(self) -> bool:
-        """Whether serve is doing the retention work itself right now."""
-        return self._runner is not None
 
     async def dataset_changed(self, dataset_id: int) -> None:
         if self._runner is not None:
@@ -70,24 +65,25 @@ class WorkerWatch:
             self._pool = None
 
     async def _run(self, runtime: Runtime) -> None:
-        grace = self._settings.worker_grace
-        last_healthy = time.monotonic()
+        clock = runtime.clock
+        grace = timedelta(seconds=self._settings.worker_grace)
+        last_healthy = clock.now()
         while True:
             if await self._worker_alive():
-                last_healthy = time.monotonic()
+                last_healthy = clock.now()
                 if self._runner is not None:
                     log.info("a worker is healthy again: serve stops deleting by itself")
                     await self._runner.stop()
                     self._runner = None
-            elif self._runner is None and time.monotonic() - last_healthy >= grace:
+            elif self._runner is None and clock.now() - last_healthy >= grace:
                 log.warning(
                     "no worker has been healthy for %ss: serve does the retention work "
                     "itself until one is",
-                    grace,
+                    self._settings.worker_grace,
                 )
                 self._runner = EmbeddedRunner(look_every=STAND_IN_LOOK)
                 self._runner.start(runtime)
-            await asyncio.sleep(CHECK_EVERY)
+            await clock.sleep(CHECK_EVERY)
 
     async def _worker_alive(self) -> bool:
         assert self._settings.redis_url is not None

@@ -33,14 +33,12 @@ from arq.worker import Worker, check_health
 from prometheus_client import start_http_server
 
 from jobs import tasks
-from jobs.bus import open_bus
-from jobs.notifier import InAppNotifier
+from jobs.adapters.scheduler import redis_settings
+from jobs.assembly import assemble
 from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
-from jobs.scheduler import redis_settings
-from storage import db
-from storage.blobs import open_blob_store
-from storage.clock import SteadyClock, load_mark
-from storage.config import ConfigError, Settings, cron_fields
+from storage.config.parse import ConfigError, cron_fields
+from storage.config.settings import Settings
+from storage.db import connection
 from storage.runtime import NoScheduler, Runtime
 
 log = logging.getLogger("lorashelf.worker")
@@ -138,22 +136,14 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stop.set)
         settings = self.settings
         try:  # like serve; a serve starting at the same moment may be doing it too
-            await db.migrate(settings.database_url)
+            await connection.migrate(settings.database_url)
         except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
             log.warning("could not apply migrations (%s); serve may be doing it", exc)
-        await db.connect(settings.database_url, settings.database_pool_size)
-        clock = SteadyClock()
-        await load_mark(clock)
-        bus = open_bus(settings, hub=None)  # publishes to the serve processes' subscribers
-        assert bus is not None
-        runtime = Runtime(
-            settings=settings,
-            clock=clock,
-            blobs=open_blob_store(settings),
-            scheduler=NoScheduler(),  # the worker runs jobs; stale queued ones no-op
-            notifier=InAppNotifier(),
-            bus=bus,
-        )
+        await connection.connect(settings.database_url, settings.database_pool_size)
+        # The worker runs jobs and plans none (stale queued ones no-op); with no hub of
+        # its own, its bus publishes to the serve processes' subscribers.
+        assembly = assemble(settings, scheduler=NoScheduler())
+        runtime = assembly.runtime
         exporter = None
         if self.metrics is not None:
             host, port = self.metrics
@@ -161,14 +151,14 @@ class Supervisor:
             try:
                 exporter, _ = start_http_server(port, addr=host, registry=runtime.metrics.registry)
             except OSError as exc:
-                await bus.close()
-                await db.disconnect()
+                await assembly.stop()
+                await connection.disconnect()
                 raise ConfigError(
                     f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror})"
                 ) from None
             log.info("metrics on http://%s:%s/metrics", host, port)
         try:
-            await runtime.blobs.connect()  # raises ConfigError for an unusable bucket
+            await assembly.start()  # raises ConfigError for an unusable bucket
             # What fell due, or was left half-done, while no worker ran: at once.
             await tasks.sweep({"runtime": runtime}, startup=True)
             log.info("worker ready: sweep every %ss", settings.sweep_interval)
@@ -185,9 +175,8 @@ class Supervisor:
         finally:
             if exporter is not None:
                 exporter.shutdown()
-            await bus.close()
-            await runtime.blobs.close()
-            await db.disconnect()
+            await assembly.stop()
+            await connection.disconnect()
 
     async def _arq(self, runtime: Runtime) -> None:
         """One ARQ worker, until stopped or Redis is lost."""

@@ -16,8 +16,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise.exceptions import IntegrityError
 
+from storage.db.models import AuthToken, User
 from storage.errors import ServiceError
-from storage.models import AuthToken, User
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
 PASSWORD_MIN = 10

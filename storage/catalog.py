@@ -1,7 +1,7 @@
 """Models and versions: create, publish, delete, list, load in batches.
 
 Service functions take the :class:`~storage.runtime.Runtime` first and keyword
-arguments after it; they find objects only through :mod:`storage.lookups`.
+arguments after it; they find objects only through :mod:`storage.privacy.lookups`.
 """
 
 from __future__ import annotations
@@ -14,25 +14,22 @@ from datetime import datetime
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from storage import access, events, files, headers, lookups, retention, search
-from storage.errors import InvalidState, NotFound, ServiceError
-from storage.models import (
+from storage import files, search
+from storage.db.enums import (
     BaseModel,
     DatasetStatus,
     DeletionReason,
     EventKind,
-    LoraModel,
     LoraType,
-    ModelFile,
     ModelSort,
-    ModelTag,
-    ModelVersion,
-    TrainingDataset,
-    User,
     VersionStatus,
     Visibility,
 )
-from storage.pages import Page, largest_first, newest_first
+from storage.db.models import LoraModel, ModelFile, ModelTag, ModelVersion, TrainingDataset, User
+from storage.db.pages import Page, largest_first, newest_first
+from storage.errors import InvalidState, NotFound, ServiceError
+from storage.privacy import access, lookups
+from storage.retention import deletion, header_firewall, history
 from storage.runtime import Runtime
 
 NAME_MAX = 200
@@ -235,10 +232,10 @@ async def publish_version(
             # deleted as expired, whatever the version does meanwhile.
             still_open = Q(expires_at=None) | Q(expires_at__gt=now)
             await TrainingDataset.filter(still_open, id=dataset.id).update(**window.fields())
-            await events.record(dataset.id, EventKind.PUBLISHED, now)
+            await history.record(dataset.id, EventKind.PUBLISHED, now)
     if dataset is not None:
         await rt.dataset_changed(dataset.id)
-    await headers.refresh(rt, version.id)
+    await header_firewall.refresh(rt, version.id)
     await search.refresh(version.model_id)
     await version.refresh_from_db()
     return version
@@ -255,7 +252,7 @@ async def _refresh_published(model_id: int) -> None:
 
 async def _claim_datasets(dataset_ids: list[int], *, now: datetime) -> None:
     for dataset_id in dataset_ids:
-        await retention.claim(dataset_id, reason=DeletionReason.MODEL_DELETED, now=now)
+        await deletion.claim(dataset_id, reason=DeletionReason.MODEL_DELETED, now=now)
 
 
 async def delete_version(
@@ -298,7 +295,7 @@ async def delete_model(rt: Runtime, viewer: int | None, *, model_id: str | None)
 async def _delete_claimed(
     rt: Runtime, dataset_ids: list[int], file_ids: list[int], *, now: datetime
 ) -> None:
-    await retention.delete_claimed(rt, dataset_ids, now=now)
+    await deletion.delete_claimed(rt, dataset_ids, now=now)
     for file_id in file_ids:
         await files.complete_file_deletion(rt, file_id, now=now)
 

@@ -1,7 +1,7 @@
 """Training datasets: uploads, visibility, deletion, downloads, listings.
 
 Service functions take the :class:`~storage.runtime.Runtime` first and keyword
-arguments after it; they find objects only through :mod:`storage.lookups` and tell
+arguments after it; they find objects only through :mod:`storage.privacy.lookups` and tell
 the scheduler themselves about every change to a dataset.
 """
 
@@ -18,27 +18,20 @@ from typing import Any
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from storage import access, events, headers, lookups, retention, uploads
-from storage.archives import ArchiveRejected, check_archive
+from storage import uploads
+from storage.db.enums import DatasetStatus, DeletionReason, EventKind, VersionStatus, Visibility
+from storage.db.models import ModelVersion, TrainingDataset, User
+from storage.db.pages import Page, soonest_expiry_first
 from storage.errors import InvalidState, ServiceError
-from storage.models import (
-    DatasetStatus,
-    DeletionReason,
-    EventKind,
-    ModelVersion,
-    TrainingDataset,
-    User,
-    VersionStatus,
-    Visibility,
-)
-from storage.pages import Page, soonest_expiry_first
-from storage.policy import NO_WINDOW
+from storage.formats.archives.check import check_archive
+from storage.formats.archives.refusal import ArchiveRejected
+from storage.privacy import access, lookups
+from storage.retention import deletion, due, header_firewall, history
+from storage.retention.policy import LIVE, NO_WINDOW
 from storage.runtime import Runtime
 from storage.uploads import UploadRejected
 
 log = logging.getLogger("lorashelf.datasets")
-
-LIVE = retention.LIVE
 
 
 @dataclass(frozen=True)
@@ -123,7 +116,7 @@ async def start_upload(
             # upload died mid-way (its claim stale, or its holder gone): at once.
             stale = uploads.staleness(rt.settings)
             restarted = 0
-            if existing.status == DatasetStatus.PENDING_UPLOAD or retention.abandoned(
+            if existing.status == DatasetStatus.PENDING_UPLOAD or due.abandoned(
                 existing, now, older_than=stale
             ):
                 restarted = await TrainingDataset.filter(
@@ -136,7 +129,7 @@ async def start_upload(
                     code="DATASET_EXISTS",
                 )
             dataset = await TrainingDataset.get(id=existing.id)
-        await events.record(dataset.id, EventKind.UPLOAD_STARTED, now, name)
+        await history.record(dataset.id, EventKind.UPLOAD_STARTED, now, name)
     return dataset, nonce
 
 
@@ -147,7 +140,7 @@ async def receive_upload(
 
     Streams to a temporary blob, hashing on the way; stops reading at the first
     chunk that passes the declared size; only a complete zip archive of exactly the
-    declared size that passes :func:`storage.archives.check_archive` is moved into
+    declared size that passes :func:`storage.formats.archives.check_archive` is moved into
     place and marks the dataset ``AVAILABLE``. While bytes keep arriving the claim
     is refreshed, so only a stalled upload counts as abandoned.
     """
@@ -187,10 +180,10 @@ async def receive_upload(
     if not finished:  # deleted while the bytes were arriving
         await blobs.delete(key)
         raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
-    await events.record(dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}")
+    await history.record(dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}")
     await _open_draft_window(rt, dataset_id, now=now)
     await rt.dataset_changed(dataset_id)
-    await headers.refresh(rt, dataset.version_id)
+    await header_firewall.refresh(rt, dataset.version_id)
     return await TrainingDataset.get(id=dataset_id)
 
 
@@ -250,9 +243,9 @@ async def set_visibility(
                 code="CONFLICT",
             )
         kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
-        await events.record(dataset.id, kind, now)
+        await history.record(dataset.id, kind, now)
     await rt.dataset_changed(dataset.id)
-    await headers.refresh(rt, dataset.version_id)
+    await header_firewall.refresh(rt, dataset.version_id)
     return await TrainingDataset.get(id=dataset.id)
 
 
@@ -262,8 +255,8 @@ async def delete_dataset(
     """The owner deletes a dataset now: bytes gone, tombstone left. Idempotent."""
     dataset = await lookups.owned(lookups.DATASET, viewer, dataset_id)
     now = rt.clock.now()
-    if await retention.claim(dataset.id, reason=DeletionReason.OWNER_REQUEST, now=now):
-        await retention.complete_deletion(rt, dataset.id, now=now)
+    if await deletion.claim(dataset.id, reason=DeletionReason.OWNER_REQUEST, now=now):
+        await deletion.complete_deletion(rt, dataset.id, now=now)
     return await TrainingDataset.get(id=dataset.id)
 
 
@@ -283,10 +276,10 @@ async def downloadable(
         return None
     over = dataset.expires_at is not None and dataset.expires_at <= now
     if over and dataset.status == DatasetStatus.AVAILABLE:
-        condition = retention.expiry_condition(dataset.id, now)
-        if await retention.claim_deletion(condition, reason=DeletionReason.EXPIRED, now=now):
+        condition = deletion.expiry_condition(dataset.id, now)
+        if await deletion.claim_deletion(condition, reason=DeletionReason.EXPIRED, now=now):
             try:
-                await retention.complete_deletion(rt, dataset.id, now=now)
+                await deletion.complete_deletion(rt, dataset.id, now=now)
             except Exception:  # access has ended with the claim; the sweep finishes it
                 log.exception("dataset %s: deletion claimed, not finished yet", dataset.id)
     if not access.downloadable(dataset, now):
@@ -300,7 +293,7 @@ async def record_download(dataset_id: int, *, by_owner: bool, address: str, now:
     own data: it shows a leaked link); others' downloads (of a public dataset) are
     recorded without their address."""
     detail = f"through a link issued to you, from {address}" if by_owner else "by someone else"
-    await events.record(dataset_id, EventKind.DOWNLOADED, now, detail)
+    await history.record(dataset_id, EventKind.DOWNLOADED, now, detail)
 
 
 # Batched loads and listings ----------------------------------------------------

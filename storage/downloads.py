@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
-from storage.models import DownloadLink, LoraModel, ModelFile, ModelVersion
+from storage.db.models import DownloadLink, LoraModel, ModelFile, ModelVersion
 
 
 async def first_use(

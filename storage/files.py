@@ -3,9 +3,10 @@ deletion, downloads.
 
 Only safetensors is accepted: a pickled checkpoint (``.ckpt``, ``.pt``, ``.bin``) is
 code, refused by its name before any byte is sent and by its first bytes if renamed.
-The upload is validated as it arrives (:mod:`storage.safetensors`), never held in
-memory beyond its header, and stored as three blobs (original header, public header,
-tensor data): see :class:`storage.models.ModelFile` and :mod:`storage.headers`.
+The upload is validated as it arrives (:mod:`storage.formats.safetensors`), never held
+in memory beyond its header, and stored as three blobs (original header, public header,
+tensor data): see :class:`storage.db.models.ModelFile` and
+:mod:`storage.retention.header_firewall`.
 """
 
 from __future__ import annotations
@@ -18,25 +19,18 @@ from datetime import datetime, timedelta
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from storage import access, headers, lookups, uploads
-from storage.blobs import put
+from storage import uploads
+from storage.blobs.base import BlobWriter, put
+from storage.db.enums import DatasetStatus, DeletionReason, VersionStatus
+from storage.db.models import ModelFile, ModelVersion, TrainingDataset
 from storage.errors import InvalidState, ServiceError
-from storage.models import (
-    DatasetStatus,
-    DeletionReason,
-    ModelFile,
-    ModelVersion,
-    TrainingDataset,
-    VersionStatus,
-)
-from storage.process import holder
+from storage.formats.safetensors.header import SafetensorsError
+from storage.formats.safetensors.kohya import suggest_base_model, suggest_type
+from storage.formats.safetensors.stream import SafetensorsInfo, SafetensorsStream
+from storage.privacy import access, lookups
+from storage.retention import header_firewall
 from storage.runtime import Runtime
-from storage.safetensors import (
-    SafetensorsError,
-    SafetensorsStream,
-    suggest_base_model,
-    suggest_type,
-)
+from storage.system.claim_holder import holder
 from storage.uploads import UploadRejected
 
 MAX_FILES_PER_VERSION = 10  # live files; bounds ModelVersion.files
@@ -103,64 +97,114 @@ def _refusal(exc: SafetensorsError) -> UploadRejected:
     return UploadRejected(message, code=exc.code, status=status)
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """Where a weights file's bytes went: its header as uploaded, its public header (the
+    same blob when nothing was withheld) and its tensor data."""
+
+    header_key: str
+    public_header_key: str
+    data_key: str
+
+    def blob_keys(self) -> set[str]:
+        return {self.header_key, self.public_header_key, self.data_key}
+
+
 async def receive_file_upload(
     rt: Runtime, *, file_id: int, nonce: str, chunks: AsyncIterator[bytes]
 ) -> ModelFile:
     """Take a weights file's bytes through its single-use nonce, validating the
     safetensors header as it arrives and hashing on the way. Nothing is kept unless
-    the whole file is a valid safetensors file of exactly the declared size."""
-    clock, blobs = rt.clock, rt.blobs
-    row = await uploads.claim(ModelFile, file_id, nonce, clock.now())
-    stream = SafetensorsStream(declared_size=row.size_bytes, withheld_keys=rt.policy.withheld_keys)
-    data = blobs.writer()
-    heartbeat = uploads.Heartbeat(ModelFile, file_id, clock, rt.check_room)
+    the whole file is a valid safetensors file of exactly the declared size.
+
+    Steps: claim the nonce; store the bytes (:func:`_store`); mark the file available
+    with what its header says (:func:`_mark_available`); settle the version's primary
+    file and its header windows. A failure before the last steps puts the upload back
+    to pending, so the owner can ask for a new URL."""
+    row = await uploads.claim(ModelFile, file_id, nonce, rt.clock.now())
+    try:
+        info, stored = await _store(rt, row, chunks)
+    except BaseException:
+        await uploads.release(ModelFile, file_id)
+        raise
+    await _mark_available(rt, row, info, stored)
+    await _settle_primary(row.version_id)
+    await header_firewall.refresh(rt, row.version_id)
+    return await ModelFile.get(id=file_id)
+
+
+async def _store(
+    rt: Runtime, row: ModelFile, chunks: AsyncIterator[bytes]
+) -> tuple[SafetensorsInfo, StoredFile]:
+    """The tensor data streamed into one blob while the header is validated, then the
+    header and the public header each in their own; nothing kept if anything fails."""
+    data = rt.blobs.writer()
     stored: list[str] = []
     try:
-        try:
-            async for chunk in chunks:
-                before = stream.received
-                if before + len(chunk) > row.size_bytes:
-                    raise uploads.too_long(row.size_bytes)
-                stream.feed(chunk)
-                header = stream.header
-                if header is not None:
-                    skip = max(0, header.data_offset - before)
-                    if skip < len(chunk):
-                        await uploads.write(data, chunk[skip:])
-                await heartbeat.beat(len(chunk))
-            if stream.received != row.size_bytes:
-                raise uploads.too_short(stream.received, row.size_bytes)
-            info = stream.finish()
-        except SafetensorsError as exc:
-            raise _refusal(exc) from None
-        if len(info.metadata) > MAX_METADATA_ENTRIES:
-            raise UploadRejected(
-                f"The header's __metadata__ has {len(info.metadata):,} entries; at most "
-                f"{MAX_METADATA_ENTRIES:,} are accepted.",
-                code="BAD_METADATA",
-                status=422,
-            )
+        info = await _validated(rt, row, chunks, data)
         data_key = await data.commit()
         stored.append(data_key)
-        header_key = await put(blobs, info.header_bytes)
+        header_key = await put(rt.blobs, info.header_bytes)
         stored.append(header_key)
         public_key = header_key
         if info.public_header_bytes != info.header_bytes:
-            public_key = await put(blobs, info.public_header_bytes)
+            public_key = await put(rt.blobs, info.public_header_bytes)
             stored.append(public_key)
     except BaseException:
         await data.abort()
         for key in stored:
-            await blobs.delete(key)
-        await uploads.release(ModelFile, file_id)
+            await rt.blobs.delete(key)
         raise
+    return info, StoredFile(header_key, public_key, data_key)
+
+
+async def _validated(
+    rt: Runtime, row: ModelFile, chunks: AsyncIterator[bytes], data: BlobWriter
+) -> SafetensorsInfo:
+    """The whole body, checked as it arrives: never past the declared size, the header
+    valid before a data byte is written to ``data``, the claim kept alive meanwhile."""
+    withheld = header_firewall.withheld_keys(rt.settings)
+    stream = SafetensorsStream(declared_size=row.size_bytes, withheld_keys=withheld)
+    heartbeat = uploads.Heartbeat(ModelFile, row.id, rt.clock, rt.check_room)
+    try:
+        async for chunk in chunks:
+            before = stream.received
+            if before + len(chunk) > row.size_bytes:
+                raise uploads.too_long(row.size_bytes)
+            stream.feed(chunk)
+            header = stream.header
+            if header is not None:
+                skip = max(0, header.data_offset - before)
+                if skip < len(chunk):
+                    await uploads.write(data, chunk[skip:])
+            await heartbeat.beat(len(chunk))
+        if stream.received != row.size_bytes:
+            raise uploads.too_short(stream.received, row.size_bytes)
+        info = stream.finish()
+    except SafetensorsError as exc:
+        raise _refusal(exc) from None
+    if len(info.metadata) > MAX_METADATA_ENTRIES:
+        raise UploadRejected(
+            f"The header's __metadata__ has {len(info.metadata):,} entries; at most "
+            f"{MAX_METADATA_ENTRIES:,} are accepted.",
+            code="BAD_METADATA",
+            status=422,
+        )
+    return info
+
+
+async def _mark_available(
+    rt: Runtime, row: ModelFile, info: SafetensorsInfo, stored: StoredFile
+) -> None:
+    """Record the bytes and what the header says, unless the file was deleted while they
+    arrived (then they go, and the upload is refused as not found)."""
     arch = info.architecture
     withheld = set(info.withheld)
-    finished = await ModelFile.filter(id=file_id, status=DatasetStatus.UPLOADING).update(
+    finished = await ModelFile.filter(id=row.id, status=DatasetStatus.UPLOADING).update(
         status=DatasetStatus.AVAILABLE,
-        header_key=header_key,
-        public_header_key=public_key,
-        data_key=data_key,
+        header_key=stored.header_key,
+        public_header_key=stored.public_header_key,
+        data_key=stored.data_key,
         header_size=len(info.header_bytes),
         public_header_size=len(info.public_header_bytes),
         sha256=info.sha256,
@@ -178,16 +222,13 @@ async def receive_file_upload(
         algo=arch.algo,
         suggested_base_model=suggest_base_model(arch),
         suggested_type=suggest_type(arch) if arch.network_module or arch.algo else None,
-        uploaded_at=clock.now(),
+        uploaded_at=rt.clock.now(),
         claimed_at=None,
     )
     if not finished:  # deleted while the bytes were arriving
-        for key in stored:
-            await blobs.delete(key)
+        for key in stored.blob_keys():
+            await rt.blobs.delete(key)
         raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
-    await _settle_primary(row.version_id)
-    await headers.refresh(rt, row.version_id)
-    return await ModelFile.get(id=file_id)
 
 
 async def _settle_primary(version_id: int, *, prefer: int | None = None) -> None:

@@ -14,13 +14,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from storage.blobs import BlobStore
-from storage.clock import Clock
-from storage.config import Settings
-from storage.disk import Reserve, check_room
-from storage.metrics import Metrics
-from storage.models import Notification
-from storage.policy import RetentionPolicy
+from storage.blobs.base import BlobStore
+from storage.config.settings import Settings
+from storage.db.models import Notification
+from storage.retention.policy import RetentionPolicy
+from storage.system.clock import Clock
+from storage.system.disk import Reserve, check_room
+from storage.system.metrics import Metrics
 
 
 class Scheduler(Protocol):

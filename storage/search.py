@@ -25,8 +25,9 @@ import unicodedata
 from tortoise import connections
 from tortoise.expressions import Q, RawSQL
 
+from storage.db.enums import VersionStatus
+from storage.db.models import LoraModel, ModelTag, ModelVersion, User
 from storage.errors import ServiceError
-from storage.models import LoraModel, ModelTag, ModelVersion, User, VersionStatus
 
 MAX_TAGS = 10
 TAG_MAX = 32

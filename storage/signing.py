@@ -149,7 +149,7 @@ class Signer:
 
 
 class Cursors:
-    """Connection cursors: a listing's position (``storage.pages``), sealed."""
+    """Connection cursors: a listing's position (``storage.db.pages``), sealed."""
 
     def __init__(self, sealer: Sealer):
         self._sealer = sealer

@@ -19,13 +19,14 @@ from typing import TypeVar
 from tortoise.functions import Count, Sum
 from tortoise.models import Model
 
-from storage.blobs import BlobWriter
-from storage.clock import Clock
-from storage.config import Settings
-from storage.disk import StorageFull, is_full
+from storage.blobs.base import BlobWriter
+from storage.config.settings import Settings
+from storage.db.enums import DatasetStatus
+from storage.db.models import ModelFile, TrainingDataset
 from storage.errors import ServiceError
-from storage.models import DatasetStatus, ModelFile, TrainingDataset
-from storage.process import holder
+from storage.system.claim_holder import holder
+from storage.system.clock import Clock
+from storage.system.disk import StorageFull, is_full
 
 FILENAME_MAX = 200
 HEARTBEAT = 10  # seconds between refreshes of an upload's claim while bytes arrive

@@ -4,6 +4,7 @@ for the usual objects."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import sqlite3
@@ -17,15 +18,16 @@ from typing import Any
 import httpx
 import pytest
 
-from graph import ids
-from graph.app import create_app
-from jobs.notifier import InAppNotifier
-from storage import db
-from storage.blobs import LocalBlobStore, open_blob_store
-from storage.config import Settings, load_settings
-from storage.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
-from storage.models import new_public_id
-from storage.runtime import NoScheduler, Runtime
+from graph.http.app import create_app
+from graph.schema import ids
+from jobs.assembly import assemble
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.store import open_blob_store
+from storage.config.settings import Settings, load_settings
+from storage.db import connection as db
+from storage.db.models import new_public_id
+from storage.privacy.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
+from storage.runtime import NoScheduler
 from tests import postgres, processes
 from tests.processes import S3Server, s3_server
 
@@ -33,19 +35,52 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class MutableClock:
-    """The injected clock: tests move time instead of sleeping."""
+    """The injected clock: tests move time instead of sleeping. What sleeps on it (the
+    embedded runner, a job waiting for its due time) wakes when time is moved past its
+    deadline, or when its wake event is set."""
 
     def __init__(self, now: datetime = START):
         self._now = now
+        self._sleepers: dict[asyncio.Future[None], datetime] = {}
 
     def now(self) -> datetime:
         return self._now
 
     def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
+        self.set(self._now + timedelta(seconds=seconds))
 
     def set(self, when: datetime) -> None:
         self._now = when
+        for sleeper, deadline in list(self._sleepers.items()):
+            if deadline <= when:
+                del self._sleepers[sleeper]
+                if not sleeper.done():
+                    sleeper.set_result(None)
+
+    async def sleep(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        sleeper = asyncio.get_running_loop().create_future()
+        self._sleepers[sleeper] = self._now + timedelta(seconds=seconds)
+        waiting: set[asyncio.Future[Any]] = {sleeper}
+        woken = asyncio.ensure_future(wake.wait()) if wake is not None else None
+        if woken is not None:
+            waiting.add(woken)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._sleepers.pop(sleeper, None)
+            sleeper.cancel()
+            if woken is not None:
+                woken.cancel()
+
+    async def asleep(self, timeout: float = 10.0) -> None:
+        """Wait (in real time, at most ``timeout`` seconds) until something sleeps on
+        this clock past its current time: whatever moving time woke has done its work."""
+        async with asyncio.timeout(timeout):
+            while not any(deadline > self._now for deadline in self._sleepers.values()):
+                await asyncio.sleep(0.01)
 
 
 def make_safetensors(
@@ -289,13 +324,7 @@ def store(settings: Settings) -> LocalBlobStore:
 def ctx(settings: Settings, clock: MutableClock, store: LocalBlobStore) -> dict[str, Any]:
     """What a runner passes to the job functions: the same settings, clock and blob
     store the ``api`` fixture uses, so data set up through GraphQL is what they act on."""
-    runtime = Runtime(
-        settings=settings,
-        clock=clock,
-        blobs=store,
-        scheduler=NoScheduler(),
-        notifier=InAppNotifier(),
-    )
+    runtime = assemble(settings, clock=clock, blobs=store, scheduler=NoScheduler()).runtime
     return {"runtime": runtime}
 
 

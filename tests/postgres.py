@@ -186,7 +186,7 @@ class Cluster:
 
     def prepare_template(self) -> None:
         """The template every test's database is copied from: all migrations applied."""
-        from storage import db
+        from storage.db import connection as db
 
         async def build() -> None:
             await self._execute("postgres", f"CREATE DATABASE {TEMPLATE}")

@@ -16,9 +16,9 @@ from graphql import (
     specified_scalar_types,
 )
 
-from graph.schema import build_schema, export_sdl
-from storage.config import load_settings
-from storage.policy import RetentionPolicy
+from graph.schema.build import build_schema, export_sdl
+from storage.config.settings import load_settings
+from storage.retention.policy import RetentionPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 

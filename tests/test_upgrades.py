@@ -658,7 +658,7 @@ def test_the_database_has_exactly_a_new_databases_schema(upgrade: Upgrade, tmp_p
     # an upgraded database and a new one are the same (edited migrations were repaired)
     if upgrade.database_url is None:
         fresh = f"sqlite://{tmp_path / 'fresh.sqlite3'}"
-        from storage import db
+        from storage.db import connection as db
 
         postgres.run_async(lambda: db.migrate(fresh))
         assert sqlite_schema(upgrade.data_dir / "lorashelf.sqlite3") == sqlite_schema(

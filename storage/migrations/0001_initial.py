@@ -2,7 +2,7 @@
 history and notifications.
 
 Self-contained: the enums below are frozen as they were when this migration was
-written (storage.models may change; what this migration does may not).
+written (the application's may change; what this migration does may not).
 """
 
 from enum import StrEnum

@@ -10,7 +10,7 @@ from tortoise import fields
 
 def new_public_id():
     """A row's public id as this migration made them: 128 random bits, 22 URL-safe
-    characters (frozen here; storage.models makes new rows' ids)."""
+    characters (frozen here; the application makes new rows' ids)."""
     return secrets.token_urlsafe(16)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from tests.conftest import Api, Person, make_zip
 from tests.graph.test_uploads import dataset_state, draft_version, files_under, zip_with_entry
 

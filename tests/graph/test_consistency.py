@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from graph.app import create_app
-from jobs.scheduler import NoScheduler
+from graph.http.app import create_app
 from storage.catalog import MAX_VERSIONS
-from storage.config import Settings
+from storage.config.settings import Settings
+from storage.runtime import NoScheduler
 from tests.conftest import Api, MutableClock, Person
 
 PUBLISH = (

@@ -51,10 +51,10 @@ from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 from schemathesis.python import asgi as schemathesis_asgi
 
-from graph import ids
-from graph.app import create_app
-from jobs.scheduler import NoScheduler
-from storage.config import load_settings
+from graph.http.app import create_app
+from graph.schema import ids
+from storage.config.settings import load_settings
+from storage.runtime import NoScheduler
 from tests.conftest import database_env, make_safetensors, make_zip
 
 ROOT = Path(__file__).resolve().parents[2]

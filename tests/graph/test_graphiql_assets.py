@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from graph import graphiql
-from graph.graphiql import FetchError, File, Package
+from graph.http import graphiql
+from graph.http.graphiql import FetchError, File, Package
 
 
 def tarball(files: dict[str, bytes]) -> bytes:

@@ -29,7 +29,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
-from graph import graphiql
+from graph.http import graphiql
 from tests.processes import ROOT, Owner, serve, wait_for
 
 # The committed picture (README) is rewritten only when asked: UPDATE_SCREENSHOTS=1.

@@ -18,9 +18,9 @@ import pytest
 from safetensors.numpy import load
 
 from jobs.tasks import erase_header, sweep
-from storage import db
-from storage.config import Settings
-from storage.safetensors import TRAINING_DATA_KEYS
+from storage.config.settings import Settings
+from storage.db import connection as db
+from storage.retention.header_firewall import TRAINING_DATA_KEYS
 from tests.conftest import (
     START,
     Api,

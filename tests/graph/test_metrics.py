@@ -11,10 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from graph.app import create_app
-from graph.metrics import MAX_OPERATIONS
+from graph.http.app import create_app
+from graph.http.metrics import MAX_OPERATIONS
 from jobs.tasks import expire_dataset, sweep
-from storage.config import Settings
+from storage.config.settings import Settings
 from storage.runtime import NoScheduler
 from tests.conftest import Api, MutableClock, make_zip, raw_id
 

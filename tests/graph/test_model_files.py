@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from storage.files import MAX_FILES_PER_VERSION, MAX_METADATA_ENTRIES
 from tests.conftest import (
     Api,
@@ -637,7 +637,7 @@ async def test_files_list_stays_within_its_bound_of_ten(api: Api) -> None:
     # when she lists the version's files
     files = await files_of(api, version_id, alice)
     # then the list keeps the bound the schema promises ("at most 10") and the query
-    # cost limit counts on (graph/limits.py)
+    # cost limit counts on (graph/schema/limits.py)
     assert len(files) <= MAX_FILES_PER_VERSION, [f["status"] for f in files]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs.tasks import expire_dataset, send_reminder
-from storage.config import Settings
+from storage.config.settings import Settings
 from tests.conftest import (
     Api,
     MutableClock,

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.app import create_app
-from jobs.scheduler import NoScheduler
-from storage.config import Settings, load_settings
+from graph.http.app import create_app
+from storage.config.settings import Settings, load_settings
+from storage.runtime import NoScheduler
 from tests.conftest import MutableClock
 from tests.processes import RedisServer, redis_server
 

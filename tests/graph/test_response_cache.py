@@ -3,7 +3,6 @@ ETag, Cache-Control and GET with automatic persisted queries for HTTP caches."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Api, Person
+from tests.conftest import Api, MutableClock, Person
 from tests.graph.test_front_page import counting
 from tests.processes import Owner, gql, serve
 
@@ -227,7 +226,7 @@ async def test_post_with_automatic_persisted_queries(
 
 @pytest.mark.env(LORASHELF_PUBLIC_CACHE="1s")
 async def test_download_counts_lag_at_most_the_stated_window(
-    api: Api, published: tuple[Person, str, str, str]
+    api: Api, clock: MutableClock, published: tuple[Person, str, str, str]
 ) -> None:
     owner, model_id, version_id, _ = published
     query = "{ models(first: 5) { edges { node { name downloadCount } } } }"
@@ -244,7 +243,7 @@ async def test_download_counts_lag_at_most_the_stated_window(
     )["node"]["files"][0]["downloadUrl"]
     assert (await api.http.get(file_url)).status_code == 200
     # then the count may lag, but no longer than the window (1 s here)
-    await asyncio.sleep(1.05)
+    clock.advance(1.05)
     count = (await post(api, query)).json()["data"]["models"]["edges"][0]["node"]["downloadCount"]
     assert count == 1
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from tests.conftest import Api, sql_behind_the_back
 
 

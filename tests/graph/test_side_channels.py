@@ -36,12 +36,12 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from graph import ids
-from graph.app import create_app
+from graph.http.app import create_app
+from graph.schema import ids
 from jobs.tasks import sweep
-from storage.config import Settings
-from storage.events import KEEP
-from storage.models import EventKind
+from storage.config.settings import Settings
+from storage.db.enums import EventKind
+from storage.retention.history import KEEP
 from storage.runtime import NoScheduler
 from tests import processes
 from tests.conftest import (
@@ -348,7 +348,7 @@ async def test_hidden_missing_and_malformed_ids_run_the_same_sql(
     if request_name == "node":
         # node() looks an id of another type up in that type's table (as many statements),
         # and answers a malformed id without asking the database at all: an id's shape is
-        # public knowledge (graph/ids.py), so skipping the query tells nothing
+        # public knowledge (graph/schema/ids.py), so skipping the query tells nothing
         assert len(statements["wrong type"]) == len(statements["hidden"])
         assert len(statements["malformed"]) <= len(statements["hidden"])
     else:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from graph import enums, types
-from graph.mutations import PAYLOAD_MUTATION, Mutation
-from graph.schema import NODE_TYPES
-from storage import models as db
+from graph.schema import enums
+from graph.schema.mutation import Mutation
+from graph.schema.mutations.payload import PAYLOAD_MUTATION
+from graph.schema.types import datasets, files, models, notifications, relay, users, versions
+from graph.schema.types.relay import NODE_TYPES
+from storage.db import enums as db
 
 
 def test_every_mutation_turns_expected_failures_into_user_errors() -> None:
@@ -22,10 +24,12 @@ def test_every_mutation_turns_expected_failures_into_user_errors() -> None:
 
 
 def test_every_node_type_is_in_the_node_table() -> None:
+    modules = (users, models, versions, files, datasets, notifications)
     node_types = {
         cls
+        for types in modules
         for cls in vars(types).values()
-        if isinstance(cls, type) and issubclass(cls, types.Node) and cls is not types.Node
+        if isinstance(cls, type) and issubclass(cls, relay.Node) and cls is not relay.Node
     }
     assert node_types == {node_type for _, node_type in NODE_TYPES.values()}
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from graph.app import create_app
-from storage.config import Settings
+from graph.http.app import create_app
+from storage.config.settings import Settings
 from tests.conftest import at, make_safetensors, make_zip, missing_id
 from tests.live import DATASET_CHANGED, NOTIFICATION_ADDED, PROTOCOL, Live, codes, in_process
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph import graphiql
-from graph.app import create_app
-from jobs.scheduler import NoScheduler
-from storage.config import Settings
+from graph.http import graphiql
+from graph.http.app import create_app
+from storage.config.settings import Settings
+from storage.runtime import NoScheduler
 from tests.conftest import Api, MutableClock
 
 GRAPHIQL_CSP = (

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from tests.conftest import Api, MutableClock, Person, make_zip, missing_id
 
 START_UPLOAD = """

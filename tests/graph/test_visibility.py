@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from tests.conftest import Api, MutableClock, Person, at, dataset_blobs
 
 DATASET = (

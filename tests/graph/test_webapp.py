@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from graph import webapp
+from graph.http import webapp
 from tests.processes import serve
 from tests.web import built_app
 

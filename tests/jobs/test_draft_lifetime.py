@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from jobs.tasks import expire_dataset, send_reminder, sweep
-from storage.config import Settings
-from storage.models import TrainingDataset
+from storage.config.settings import Settings
+from storage.db.models import TrainingDataset
 from tests.conftest import (
     START,
     Api,

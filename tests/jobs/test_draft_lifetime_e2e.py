@@ -1,12 +1,12 @@
 """End to end, real clock: a real `lorashelf serve` (embedded runner, no Redis) reminds
 the owner of a private dataset on a draft that is never published, then deletes it when
 its draft lifetime ends. Windows are seconds long; the sweep runs only once a minute,
-so only the exact-time runner can be on time."""
+so only the exact-time runner can be on time. That nothing happens again in the runner's
+later passes is shown on a driven clock (tests/jobs/test_embedded_runner.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -115,7 +115,6 @@ def test_serve_reminds_then_deletes_a_private_draft_dataset_at_the_end_of_its_dr
         assert httpx.get(download_url, timeout=10).status_code == 404
 
         # and the owner got exactly one deletion notice and one reminder
-        time.sleep(0.5)
         assert len(owner.notifications_about(dataset_id, "DATASET_DELETED")) == 1
         assert len(owner.notifications_about(dataset_id, "DATASET_EXPIRING")) == 1
         kinds = [e["kind"] for e in owner.dataset(dataset_id)["events"]]

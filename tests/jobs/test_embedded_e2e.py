@@ -1,10 +1,11 @@
 """End to end without Redis: a real `lorashelf serve` does the retention work itself
 (the embedded runner), on a real SQLite file and local blobs. Windows are seconds long.
+That nothing happens again in the runner's later passes is shown on a driven clock
+(tests/jobs/test_embedded_runner.py).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -68,7 +69,6 @@ def test_serve_alone_reminds_then_deletes_when_the_window_ends(tmp_path: Path) -
         assert httpx.get(published.download_url, timeout=10).status_code == 404
 
         # and the owner got exactly one deletion notice and one reminder
-        time.sleep(0.5)
         assert len(owner.notifications_about(published.dataset_id, "DATASET_DELETED")) == 1
         assert len(owner.notifications_about(published.dataset_id, "DATASET_EXPIRING")) == 1
         assert deleted_events(owner.dataset(published.dataset_id)) == 1
@@ -102,7 +102,6 @@ def test_a_restarted_server_deletes_what_expired_while_it_was_down(tmp_path: Pat
         assert (deleted_at - healthy).total_seconds() < 3
         assert dataset_blobs(data_dir / "blobs") == set()
         assert httpx.get(f"{second.url}{old_download}", timeout=10).status_code == 404
-        time.sleep(0.5)
         assert len(owner.notifications_about(published.dataset_id, "DATASET_DELETED")) == 1
         # the reminder fell due while the server was down: too late to send now
         assert owner.notifications_about(published.dataset_id, "DATASET_EXPIRING") == []

@@ -1,4 +1,4 @@
-"""The fault suite (issue 10): real `lorashelf serve` / `lorashelf worker` / redis-server
+"""The fault suite: real `lorashelf serve` / `lorashelf worker` / redis-server
 processes on loopback, one fault each, and the END STATE asserted.
 
 For every fault: each affected private dataset is deleted exactly once (one DELETED
@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graph import ids
+from graph.schema import ids
 from tests import postgres, processes
 from tests.conftest import dataset_blobs, make_safetensors
 from tests.processes import (

@@ -20,10 +20,12 @@ from jobs.tasks import (
     send_reminder,
     sweep,
 )
-from storage import retention, uploads
-from storage.blobs import LocalBlobStore
-from storage.config import Settings
-from storage.models import DeletionReason, TrainingDataset
+from storage import uploads
+from storage.blobs.local import LocalBlobStore
+from storage.config.settings import Settings
+from storage.db.enums import DeletionReason
+from storage.db.models import TrainingDataset
+from storage.retention import deletion as retention
 from tests.conftest import (
     Api,
     MutableClock,

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jobs.scheduler import PlannedJob, planned_jobs
-from storage import retention
-from storage.models import TrainingDataset
+from jobs.adapters.scheduler import PlannedJob, planned_jobs
+from storage.db.models import TrainingDataset
+from storage.retention import deletion as retention
 from tests.conftest import Api, MutableClock, Person, raw_id, set_visibility
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from storage.config import Settings
+from storage.config.settings import Settings
 from tests.conftest import Api, MutableClock, database_contents, sql_behind_the_back
 
 SIGN_UP = """

@@ -1,4 +1,4 @@
-"""storage.archives: the directory checks kept from before, and every entry inflated.
+"""storage/formats/archives/: the directory checks kept from before, and every entry inflated.
 
 All archives are built here, with zipfile or by hand-patching bytes; none is committed.
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import archives
-from storage.archives import ArchiveRejected, ArchiveReport, check_archive
+from storage.formats.archives import directory, inflation, refusal
+from storage.formats.archives.check import MAX_ENTRIES, ArchiveReport, check_archive
+from storage.formats.archives.refusal import ArchiveRejected
 
 MiB = 1 << 20
 BOMB_ZEROS = 50 * MiB
@@ -153,7 +154,7 @@ def rejected(path: Path, code: str, *, max_ratio: int = 100, **kwargs: int) -> A
     with pytest.raises(ArchiveRejected) as caught:
         check_archive(path, max_ratio=max_ratio, **kwargs)
     assert caught.value.code == code, caught.value.message
-    assert caught.value.status == archives.STATUSES[code]
+    assert caught.value.status == refusal.STATUSES[code]
     return caught.value
 
 
@@ -204,7 +205,7 @@ def test_output_pending_inside_zlib_after_a_full_step_is_drained(
 ) -> None:
     # given zeros just past one step: zlib has read all the input but still holds a
     # match's bytes when a step's output fills (so it must be asked again)
-    size = archives.STEP_OUTPUT + extra
+    size = inflation.STEP_OUTPUT + extra
     body = make({"zeros.bin": bytes(size)})
     # then all of it comes out and the stream ends
     assert check_archive(save(tmp_path, body), max_ratio=100_000).inflated_bytes == size
@@ -299,12 +300,12 @@ def test_lying_size_bomb_is_refused_after_inflating_little(tmp_path: Path) -> No
     assert len(body) < 100_000
     # and the directory checks alone (count, names, declared total 100 <= 100 x size) pass it
     with path.open("rb") as handle:
-        archives._check_directory(handle, max_ratio=100, max_entries=archives.MAX_ENTRIES)
+        directory.check_directory(handle, max_ratio=100, max_entries=MAX_ENTRIES)
     # when it is checked
     error = rejected(path, "ZIP_BOMB")
     # then inflating it stopped within one step past the 100 declared bytes
     assert "declared 100 bytes" in error.message
-    assert 100 < error.inflated <= 100 + archives.STEP_OUTPUT
+    assert 100 < error.inflated <= 100 + inflation.STEP_OUTPUT
 
 
 def test_inflating_stops_at_the_lying_entry(tmp_path: Path) -> None:
@@ -315,7 +316,7 @@ def test_inflating_stops_at_the_lying_entry(tmp_path: Path) -> None:
     # when it is checked with a ratio that lets the declared total through
     error = rejected(save(tmp_path, raw_zip(entries)), "ZIP_BOMB", max_ratio=1000)
     # then the first entry and the start of the second were inflated, the third never
-    assert 1010 < error.inflated <= 1010 + archives.STEP_OUTPUT
+    assert 1010 < error.inflated <= 1010 + inflation.STEP_OUTPUT
 
 
 def test_declared_total_over_the_ratio_is_refused_before_inflating(tmp_path: Path) -> None:
@@ -607,7 +608,7 @@ def test_harmless_names_pass(tmp_path: Path, name: str) -> None:
 
 
 def test_every_code_has_its_status() -> None:
-    assert archives.STATUSES == {
+    assert refusal.STATUSES == {
         "NOT_A_ZIP": 415,
         "TOO_MANY_ENTRIES": 422,
         "UNSAFE_ARCHIVE": 422,
@@ -656,6 +657,6 @@ def test_damaged_archives_are_only_ever_refused(tmp_path: Path, method: int) -> 
         try:
             report = check_archive(path, max_ratio=100)
         except ArchiveRejected as error:
-            assert error.code in archives.STATUSES
+            assert error.code in refusal.STATUSES
         else:
             assert report.inflated_bytes == report.uncompressed_bytes

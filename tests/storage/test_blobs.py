@@ -1,4 +1,4 @@
-"""The blob-store contract (storage/blobs.py), held by both stores: the local directory
+"""The blob-store contract (storage/blobs/base.py), held by both stores: the local directory
 (``file://``) and the S3-compatible bucket (``s3://``, against moto's server)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.blobs import BlobStore, open_blob_store, put, read_all, read_parts
-from storage.config import load_settings
+from storage.blobs.base import BlobStore, put, read_all, read_parts
+from storage.blobs.store import open_blob_store
+from storage.config.settings import load_settings
 from tests.processes import S3Server
 
 

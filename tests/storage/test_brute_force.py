@@ -17,9 +17,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from graph.app import create_app
-from jobs.scheduler import NoScheduler
-from storage.config import Settings
+from graph.http.app import create_app
+from storage.config.settings import Settings
+from storage.runtime import NoScheduler
 from tests.conftest import Api, MutableClock
 
 LOG_IN = """

@@ -13,18 +13,11 @@ from typing import Any
 
 import pytest
 
-from storage.config import (
-    VARIABLES,
-    ConfigError,
-    Limits,
-    Settings,
-    load_settings,
-    parse_duration,
-    parse_durations,
-    parse_size,
-    with_tables,
-)
-from storage.policy import RetentionPolicy
+from storage.config.parse import ConfigError, parse_duration, parse_durations, parse_size
+from storage.config.readme import with_tables
+from storage.config.settings import Limits, Settings, load_settings
+from storage.config.variables import VARIABLES
+from storage.retention.policy import RetentionPolicy
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,7 +386,7 @@ def test_the_readme_tables_are_generated_from_the_variable_table() -> None:
     # given the README as committed
     readme = (ROOT / "README.md").read_text()
     # then its configuration tables are exactly what the variable table generates
-    # (regenerate with: python -m storage.config README.md)
+    # (regenerate with: python -m storage.config.readme README.md)
     assert with_tables(readme) == readme
     for variable in VARIABLES:
         assert f"`{variable.name}`" in readme

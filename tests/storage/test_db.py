@@ -1,4 +1,4 @@
-"""storage/db.py on PostgreSQL: migrations applied by many processes at once, the
+"""storage/db/connection.py on PostgreSQL: migrations applied by many processes at once, the
 connection pool's bound, and which database errors mean "try again"."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from storage import db
-from storage.config import Settings, load_settings
-from storage.models import User
+from storage.config.settings import Settings, load_settings
+from storage.db import connection as db
+from storage.db.models import User
 from tests.conftest import Api, sql_behind_the_back
 from tests.postgres import Cluster
 from tests.processes import lorashelf

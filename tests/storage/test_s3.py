@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from storage.blobs import put, read_all
-from storage.config import ConfigError, load_settings
-from storage.s3 import PART, S3BlobStore, S3Location
+from storage.blobs.base import put, read_all
+from storage.blobs.s3 import PART, S3BlobStore, S3Location
+from storage.config.parse import ConfigError
+from storage.config.settings import load_settings
 from tests.processes import S3Server, free_port, lorashelf
 
 

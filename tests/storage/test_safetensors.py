@@ -20,21 +20,22 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.numpy import load, save
 
-from storage.safetensors import (
+from storage.formats.safetensors.header import (
     ERROR_CODES,
     MAX_HEADER_SIZE,
-    TRAINING_DATA_KEYS,
-    Architecture,
     SafetensorsError,
-    SafetensorsInfo,
-    SafetensorsStream,
-    architecture_of,
     metadata_of,
     parse_header,
     public_header_of,
+)
+from storage.formats.safetensors.kohya import (
+    Architecture,
+    architecture_of,
     suggest_base_model,
     suggest_type,
 )
+from storage.formats.safetensors.stream import SafetensorsInfo, SafetensorsStream
+from storage.retention.header_firewall import TRAINING_DATA_KEYS
 
 CHUNK_SIZES = [1, 7, 64 * 1024, None]  # None: the whole file in one chunk
 
@@ -245,12 +246,10 @@ def test_custom_withheld_keys() -> None:
 def test_header_validated_before_any_data_byte() -> None:
     original = save(lora_tensors(), metadata=KOHYA_METADATA)
     length = int.from_bytes(original[:8], "little")
-    s = SafetensorsStream(declared_size=len(original))
+    s = SafetensorsStream(declared_size=len(original), withheld_keys=TRAINING_DATA_KEYS)
     s.feed(original[: 8 + length - 1])
-    assert not s.header_done
     assert s.header is None
     s.feed(original[8 + length - 1 : 8 + length + 1])  # last header byte and first data byte
-    assert s.header_done
     assert s.header is not None
     assert s.header.metadata == KOHYA_METADATA
     assert s.received == 8 + length + 1
@@ -269,7 +268,7 @@ def test_any_chunking_gives_the_same_result(cuts: list[int]) -> None:
         metadata={"ss_tag_frequency": TAG_FREQUENCY, "ss_network_dim": "4"},
     )
     bounds = sorted({0, len(original), *(c % (len(original) + 1) for c in cuts)})
-    s = SafetensorsStream(declared_size=len(original))
+    s = SafetensorsStream(declared_size=len(original), withheld_keys=TRAINING_DATA_KEYS)
     for start, end in zip(bounds, bounds[1:], strict=False):
         s.feed(original[start:end])
     info = s.finish()
@@ -282,7 +281,7 @@ def test_any_chunking_gives_the_same_result(cuts: list[int]) -> None:
 def test_data_bytes_are_not_kept() -> None:
     original = save({"big": np.zeros(4 * 1024 * 1024, dtype=np.float32)})  # 16 MiB of data
     view = memoryview(original)
-    s = SafetensorsStream(declared_size=len(original))
+    s = SafetensorsStream(declared_size=len(original), withheld_keys=TRAINING_DATA_KEYS)
     tracemalloc.start()
     try:
         for start in range(0, len(original), 64 * 1024):
@@ -302,24 +301,24 @@ def test_stored_header_gives_metadata_and_public_header() -> None:
     original = save(lora_tensors(), metadata=KOHYA_METADATA)
     info = stream(original)
     assert metadata_of(info.header_bytes) == KOHYA_METADATA
-    assert public_header_of(info.header_bytes) == info.public_header_bytes
+    assert public_header_of(info.header_bytes, TRAINING_DATA_KEYS) == info.public_header_bytes
     assert public_header_of(info.header_bytes, ()) == info.header_bytes
-    header = parse_header(info.header_bytes)
+    header = parse_header(info.header_bytes, withheld_keys=TRAINING_DATA_KEYS)
     assert header.data_size == info.data_size
     assert header.data_offset == info.data_offset
     assert header.tensor_count == info.tensor_count
     assert header.withheld == info.withheld
     assert header.architecture == info.architecture
     # The public header is itself a valid stored header with nothing left to withhold.
-    public = parse_header(info.public_header_bytes)
+    public = parse_header(info.public_header_bytes, withheld_keys=TRAINING_DATA_KEYS)
     assert public.withheld == ()
     assert public.public_header_bytes == info.public_header_bytes
 
     with pytest.raises(SafetensorsError) as error:
-        parse_header(info.header_bytes + b"\0")
+        parse_header(info.header_bytes + b"\0", withheld_keys=TRAINING_DATA_KEYS)
     assert error.value.code == "TRAILING_DATA"
     with pytest.raises(SafetensorsError) as error:
-        parse_header(info.header_bytes[:-1])
+        parse_header(info.header_bytes[:-1], withheld_keys=TRAINING_DATA_KEYS)
     assert error.value.code == "TRUNCATED"
     with pytest.raises(SafetensorsError) as error:
         metadata_of(info.header_bytes[:5])
@@ -435,7 +434,7 @@ def test_malformed_files_are_refused(
     data: bytes, declared: int | None, code: str, stage: str, size: int | None
 ) -> None:
     assert code in ERROR_CODES
-    s = SafetensorsStream(declared_size=len(data) if declared is None else declared)
+    s = SafetensorsStream(declared_size=len(data) if declared is None else declared, withheld_keys=TRAINING_DATA_KEYS)
     raised_by = "finish"
     with pytest.raises(SafetensorsError) as error:
         for chunk in chunks(data, size):
@@ -459,7 +458,7 @@ def test_valid_reference_case() -> None:
 
 
 def test_header_too_large_is_refused_on_the_eighth_byte() -> None:
-    s = SafetensorsStream(declared_size=10 * MAX_HEADER_SIZE)
+    s = SafetensorsStream(declared_size=10 * MAX_HEADER_SIZE, withheld_keys=TRAINING_DATA_KEYS)
     prefix = (MAX_HEADER_SIZE + 1).to_bytes(8, "little")
     for byte in prefix[:7]:
         s.feed(bytes([byte]))
@@ -471,7 +470,7 @@ def test_header_too_large_is_refused_on_the_eighth_byte() -> None:
 def test_bad_header_is_refused_on_its_last_byte() -> None:
     data = raw({"a": f32(0, 4), "b": f32(8, 12)}, b"\0" * 12)
     length = int.from_bytes(data[:8], "little")
-    s = SafetensorsStream(declared_size=len(data))
+    s = SafetensorsStream(declared_size=len(data), withheld_keys=TRAINING_DATA_KEYS)
     s.feed(data[: 8 + length - 1])
     with pytest.raises(SafetensorsError) as error:
         s.feed(data[8 + length - 1 : 8 + length])
@@ -480,7 +479,9 @@ def test_bad_header_is_refused_on_its_last_byte() -> None:
 
 def test_smaller_header_limit() -> None:
     original = save(lora_tensors(), metadata=KOHYA_METADATA)
-    s = SafetensorsStream(declared_size=len(original), max_header_size=1024)
+    s = SafetensorsStream(
+        declared_size=len(original), withheld_keys=TRAINING_DATA_KEYS, max_header_size=1024
+    )
     with pytest.raises(SafetensorsError) as error:
         s.feed(original)
     assert error.value.code == "HEADER_TOO_LARGE"
@@ -488,7 +489,7 @@ def test_smaller_header_limit() -> None:
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        SafetensorsStream(declared_size=-1)
+        SafetensorsStream(declared_size=-1, withheld_keys=TRAINING_DATA_KEYS)
     with pytest.raises(TypeError):
         SafetensorsStream(declared_size=10, withheld_keys="ss_tag_frequency")
 

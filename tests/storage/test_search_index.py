@@ -7,9 +7,10 @@ from __future__ import annotations
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from storage import db, search
-from storage.config import Settings
-from storage.models import LoraModel
+from storage import search
+from storage.config.settings import Settings
+from storage.db import connection as db
+from storage.db.models import LoraModel
 from tests.conftest import Api
 
 

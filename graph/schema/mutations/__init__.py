@@ -1,0 +1,1 @@
+"""Mutations, one module per noun, all declared with payload_mutation (payload)."""

@@ -1,0 +1,1 @@
+"""The runtime's adapters: the ARQ scheduler, the live-update bus, the notifier."""

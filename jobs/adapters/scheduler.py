@@ -1,0 +1,231 @@
+"""How the API tells the retention machinery that a dataset changed.
+
+The database is the source of truth; a scheduler (the ``storage.runtime.Scheduler``
+interface, which the services call) only makes work happen on time. Implementations:
+``ArqScheduler`` here (Redis; ``lorashelf worker`` runs the jobs) and
+``jobs.runner.EmbeddedRunner`` (in-process, the default without Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+from arq.constants import default_queue_name, job_key_prefix
+
+from storage.config.settings import Settings
+from storage.db.enums import DatasetStatus, Visibility
+from storage.db.models import ModelFile, TrainingDataset
+from storage.retention import deletion
+from storage.system.clock import Clock
+
+__all__ = [
+    "ArqScheduler",
+    "PlannedJob",
+    "planned_file_jobs",
+    "planned_jobs",
+]
+
+log = logging.getLogger("lorashelf.scheduler")
+
+SCHEDULE_TIMEOUT = 3.0  # seconds a request may wait on Redis
+RETRY_AFTER = 2.0  # seconds without waiting on Redis after it failed
+MAX_MISSED = 100_000  # changes remembered for planning when Redis is back
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job_id: str
+    function: str
+    args: tuple[int, ...]
+    at: datetime
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def planned_jobs(
+    dataset: TrainingDataset | None, *, reminders: tuple[int, ...], now: datetime
+) -> list[PlannedJob]:
+    """The exact-time jobs a dataset needs now. Job ids hold the due time, so
+    scheduling the same state twice is one job, and a moved window is a new one."""
+    if (
+        dataset is None
+        or dataset.status != DatasetStatus.AVAILABLE
+        or dataset.visibility != Visibility.PRIVATE
+        or dataset.expires_at is None
+    ):
+        return []
+    expires = dataset.expires_at
+    jobs = [
+        PlannedJob(f"expire:{dataset.id}:{_ms(expires)}", "expire_dataset", (dataset.id,), expires)
+    ]
+    for offset in reminders:
+        due = expires - timedelta(seconds=offset)
+        if due > now:
+            jobs.append(
+                PlannedJob(
+                    f"remind:{dataset.id}:{offset}:{_ms(due)}",
+                    "send_reminder",
+                    (dataset.id, offset),
+                    due,
+                )
+            )
+    return jobs
+
+
+def planned_file_jobs(file: ModelFile | None) -> list[PlannedJob]:
+    """The exact-time job a weights file needs: erasing its withheld header keys."""
+    if file is None or file.status != DatasetStatus.AVAILABLE or file.header_expires_at is None:
+        return []
+    due = file.header_expires_at
+    return [PlannedJob(f"erase-header:{file.id}:{_ms(due)}", "erase_header", (file.id,), due)]
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 2
+    settings.conn_retries = 0
+    return settings
+
+
+class ArqScheduler:
+    """Enqueues deferred ARQ jobs; cancels the ones a change made pointless.
+
+    The ids of a dataset's queued jobs are kept in a Redis set, so that making it
+    public, or deleting it, removes them from the queue (stale jobs also no-op).
+    """
+
+    def __init__(self, settings: Settings, clock: Clock):
+        assert settings.redis_url is not None
+        self._redis = redis_settings(settings.redis_url)
+        self._settings = settings
+        self._clock = clock
+        self._pool: ArqRedis | None = None
+        self._down_until: datetime | None = None  # after a failure, don't wait on Redis until
+        # Changes that could not be scheduled (Redis down): planned again, from the rows
+        # as they are then, as soon as Redis answers; the sweep covers them meanwhile.
+        self._missed: dict[str, tuple[Callable[[int], Awaitable[None]], int]] = {}
+        self._replay: asyncio.Task[None] | None = None
+
+    async def _connect(self) -> ArqRedis:
+        if self._pool is None:
+            self._pool = await create_pool(self._redis, retry=0)
+        return self._pool
+
+    async def queue_depth(self) -> int:
+        """Jobs in ARQ's queue (due or deferred), for the operations view."""
+        pool = await self._connect()
+        return int(await asyncio.wait_for(pool.zcard(default_queue_name), 2))
+
+    async def ping(self) -> bool:
+        """Whether Redis answers (for ``/readyz``)."""
+        try:
+            pool = await self._connect()
+            return bool(await asyncio.wait_for(pool.ping(), 2))
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+
+    async def close(self) -> None:
+        if self._replay is not None:
+            self._replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replay
+            self._replay = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        await self._guarded(f"dataset {dataset_id}", self._dataset_jobs, dataset_id)
+
+    async def file_changed(self, file_id: int) -> None:
+        await self._guarded(f"file {file_id}", self._file_jobs, file_id)
+
+    async def _dataset_jobs(self, dataset_id: int) -> None:
+        row = await deletion.dataset_by_id(dataset_id)
+        wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
+        await self._replan(f"lorashelf:dataset-jobs:{dataset_id}", wanted)
+
+    async def _file_jobs(self, file_id: int) -> None:
+        row = await ModelFile.get_or_none(id=file_id)
+        await self._replan(f"lorashelf:file-jobs:{file_id}", planned_file_jobs(row))
+
+    async def _guarded(
+        self, what: str, schedule: Callable[[int], Awaitable[None]], key: int
+    ) -> None:
+        if self._missed or self._down():
+            # Redis was down a moment ago: no request waits on it; the replay tries.
+            log.warning("Redis unavailable: %s planned when it is back", what)
+            self._miss(what, schedule, key)
+            return
+        try:
+            await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
+        except Exception as exc:  # Redis down or slow: planned again when it is back
+            await self._failed()
+            log.warning(
+                "could not schedule retention jobs for %s (%s); planned again when Redis "
+                "is back (the sweep covers it meanwhile)",
+                what,
+                exc.__class__.__name__,
+            )
+            self._miss(what, schedule, key)
+
+    def _down(self) -> bool:
+        """Whether Redis failed a moment ago (no request waits on it then)."""
+        return self._down_until is not None and self._clock.now() < self._down_until
+
+    async def _failed(self) -> None:
+        self._down_until = self._clock.now() + timedelta(seconds=RETRY_AFTER)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):  # closing a broken connection
+                await pool.aclose()
+
+    def _miss(self, what: str, schedule: Callable[[int], Awaitable[None]], key: int) -> None:
+        if len(self._missed) < MAX_MISSED:
+            self._missed[what] = (schedule, key)
+        if self._replay is None or self._replay.done():
+            self._replay = asyncio.create_task(self._replay_missed(), name="arq-replay")
+
+    async def _replay_missed(self) -> None:
+        """Plan what was missed, as soon as Redis answers again."""
+        while self._missed:
+            if self._down_until is not None:
+                await self._clock.sleep((self._down_until - self._clock.now()).total_seconds())
+            for what, (schedule, key) in list(self._missed.items()):
+                try:
+                    await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
+                except Exception:  # still down: wait, then try again
+                    await self._failed()
+                    break
+                self._missed.pop(what, None)
+            else:
+                log.info("Redis is back: missed retention jobs planned")
+
+    async def _replan(self, index: str, wanted: list[PlannedJob]) -> None:
+        """Enqueue ``wanted`` (ids hold the due time: the same state twice is one job)
+        and remove the jobs of this object that are no longer wanted."""
+        pool = await self._connect()
+        previous = {m.decode() for m in await pool.smembers(index)}  # type: ignore[misc]
+        stale = previous - {job.job_id for job in wanted}
+        if stale:
+            async with pool.pipeline(transaction=True) as pipe:
+                for job_id in stale:
+                    pipe.zrem(default_queue_name, job_id)
+                    pipe.delete(job_key_prefix + job_id)
+                    pipe.srem(index, job_id)
+                await pipe.execute()
+        for job in wanted:
+            await pool.enqueue_job(job.function, *job.args, _job_id=job.job_id, _defer_until=job.at)
+        if wanted:
+            await pool.sadd(index, *[job.job_id for job in wanted])  # type: ignore[misc]
+            keep = max(job.at for job in wanted) - self._clock.now() + timedelta(days=2)
+            await pool.expire(index, int(keep.total_seconds()))

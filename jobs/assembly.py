@@ -1,0 +1,106 @@
+"""The one place a process's :class:`~storage.runtime.Runtime` is assembled.
+
+``serve`` (graph/http/app.py), ``lorashelf worker`` (jobs/worker.py) and the tests
+(tests/conftest.py) all call :func:`assemble`; what differs is only what they pass:
+
+- ``serve``: nothing but a hub for its live subscribers. With ``LORASHELF_REDIS_URL``
+  the scheduler enqueues ARQ jobs and watches the workers' health (taking the work
+  over when none is healthy); without it an embedded runner does the work in-process.
+- ``lorashelf worker``: ``scheduler=NoScheduler()`` (it runs the jobs; it plans none),
+  no hub (its bus only publishes, to the ``serve`` processes' subscribers).
+- tests: their own clock, blob store and scheduler.
+
+The :class:`Assembly` it returns holds the runtime and the parts that run beside it,
+and starts and stops them in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.adapters.bus import Hub, LocalBus, RedisBus, open_bus
+from jobs.adapters.notifier import InAppNotifier
+from jobs.adapters.scheduler import ArqScheduler
+from jobs.runner import EmbeddedRunner
+from jobs.watch import WorkerWatch
+from storage.blobs.base import BlobStore
+from storage.blobs.store import open_blob_store
+from storage.config.settings import Settings
+from storage.retention import header_firewall
+from storage.runtime import Fanout, NoBus, Runtime, Scheduler
+from storage.system.clock import Clock, SteadyClock, load_mark
+
+
+@dataclass
+class Assembly:
+    """A process's runtime and the parts that run beside it."""
+
+    runtime: Runtime
+    runner: EmbeddedRunner | None = None  # serve without Redis: the retention work
+    arq: ArqScheduler | None = None  # with Redis: ARQ's queue (also for /readyz, /metrics)
+    watch: WorkerWatch | None = None  # with Redis: serve's stand-in when no worker is healthy
+    bus: LocalBus | RedisBus | None = None
+
+    async def start(self) -> None:
+        """With the database connected: resume time from the latest instant seen, make
+        the blob store usable (an object store's client, its bucket checked), withhold
+        header keys newly listed as training data from the files already stored, then
+        set the bus, the runner and the watch going."""
+        runtime = self.runtime
+        await load_mark(runtime.clock)
+        await runtime.blobs.connect()
+        await header_firewall.withhold_listed_keys(runtime)
+        if self.bus is not None:
+            self.bus.start()
+        if self.runner is not None:
+            self.runner.start(runtime)
+        if self.watch is not None:
+            self.watch.start(runtime)
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` set going, and release the connections (the database
+        is its caller's)."""
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.watch is not None:
+            await self.watch.stop()
+        if self.arq is not None:
+            await self.arq.close()
+        if self.bus is not None:
+            await self.bus.close()
+        await self.runtime.blobs.close()
+
+
+def assemble(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    blobs: BlobStore | None = None,
+    scheduler: Scheduler | None = None,
+    hub: Hub | None = None,
+) -> Assembly:
+    """The runtime for this configuration. ``clock`` (default: the steady system clock),
+    ``blobs`` (default: the store ``LORASHELF_BLOB_URL`` names) and ``scheduler``
+    (default: chosen by ``LORASHELF_REDIS_URL``) replace the defaults; ``hub`` holds
+    this process's live subscribers, if it has any."""
+    clock = clock or SteadyClock()
+    blobs = blobs or open_blob_store(settings)
+    runner: EmbeddedRunner | None = None
+    arq: ArqScheduler | None = None
+    watch: WorkerWatch | None = None
+    if scheduler is None:
+        if settings.redis_url:
+            arq, watch = ArqScheduler(settings, clock), WorkerWatch(settings)
+            scheduler = Fanout(arq, watch)
+        else:
+            scheduler = runner = EmbeddedRunner()
+    bus = open_bus(settings, hub)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        blobs=blobs,
+        scheduler=scheduler,
+        notifier=InAppNotifier(),
+        bus=bus if bus is not None else NoBus(),
+    )
+    return Assembly(runtime=runtime, runner=runner, arq=arq, watch=watch, bus=bus)

@@ -1,0 +1,16 @@
+"""Which blob store a configuration names (``LORASHELF_BLOB_URL``)."""
+
+from __future__ import annotations
+
+from storage.blobs.base import BlobStore
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.s3 import S3BlobStore
+from storage.config.settings import Settings
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The store ``LORASHELF_BLOB_URL`` names: a directory (``file://``) or an
+    S3-compatible bucket (``s3://``, spooling uploads under the data dir)."""
+    if settings.blob_url.startswith("s3://"):
+        return S3BlobStore.from_url(settings.blob_url, spool_dir=settings.data_dir / "spool")
+    return LocalBlobStore(settings.blob_dir)

@@ -1,0 +1,1 @@
+"""Pure parsers of what users upload (no database, no I/O): safetensors headers, zip archives."""

@@ -1,0 +1,1 @@
+"""The privacy rule (access) and the rule applied to every lookup (lookups)."""
