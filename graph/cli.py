@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from graph.banner import lorashelf_version
 from graph.http import graphiql
 from storage.config.parse import ConfigError
 from storage.config.settings import Settings, effective, load_settings, value_of
+from storage.db.connection import DatabaseNewer
 
 
 def _log_setup() -> str:
@@ -62,6 +65,44 @@ def _check_blob_store(settings: Settings) -> None:
         _refuse(exc)
 
 
+def _exit_at_once(code: int) -> NoReturn:
+    """Exit now, with ``code``: after a failed start nothing is worth waiting for, and a
+    thread a half-started component left behind (a database connection, a runner)
+    would otherwise keep the process alive without serving."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _newer_database(exc: DatabaseNewer) -> NoReturn:
+    print(
+        f"lorashelf: the database was migrated by a newer lorashelf: "
+        f"{'migration' if len(exc.unknown) == 1 else 'migrations'} {', '.join(exc.unknown)} "
+        f"{'is' if len(exc.unknown) == 1 else 'are'} unknown to lorashelf {lorashelf_version()}. "
+        "Run that newer version (going back to an older one is not supported; see "
+        "'Upgrading' in README.md).",
+        file=sys.stderr,
+    )
+    _exit_at_once(2)
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Before serve or worker starts: refuse a database newer than this code (exit 2),
+    apply pending migrations (a failed one: exit 1 with its error; it was rolled back)."""
+    from storage.db import connection as db
+
+    try:
+        asyncio.run(db.migrate(settings.database_url))
+    except db.DatabaseNewer as exc:
+        _newer_database(exc)
+    except Exception:  # noqa: BLE001 - reported, then the start is over
+        logging.getLogger("lorashelf.migrations").exception(
+            "the database could not be migrated; nothing was started"
+        )
+        _exit_at_once(1)
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -71,6 +112,7 @@ def _serve(args: argparse.Namespace) -> None:
     json_lines = _log_setup() == "json"
     settings = _settings()
     _check_blob_store(settings)
+    _prepare_database(settings)
     app = create_app(settings)
     if json_lines:  # stderr holds JSON lines only: the banner is one record
         logging.getLogger("lorashelf").info(banner(settings, host=args.host, port=args.port))
@@ -79,19 +121,25 @@ def _serve(args: argparse.Namespace) -> None:
     trusted = ",".join(settings.trusted_proxies)
     # JSON: uvicorn's loggers (the access log too) go through ours, request ids included.
     own_logging: dict[str, Any] = {"log_config": None} if json_lines else {}
-    uvicorn.run(
-        app,
-        **own_logging,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        # Client addresses come from X-Forwarded-For only through the configured proxies.
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
-        timeout_keep_alive=5,
-        # A subscription's messages are small GraphQL documents, bounded like request bodies.
-        ws_max_size=settings.limits.max_body_bytes,
-    )
+    try:
+        uvicorn.run(
+            app,
+            **own_logging,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            # Client addresses come from X-Forwarded-For only through the configured proxies.
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
+            timeout_keep_alive=5,
+            # A subscription's messages are small GraphQL documents, bounded like request
+            # bodies.
+            ws_max_size=settings.limits.max_body_bytes,
+        )
+    except SystemExit as exc:  # uvicorn's way of saying the start failed (e.g. port taken)
+        if exc.code not in (None, 0):
+            _exit_at_once(exc.code if isinstance(exc.code, int) else 1)
+        raise
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -108,6 +156,7 @@ def _worker(args: argparse.Namespace) -> None:
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
     _log_setup()
+    _prepare_database(settings)
     try:
         code = worker.run(
             settings,
@@ -115,16 +164,60 @@ def _worker(args: argparse.Namespace) -> None:
             metrics=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
         )
     except ConfigError as exc:  # e.g. a versioned bucket, found when the worker connects
-        _refuse(exc)
+        print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
+        _exit_at_once(2)
+    except Exception:  # noqa: BLE001 - the worker cannot go on: say why, exit at once
+        logging.getLogger("lorashelf.worker").exception("the worker stopped")
+        _exit_at_once(1)
     raise SystemExit(code)
 
 
 def _migrate(args: argparse.Namespace) -> None:
     from storage.db import connection as db
 
+    if args.check:
+        _migrate_check(_settings(create=False).database_url)
+    logging.basicConfig(level=logging.INFO, format="lorashelf: %(message)s")
     settings = _settings()
-    asyncio.run(db.migrate(settings.database_url))
-    print("lorashelf: database is up to date")
+    try:
+        applied = asyncio.run(db.migrate(settings.database_url))
+    except DatabaseNewer as exc:
+        _newer_database(exc)
+    except Exception:  # noqa: BLE001 - reported with its cause; the failed one rolled back
+        logging.getLogger("lorashelf.migrations").exception("the database could not be migrated")
+        _exit_at_once(1)
+    count = f"{len(applied)} migration{'' if len(applied) == 1 else 's'} applied"
+    print(f"lorashelf: database is up to date ({count})")
+
+
+def _migrate_check(database_url: str) -> NoReturn:
+    """Say what ``migrate`` would do, changing nothing: exit 0 when nothing is pending,
+    1 when migrations would run, 2 when the database is newer than this code, 3 when
+    the database cannot be read."""
+    from storage.config.parse import mask_url
+    from storage.db import connection as db
+
+    where = mask_url(database_url)
+    try:
+        state = asyncio.run(db.migration_state(database_url))
+    except Exception as exc:  # noqa: BLE001 - unreachable, refused, not a database
+        print(f"lorashelf: cannot read the migrations of {where}: {exc}", file=sys.stderr)
+        _exit_at_once(3)
+    if state.newer:
+        _newer_database(DatabaseNewer(state.unknown))
+    if not state.pending:
+        print(f"lorashelf: {where} is up to date ({len(state.applied)} migrations applied)")
+        raise SystemExit(0)
+    count = len(state.pending)
+    print(
+        f"lorashelf: {count} migration{'' if count == 1 else 's'} would run on {where} "
+        f"({len(state.applied)} applied):"
+    )
+    width = max(len(p.name) for p in state.pending)
+    for pending in state.pending:
+        print(f"  {pending.name:<{width}}  {pending.summary}")
+    print("Run 'lorashelf migrate' to apply them (serve and worker also do at start).")
+    raise SystemExit(1)
 
 
 def _config(args: argparse.Namespace) -> None:
@@ -158,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="lorashelf: share LoRA models and their training datasets over GraphQL.",
         epilog=SETTINGS_HINT,
     )
+    parser.add_argument("--version", action="version", version=f"lorashelf {lorashelf_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve",
@@ -197,7 +291,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="address the metrics port listens on (default: %(default)s; keep it internal)",
     )
     work.set_defaults(func=_worker)
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    migrate = sub.add_parser(
+        "migrate",
+        help="apply database migrations",
+        description="Apply the pending database migrations (serve and worker also do at "
+        "start). Refuses (exit 2) a database a newer lorashelf migrated.",
+        epilog=SETTINGS_HINT,
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: list the migrations that would run; exit 0 if none, 1 if "
+        "some would, 2 if the database is newer than this lorashelf, 3 if it cannot be read",
+    )
+    migrate.set_defaults(func=_migrate)
     sub.add_parser(
         "config",
         help="print the effective configuration (every LORASHELF_* variable, secrets masked)",

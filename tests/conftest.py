@@ -179,6 +179,24 @@ async def raw_id(global_id: str, type_name: str = "TrainingDataset") -> int:
     return int(row.pk)
 
 
+def migrate_to(database_url: str, name: str) -> None:
+    """Apply the migrations up to ``name`` only (a database as an earlier lorashelf left
+    it), with Tortoise's own tool, on a connection of its own."""
+    from tortoise import Tortoise
+    from tortoise.migrations.api.migrate import migrate
+
+    if database_url.startswith("sqlite://"):
+        Path(database_url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> None:
+        try:
+            await migrate(config=db.tortoise_config(database_url), target=f"models.{name}")
+        finally:
+            await Tortoise.close_connections()
+
+    postgres.run_async(run)
+
+
 def missing_id(type_name: str) -> str:
     """A well-formed global ID of this type that no row has."""
     return ids.encode(type_name, new_public_id())

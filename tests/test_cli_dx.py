@@ -5,11 +5,12 @@ or warned about instead of silently never working."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import httpx
 
-from tests.processes import free_port, lorashelf, serve
+from tests.processes import ROOT, free_port, lorashelf, serve
 
 APP = "http://localhost:5173"
 
@@ -44,6 +45,9 @@ def test_serve_prints_one_banner_that_says_where_everything_is(tmp_path: Path) -
         started = server.log.read_text()
         # then one block tells where everything is
         block = "\n".join(banner_of(started))
+        # the version it names is the one declared in pyproject.toml
+        declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        assert banner_of(started)[0] == f"lorashelf {declared} starting"
         assert f"GraphQL:       {server.url}/graphql" in block
         assert "GraphiQL:" in block
         assert f"data dir:      {data_dir}" in block

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
 import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.log import logger as tortoise_log
-from tortoise.migrations.api import migrate as _migrate
+from tortoise.migrations.executor import MigrationExecutor
+from tortoise.migrations.migration import Migration
 
 MODELS_MODULE = "storage.db.models"
 MIGRATIONS_MODULE = "storage.migrations"
@@ -105,18 +114,144 @@ async def _close_quietly() -> None:
         tortoise_log.removeFilter(_not_shutdown)
 
 
-async def migrate(database_url: str) -> None:
-    """Apply every pending migration, then close the connections it opened (quietly:
-    Tortoise logs "Tortoise-ORM shutdown" for that, which at start-up misleads).
+log = logging.getLogger("lorashelf.migrations")
+APP = "models"
 
-    On PostgreSQL an advisory lock makes processes that start together (several
-    ``serve`` and ``worker``) take turns: the first applies them, the others find
-    nothing left to do."""
+
+@dataclass(frozen=True)
+class Pending:
+    """A migration ``migrate`` would apply: its name and what it does (one line)."""
+
+    name: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """Where a database stands against this code's migrations."""
+
+    applied: tuple[str, ...]  # recorded in the database, in the order they were applied
+    pending: tuple[Pending, ...]  # what `migrate` would apply, in order
+    unknown: tuple[str, ...]  # recorded but not in this code: a newer lorashelf applied them
+
+    @property
+    def newer(self) -> bool:
+        return bool(self.unknown)
+
+
+class DatabaseNewer(Exception):
+    """The database was migrated by a newer lorashelf: this code must not run on it."""
+
+    def __init__(self, unknown: tuple[str, ...]):
+        self.unknown = unknown
+        super().__init__(
+            "the database has migrations this version does not know: " + ", ".join(unknown)
+        )
+
+
+def summary(migration: Migration) -> str:
+    """One line on what a migration does: its module docstring's first sentence, else
+    its operations as Tortoise describes them."""
+    doc = (sys.modules[type(migration).__module__].__doc__ or "").strip()
+    if doc:
+        first = " ".join(doc.split("\n\n")[0].split())
+        return first.split(". ")[0].rstrip(".")
+    return "; ".join(operation.describe() for operation in migration.operations)
+
+
+@asynccontextmanager
+async def _executor(database_url: str) -> AsyncIterator[MigrationExecutor]:
+    """Tortoise's migration executor on this database (one connection), closed after
+    (quietly: Tortoise logs "Tortoise-ORM shutdown" for that, which at start-up
+    misleads), also after a failure: an open SQLite connection is a thread that would
+    keep the process alive."""
     _forget_statements()
-    if not is_postgres(database_url):
-        await _migrate(config=tortoise_config(database_url))
+    config = tortoise_config(database_url, pool_size=1)
+    try:
+        await Tortoise.init(config=config, init_connections=False)
+        yield MigrationExecutor(get_connection("default"), config["apps"])
+    finally:
         await _close_quietly()
-        return
+
+
+async def _recorded(executor: MigrationExecutor) -> list[str]:
+    """The migrations the database records, in the order they were applied. Raises when
+    the database cannot be read (Tortoise's own reader takes any failure for "none")."""
+    connection = executor.connection
+    table = executor.recorder.table_name
+    if connection.capabilities.dialect == "sqlite":
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        exists = (
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = $1"
+        )
+    _, found = await connection.execute_query(exists, [table])
+    if not found:
+        return []
+    _, rows = await connection.execute_query(
+        f'SELECT "app", "name" FROM "{table}" ORDER BY "id"'  # noqa: S608 - our table name
+    )
+    return [row["name"] for row in rows if row["app"] == APP]
+
+
+async def _state(executor: MigrationExecutor) -> MigrationState:
+    recorded = await _recorded(executor)
+    plan = await executor.plan()  # reads the disk and the database's records
+    known = {key.name for key in executor.loader.disk_migrations if key.app_label == APP}
+    return MigrationState(
+        applied=tuple(recorded),
+        pending=tuple(Pending(step.migration.name, summary(step.migration)) for step in plan),
+        unknown=tuple(name for name in recorded if name not in known),
+    )
+
+
+async def migration_state(database_url: str) -> MigrationState:
+    """What ``migrate`` would do on this database, changing nothing (``migrate --check``).
+    A SQLite file that does not exist yet is not created."""
+    if _no_sqlite_file(database_url):
+        async with _executor("sqlite://:memory:") as executor:
+            return await _state(executor)
+    async with _executor(database_url) as executor:
+        return await _state(executor)
+
+
+def _sqlite_lock_path(database_url: str) -> str | None:
+    """The file whose lock SQLite's migrations take, beside the database (processes of
+    one host starting together take turns, as PostgreSQL's advisory lock makes them)."""
+    path = str(expand_db_url(_normalise(database_url))["credentials"]["file_path"])
+    if path == ":memory:":
+        return None
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".{name}.migrating")
+
+
+def _no_sqlite_file(database_url: str) -> bool:
+    """Whether this is a SQLite database whose file does not exist (yet)."""
+    if is_postgres(database_url):
+        return False
+    path = str(expand_db_url(_normalise(database_url))["credentials"]["file_path"])
+    return path != ":memory:" and not os.path.exists(path)
+
+
+async def migrate(database_url: str) -> tuple[str, ...]:
+    """Apply every pending migration (each logged as it runs); the names applied.
+
+    Raises :class:`DatabaseNewer`, changing nothing, when the database holds migrations
+    this code does not know: a newer lorashelf migrated it, and older code could
+    misread what it wrote.
+
+    Processes that start together (several ``serve`` and ``worker``) take turns, under
+    an advisory lock on PostgreSQL, a file lock beside a SQLite database: the first
+    applies them, the others find nothing left to do."""
+    if not is_postgres(database_url):
+        lock_path = _sqlite_lock_path(database_url)
+        if lock_path is None:
+            return await _apply(database_url)
+        with open(lock_path, "a") as held:  # noqa: ASYNC230 - an empty file, opened once
+            await asyncio.to_thread(fcntl.flock, held, fcntl.LOCK_EX)
+            return await _apply(database_url)  # closing the file releases the lock
     import asyncpg  # PostgreSQL only
 
     credentials = expand_db_url(_normalise(database_url))["credentials"]
@@ -124,12 +259,28 @@ async def migrate(database_url: str) -> None:
     lock = await asyncpg.connect(**{k: credentials[k] for k in keys if credentials.get(k)})
     try:
         await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            await _migrate(config=tortoise_config(database_url, pool_size=1))
-        finally:
-            await _close_quietly()
+        return await _apply(database_url)
     finally:
         await lock.close()  # ends the session, and with it the lock
+
+
+async def _apply(database_url: str) -> tuple[str, ...]:
+    started: dict[str, float] = {}
+
+    def progress(event: str, app: str, name: str) -> None:
+        if event == "apply_start":
+            started[name] = time.monotonic()
+            log.info("applying migration %s", name)
+        elif event == "apply_done":
+            log.info("applied migration %s in %.1f s", name, time.monotonic() - started[name])
+
+    async with _executor(database_url) as executor:
+        state = await _state(executor)
+        if state.newer:
+            raise DatabaseNewer(state.unknown)
+        if state.pending:
+            await executor.migrate(progress=progress)
+        return tuple(p.name for p in state.pending)
 
 
 def _forget_statements() -> None:

@@ -1,9 +1,58 @@
+"""The first schema: users and their tokens, models, versions, training datasets, their
+history and notifications.
+
+Self-contained: the enums below are frozen as they were when this migration was
+written (the application's may change; what this migration does may not).
+"""
+
+from enum import StrEnum
+
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from storage.db.enums import DatasetStatus, DeletionReason, EventKind, NotificationKind, VersionStatus, Visibility
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
+
+
+class VersionStatus(StrEnum):
+    DRAFT = "DRAFT"
+    PUBLISHED = "PUBLISHED"
+
+
+class Visibility(StrEnum):
+    PUBLIC = "PUBLIC"
+    PRIVATE = "PRIVATE"
+
+
+class DatasetStatus(StrEnum):
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    UPLOADING = "UPLOADING"
+    AVAILABLE = "AVAILABLE"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+class DeletionReason(StrEnum):
+    EXPIRED = "EXPIRED"
+    OWNER_REQUEST = "OWNER_REQUEST"
+    MODEL_DELETED = "MODEL_DELETED"
+
+
+class NotificationKind(StrEnum):
+    DATASET_EXPIRING = "DATASET_EXPIRING"
+    DATASET_DELETED = "DATASET_DELETED"
+
+
+class EventKind(StrEnum):
+    UPLOAD_STARTED = "UPLOAD_STARTED"
+    UPLOADED = "UPLOADED"
+    PUBLISHED = "PUBLISHED"
+    MADE_PRIVATE = "MADE_PRIVATE"
+    MADE_PUBLIC = "MADE_PUBLIC"
+    DOWNLOADED = "DOWNLOADED"
+    REMINDED = "REMINDED"
+    DELETED = "DELETED"
+
 
 class Migration(migrations.Migration):
     initial = True

@@ -1,12 +1,74 @@
+"""Weights files, the catalogue (type, tags, nsfw, base model, trained words, download
+counts), download links, and catalogue search (FTS5 on SQLite, pg_trgm on PostgreSQL).
+
+Self-contained: the enums and the JSON field below are frozen as they were when this
+migration was written. The columns it adds to models and versions are NOT NULL with
+a default: AddFieldKeepingRows adds them to tables that already have rows too (a
+database of 673a58e), ending with exactly the schema a new database gets.
+"""
+
+from enum import StrEnum
+
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from storage.db.models import OrderedJSONField
-from storage.db.enums import BaseModel, DatasetStatus, DeletionReason, EventKind, LoraType
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
+from ._operations import AddFieldKeepingRows
+
+
+class DatasetStatus(StrEnum):
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    UPLOADING = "UPLOADING"
+    AVAILABLE = "AVAILABLE"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+class DeletionReason(StrEnum):
+    EXPIRED = "EXPIRED"
+    OWNER_REQUEST = "OWNER_REQUEST"
+    MODEL_DELETED = "MODEL_DELETED"
+
+
+class EventKind(StrEnum):
+    UPLOAD_STARTED = "UPLOAD_STARTED"
+    UPLOADED = "UPLOADED"
+    PUBLISHED = "PUBLISHED"
+    MADE_PRIVATE = "MADE_PRIVATE"
+    MADE_PUBLIC = "MADE_PUBLIC"
+    DOWNLOADED = "DOWNLOADED"
+    REMINDED = "REMINDED"
+    DELETED = "DELETED"
+    HEADER_ERASED = "HEADER_ERASED"
+
+
+class LoraType(StrEnum):
+    LORA = "LORA"
+    LOCON = "LOCON"
+    DORA = "DORA"
+
+
+class BaseModel(StrEnum):
+    SD_1_5 = "SD_1_5"
+    SD_2_1 = "SD_2_1"
+    SDXL_1_0 = "SDXL_1_0"
+    PONY = "PONY"
+    ILLUSTRIOUS = "ILLUSTRIOUS"
+    SD_3_5 = "SD_3_5"
+    FLUX_1_D = "FLUX_1_D"
+    FLUX_1_S = "FLUX_1_S"
+    OTHER = "OTHER"
+
+
+class OrderedJSONField(fields.JSONField):
+    """JSON kept as written: ``json`` on PostgreSQL, not ``jsonb`` (keys re-sorted)."""
+
+    class _db_postgres:
+        SQL_TYPE = "JSON"
+
 
 SQLITE_SEARCH = """
 CREATE VIRTUAL TABLE IF NOT EXISTS model_search USING fts5(
@@ -40,16 +102,32 @@ BACKFILL = (
 )
 
 
+def sqlite_statements(script):
+    """A script's statements, each with its exact text (a trigger's body included)."""
+    import sqlite3
+
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
 async def search_index(apps, schema_editor):
+    # The documents first, then the index: on SQLite the update trigger would "delete"
+    # from the FTS index documents it never held (which corrupts it). One statement at
+    # a time: a script would commit the migration's transaction half-way.
     client = schema_editor.client
+    await client.execute_query(BACKFILL)
     if client.capabilities.dialect == "sqlite":
-        await client.execute_script(SQLITE_SEARCH)
-        await client.execute_script(BACKFILL)
-        await client.execute_script("INSERT INTO model_search(model_search) VALUES ('rebuild')")
+        for statement in sqlite_statements(SQLITE_SEARCH):
+            await client.execute_query(statement)
+        await client.execute_query("INSERT INTO model_search(model_search) VALUES ('rebuild')")
     else:
         for statement in POSTGRES_SEARCH:
-            await client.execute_script(statement)
-        await client.execute_script(BACKFILL)
+            await client.execute_query(statement)
 
 
 class Migration(migrations.Migration):
@@ -130,22 +208,22 @@ class Migration(migrations.Migration):
             name='kind',
             field=fields.CharEnumField(description='UPLOAD_STARTED: UPLOAD_STARTED\nUPLOADED: UPLOADED\nPUBLISHED: PUBLISHED\nMADE_PRIVATE: MADE_PRIVATE\nMADE_PUBLIC: MADE_PUBLIC\nDOWNLOADED: DOWNLOADED\nREMINDED: REMINDED\nDELETED: DELETED\nHEADER_ERASED: HEADER_ERASED', enum_type=EventKind, max_length=32),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='LoraModel',
             name='download_count',
             field=fields.BigIntField(default=0),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='LoraModel',
             name='nsfw',
             field=fields.BooleanField(default=False),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='LoraModel',
             name='search_text',
             field=fields.TextField(default='', unique=False),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='LoraModel',
             name='type',
             field=fields.CharEnumField(default=LoraType.LORA, description='LORA: LORA\nLOCON: LOCON\nDORA: DORA', enum_type=LoraType, max_length=16),
@@ -154,17 +232,17 @@ class Migration(migrations.Migration):
             model_name='LoraModel',
             index=Index(fields=['download_count', 'id'], name='model_downloads'),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='ModelVersion',
             name='base_model',
             field=fields.CharEnumField(default=BaseModel.OTHER, description='SD_1_5: SD_1_5\nSD_2_1: SD_2_1\nSDXL_1_0: SDXL_1_0\nPONY: PONY\nILLUSTRIOUS: ILLUSTRIOUS\nSD_3_5: SD_3_5\nFLUX_1_D: FLUX_1_D\nFLUX_1_S: FLUX_1_S\nOTHER: OTHER', enum_type=BaseModel, max_length=16),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='ModelVersion',
             name='download_count',
             field=fields.BigIntField(default=0),
         ),
-        ops.AddField(
+        AddFieldKeepingRows(
             model_name='ModelVersion',
             name='trained_words',
             field=fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),

@@ -1,7 +1,18 @@
+"""Random public ids for every object the API shows (users, models, versions, datasets,
+files, notifications): a nullable unique column, backfilled row by row."""
+
+import secrets
+
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from storage.db.models import new_public_id
 from tortoise import fields
+
+
+def new_public_id():
+    """A row's public id as this migration made them: 128 random bits, 22 URL-safe
+    characters (frozen here; the application makes new rows' ids)."""
+    return secrets.token_urlsafe(16)
+
 
 TABLES = (
     "users",
