@@ -130,19 +130,24 @@ def test_without_tags_or_a_usable_record_the_guard_fails_loudly(
 
 def test_one_version_everywhere() -> None:
     declared = declared_version()
-    # semantic versions
-    assert re.fullmatch(r"\d+\.\d+\.\d+", declared), declared
+    # semantic versions; between releases main is the next one's .devN
+    match = re.fullmatch(r"(\d+\.\d+\.\d+)(\.dev\d+)?", declared)
+    assert match, declared
+    release, dev = match.groups()
     # what the installed package says (lorashelf --version and the banner read it)
     assert installed_version("lorashelf") == declared, (
         "the installed metadata is stale: pip install -e . again"
     )
-    # a release tag on this very commit names this version
+    # a release tag on this very commit names this version, never a .dev one
     at_head = releases.git("tag", "--points-at", "HEAD").split()
     for tag in (t for t in at_head if releases.TAG.match(t)):
         assert tag == f"v{declared}", f"HEAD is tagged {tag} but pyproject.toml says {declared}"
-    # and the version never goes back behind the last release
+    # and the version never goes back behind the last release (a .dev one is ahead of it)
     last = releases.last_release()
-    assert releases.version_key(f"v{declared}") >= releases.version_key(last.name)
+    if dev:
+        assert releases.version_key(f"v{release}") > releases.version_key(last.name)
+    else:
+        assert releases.version_key(f"v{release}") >= releases.version_key(last.name)
 
 
 def changelog_sections() -> dict[str, str]:
@@ -160,7 +165,16 @@ def changelog_sections() -> dict[str, str]:
 
 def test_the_changelog_describes_every_release_with_an_upgrading_note() -> None:
     sections = changelog_sections()
-    wanted = {declared_version()} | {r.version for r in releases.tags()}
+    declared = declared_version()
+    wanted = {r.version for r in releases.tags()}
+    if ".dev" in declared:
+        # between releases the coming one is described under "Unreleased"
+        next_release = declared.partition(".dev")[0]
+        assert re.search(
+            rf"^## Unreleased \({re.escape(next_release)}\)$", CHANGELOG.read_text(), re.M
+        ), f"CHANGELOG.md has no '## Unreleased ({next_release})' section"
+    else:
+        wanted.add(declared)
     for version in sorted(wanted):
         assert version in sections, f"CHANGELOG.md has no '## {version}' section"
         assert re.search(r"^### Upgrading$", sections[version], re.M), (
