@@ -99,10 +99,25 @@ def users(connection: sqlite3.Connection, n: int, *, created: datetime) -> None:
         (i + 1, f"user{i:06d}", "$argon2id$bulk-seeded-no-login", at, pid)
         for i, pid in enumerate(public_ids(n))
     )
+    # columns added since this was written that the app fills with its defaults
+    given = {"id", "username", "password_hash", "created_at", "public_id"}
+    extra = {
+        row[1]: 1 if row[1].startswith("email_") else 0
+        for row in connection.execute("PRAGMA table_info(users)")
+        if row[3]
+        and row[4] is None
+        and row[1] not in given
+        and "INT" in row[2].upper()
+        or row[3]
+        and row[4] is None
+        and row[1] not in given
+        and "BOOL" in row[2].upper()
+    }
+    columns = ", ".join(["id", "username", "password_hash", "created_at", "public_id", *extra])
+    marks = ", ".join("?" * (5 + len(extra)))
     connection.executemany(
-        "INSERT INTO users (id, username, password_hash, created_at, public_id) "
-        "VALUES (?, ?, ?, ?, ?)",
-        rows,
+        f"INSERT INTO users ({columns}) VALUES ({marks})",
+        (row + tuple(extra.values()) for row in rows),
     )
 
 

@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Settings:
     page_sizes: tuple[int, ...] = (5, 20, 50)
     concurrencies: tuple[int, ...] = (1, 8, 32)
     files_concurrencies: tuple[int, ...] = (1,)  # the front page with weights files
+    signed_in_concurrencies: tuple[int, ...] = (1, 32)  # signed-in front page (first: 50)
     model_concurrencies: tuple[int, ...] = (1, 32)  # the model page
     seconds: float = 3.0
     extras: bool = True
@@ -144,14 +146,91 @@ def probe_cache(lora_url: str, doc: D.Doc) -> tuple[CacheProbe, str]:
     return probe, path
 
 
-def warm(url: str, method: str, path: str, body: bytes | None) -> None:
+def probe_signed_in(
+    lora_url: str, full_url: str, doc: D.Doc, tokens: dict[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """How signed-in viewers are answered: one who owns nothing private gets the
+    anonymous answer (same bytes, with its ETag, kept private); one who owns a private
+    dataset on the page gets their own (no ETag, more than the anonymous answer)."""
+    problems = []
+    tagged = doc.tagged("signed-in-probe")
+    with httpx.Client(timeout=60) as http:
+        anonymous = http.post(lora_url + "/graphql", content=tagged.body, headers=D.CACHED_HEADERS)
+        shared = http.post(
+            lora_url + "/graphql",
+            content=tagged.body,
+            headers={**D.CACHED_HEADERS, "authorization": f"Bearer {tokens['nothing']}"},
+        )
+        own = http.post(
+            full_url + "/graphql",
+            content=doc.uncached_body(0),
+            headers={**D.UNCACHED_HEADERS, "authorization": f"Bearer {tokens['private']}"},
+        )
+    found = {
+        "nothing_private": {k: shared.headers.get(k) for k in ("etag", "cache-control")},
+        "owns_private": {k: own.headers.get(k) for k in ("etag", "cache-control")},
+        "owner_bytes": len(own.content),
+        "anonymous_bytes": len(anonymous.content),
+    }
+    if shared.content != anonymous.content or "etag" not in shared.headers:
+        problems.append("a signed-in viewer who owns nothing private did not get the shared answer")
+    if shared.headers.get("cache-control") != "private, no-store":
+        problems.append(f"the shared answer is not private: {shared.headers.get('cache-control')}")
+    if "etag" in own.headers or own.content == anonymous.content or b"PRIVATE" not in own.content:
+        problems.append("the viewer who owns a private dataset did not get their own answer")
+    return found, problems
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One value from ``/metrics`` (0 when absent)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{re.escape(name)}{{{re.escape(wanted)}}} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def coalescing(lora_url: str, doc: D.Doc, window: float, n: int = 32) -> dict[str, Any]:
+    """``n`` concurrent requests on an entry that has just expired: how many times the
+    answer was computed (``lorashelf_response_cache_answers_total``)."""
+    import concurrent.futures
+
+    tagged = doc.tagged("coalescing")
+    counter = "lorashelf_response_cache_answers_total"
+    with httpx.Client(timeout=60) as http:
+        http.post(lora_url + "/graphql", content=tagged.body, headers=D.CACHED_HEADERS)
+    time.sleep(window + 0.5)  # the entry expires
+    before = {o: metric(lora_url, counter, outcome=o) for o in ("computed", "coalesced", "hit")}
+    barrier = threading.Barrier(n)
+
+    def one(_: int) -> int:
+        with httpx.Client(timeout=120) as http:
+            barrier.wait()
+            return http.post(
+                lora_url + "/graphql", content=tagged.body, headers=D.CACHED_HEADERS
+            ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        statuses = list(pool.map(one, range(n)))
+    after = {o: metric(lora_url, counter, outcome=o) for o in before}
+    return {
+        "requests": n,
+        "statuses": sorted(set(statuses)),
+        "computations": after["computed"] - before["computed"],
+        "coalesced": after["coalesced"] - before["coalesced"],
+        "hits": after["hit"] - before["hit"],
+    }
+
+
+def warm(
+    url: str, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
+) -> None:
     """One request just before a cached run. Each cached run asks with variables of its
     own (``benchNonce: "cached-c32"``...), so this request is a miss that stores a fresh
     answer, and the run (shorter than ``LORASHELF_PUBLIC_CACHE``, 10 s) measures repeats
     within one window: the cache does not coalesce misses, so an expiry inside a run
     would have every connection recompute the page at once."""
     with httpx.Client(timeout=120) as http:
-        http.request(method, url + path, content=body, headers=D.CACHED_HEADERS)
+        http.request(method, url + path, content=body, headers=headers or D.CACHED_HEADERS)
 
 
 def load_cell(
@@ -165,9 +244,39 @@ def load_cell(
     floor_app: Any,
     get_path: str,
     etag: str | None,
+    full: Any = None,
+    tokens: dict[str, str] | None = None,
 ) -> Load:
     load = Load(target=target, mode=mode, doc=doc.key, concurrency=c, seconds=seconds)
-    if mode == "floor":
+    tokens = tokens or {}
+    if mode == "signed-in":  # a viewer who owns nothing private: the shared answer
+        tagged = doc.tagged(f"signed-in-c{c}")
+        headers = {**D.CACHED_HEADERS, "authorization": f"Bearer {tokens['nothing']}"}
+        warm(lora.url, "POST", "/graphql", tagged.body, headers)
+        run_wrk(
+            lora.url,
+            "/graphql",
+            method="POST",
+            body=tagged.body,
+            headers=headers,
+            concurrency=c,
+            seconds=seconds,
+            load=load,
+        )
+        wait_idle(lora.proc.pid)
+    elif mode == "owner-full":  # owns a private dataset on the page; the cache off
+        run_wrk(
+            full.url,
+            "/graphql",
+            method="POST",
+            body_parts=doc.nonce_parts(),
+            headers={**D.UNCACHED_HEADERS, "authorization": f"Bearer {tokens['private']}"},
+            concurrency=c,
+            seconds=seconds,
+            load=load,
+        )
+        wait_idle(full.proc.pid)
+    elif mode == "floor":
         run_wrk(floor_app.url, doc.floor_path, concurrency=c, seconds=seconds, load=load)
         wait_idle(floor_app.pid)
     elif mode == "uncached":
@@ -265,6 +374,32 @@ def segments(
     return out
 
 
+def signed_in_segment(doc: D.Doc, tokens: dict[str, str], n: int) -> dict[str, Any]:
+    """The front page repeated by a signed-in viewer who owns nothing private."""
+    return {
+        "name": f"{doc.key}:signed-in",
+        "method": "POST",
+        "path": "/graphql",
+        "headers": {**D.CACHED_HEADERS, "authorization": f"Bearer {tokens['nothing']}"},
+        "body": doc.tagged("signed-in-inproc").body.decode(),
+        "n": n,
+    }
+
+
+def owner_full_segment(doc: D.Doc, tokens: dict[str, str], n: int) -> dict[str, Any]:
+    """The front page asked anew each time by a viewer who owns a private dataset on it
+    (for a server with the response cache off)."""
+    prefix, suffix = doc.nonce_parts()
+    return {
+        "name": f"{doc.key}:owner-full",
+        "method": "POST",
+        "path": "/graphql",
+        "headers": {**D.UNCACHED_HEADERS, "authorization": f"Bearer {tokens['private']}"},
+        "body_parts": [prefix.decode(), suffix.decode()],
+        "n": n,
+    }
+
+
 def run_inproc(
     spec: dict[str, Any],
     workdir: Path,
@@ -358,12 +493,17 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
             "private_datasets": seeded.private_datasets,
         }
         log(f"front page: seeded {len(seeded.models)} models in {result['seed_s']:.1f}s")
+        # creator0 owns only public objects; creator2 owns private datasets on the page
+        tokens = {"nothing": seeded.users[0], "private": seeded.users[2]}
         docs = {d.key: d for d in [D.front(n) for n in settings.page_sizes]}
         docs.setdefault("front50", D.front(50))
         docs["front50+files"] = D.front(50, files=True)
         docs["model"] = D.model_page(seeded.models[len(seeded.models) // 2])
         result["docs"] = {k: {"label": d.label, "query": d.query} for k, d in docs.items()}
-        with floor(database, wd) as floor_app:
+        with (
+            floor(database, wd) as floor_app,
+            lorashelf(data_dir, wd, LORASHELF_PUBLIC_CACHE="0") as full,
+        ):
             failures = check_identity(lora.url, floor_app.url, list(docs.values()))
             result["identity"] = {"checked": sorted(docs), "failures": failures}
             if failures:
@@ -371,6 +511,10 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
                     "lorashelf and the floor answer different bytes:\n" + "\n".join(failures)
                 )
             log(f"front page: answers byte-identical to the floor for {len(docs)} documents")
+            result["signed_in_probe"], problems = probe_signed_in(
+                lora.url, full.url, docs["front50"], tokens
+            )
+            result["errors"] += problems
             probes: dict[str, Any] = {}
             get_paths: dict[str, str] = {}
             for key, doc in docs.items():
@@ -389,6 +533,8 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
             single: dict[tuple[str, str], float] = {}  # rps at concurrency 1
             for doc, c in cells:
                 cell_modes = modes + (["revalidated"] if etag and doc.key == "front50" else [])
+                if doc.key == "front50" and c in settings.signed_in_concurrencies:
+                    cell_modes += ["signed-in", "owner-full"]
                 for mode in cell_modes:
                     target = "floor" if mode == "floor" else "lorashelf"
                     # long enough for every connection to get about three answers
@@ -407,6 +553,8 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
                             floor_app=floor_app,
                             get_path=get_paths[doc.key],
                             etag=etag,
+                            full=full,
+                            tokens=tokens,
                         )
                     except Exception as exc:  # noqa: BLE001 - record and go on
                         result["errors"].append(f"wrk {doc.key} c={c} {mode}: {exc}")
@@ -425,6 +573,9 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
                         for ld in result["loads"][-len(cell_modes) :]
                     )
                 )
+            window = 10.0  # LORASHELF_PUBLIC_CACHE's default, which this server runs with
+            result["coalescing"] = coalescing(lora.url, docs["front50"], window)
+            log(f"front page: 32 concurrent misses: {result['coalescing']}")
     # servers stopped: the in-process runs have both cores
     env = {**BASE_ENV, "LORASHELF_DATA_DIR": str(data_dir)}
     sql_docs = {k: settings.sql_n for k in docs}
@@ -435,16 +586,14 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
         "count_sql": True,
         "segments": segments(docs, ["uncached", "cached"], sql_docs, get_paths),
     }
-    lora_spec["segments"].append(
-        {
-            "name": "front50:signed-in",
-            "method": "POST",
-            "path": "/graphql",
-            "headers": {**D.CACHED_HEADERS, "authorization": f"Bearer {seeded.users[0]}"},
-            "body": docs["front50"].body.decode(),
-            "n": settings.sql_n,
-        }
-    )
+    lora_spec["segments"].append(signed_in_segment(docs["front50"], tokens, settings.sql_n))
+    full_spec = {
+        "target": "lorashelf",
+        "env": {**env, "LORASHELF_PUBLIC_CACHE": "0"},
+        "warmup": 3,
+        "count_sql": True,
+        "segments": [owner_full_segment(docs["front50"], tokens, settings.sql_n)],
+    }
     floor_spec = {
         "target": "floor",
         "database": str(database),
@@ -453,7 +602,11 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
         "segments": segments(docs, ["floor"], sql_docs, get_paths),
     }
     sql_runs = {}
-    for name, spec in (("sql-lorashelf", lora_spec), ("sql-floor", floor_spec)):
+    for name, spec in (
+        ("sql-lorashelf", lora_spec),
+        ("sql-lorashelf-full", full_spec),
+        ("sql-floor", floor_spec),
+    ):
         sql_runs[name] = finish(run_inproc(spec, wd, name), wd, name)
     result["inproc"] = {
         s["name"]: {k: v for k, v in s.items() if k != "sql"}
@@ -504,11 +657,22 @@ def run(workdir: Path, settings: Settings) -> dict[str, Any]:
     specs = {
         "instr-lorashelf": {
             "target": "lorashelf",
-            "env": env,
+            # under callgrind a request takes seconds: an hour's window keeps the cached
+            # segments on the hits they measure
+            "env": {**env, "LORASHELF_PUBLIC_CACHE": "3600"},
             "warmup": 3,
             "markers": markers,
             "marker_lib": library,
-            "segments": segments(docs, lora_modes, counts, get_paths),
+            "segments": segments(docs, lora_modes, counts, get_paths)
+            + [signed_in_segment(docs["front50"], tokens, counts.get("front50", 2))],
+        },
+        "instr-lorashelf-full": {
+            "target": "lorashelf",
+            "env": {**env, "LORASHELF_PUBLIC_CACHE": "0"},
+            "warmup": 3,
+            "markers": markers,
+            "marker_lib": library,
+            "segments": [owner_full_segment(docs["front50"], tokens, counts.get("front50", 2))],
         },
         "instr-floor": {
             "target": "floor",

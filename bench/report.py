@@ -13,8 +13,17 @@ MODE_LABEL = {
     "uncached": "lorashelf uncached (POST + nonce)",
     "cached": "lorashelf cached (POST repeated)",
     "revalidated": "lorashelf revalidated (If-None-Match)",
+    "signed-in": "lorashelf signed in, owns nothing private (POST repeated)",
+    "owner-full": "lorashelf signed in, owns a private dataset on the page, cache off",
 }
-COLOURS = {"floor": "#4c72b0", "uncached": "#dd8452", "cached": "#55a868", "revalidated": "#8172b3"}
+COLOURS = {
+    "floor": "#4c72b0",
+    "uncached": "#dd8452",
+    "cached": "#55a868",
+    "revalidated": "#8172b3",
+    "signed-in": "#c44e52",
+    "owner-full": "#937860",
+}
 
 
 def ms(value: float | None) -> str:
@@ -54,7 +63,7 @@ def chart_front(loads: list[dict[str, Any]], out: Path, *, by: str) -> str | Non
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7), squeeze=False)
     for col, panel in enumerate(panels):
         top, bottom = axes[0][col], axes[1][col]
-        for mode in ("floor", "uncached", "cached", "revalidated"):
+        for mode in MODE_LABEL:
             points = []
             for x in xs:
                 size, c = (x, panel) if by == "page" else (panel, x)
@@ -84,8 +93,10 @@ def chart_front(loads: list[dict[str, Any]], out: Path, *, by: str) -> str | Non
             ax.grid(True, which="both", alpha=0.3)
         top.set_ylabel("requests/s (log)")
         bottom.set_ylabel("latency ms (log)")
-    axes[0][0].legend(fontsize=7)
-    axes[1][0].legend(fontsize=6)
+    # the legend where every mode is drawn (the signed-in modes: first: 50 only)
+    fullest = max(range(len(panels)), key=lambda col: len(axes[0][col].get_lines()))
+    axes[0][fullest].legend(fontsize=6)
+    axes[1][fullest].legend(fontsize=5)
     fig.tight_layout()
     name = "front_by_page_size.png" if by == "page" else "front_by_concurrency.png"
     fig.savefig(out / name, dpi=90)
@@ -318,6 +329,19 @@ def targets(results: dict[str, Any]) -> list[str]:
                     r >= 0.66,
                 )
             )
+        plain = row.get("plaintext")
+        for key, what in (("upload", "upload (PUT)"), ("download", "download (GET)")):
+            if not plain:
+                continue
+            r = ratio(row[f"{key}_mb_s"], plain[f"{key}_mb_s"])
+            rows.append(
+                (
+                    f"20. 1 GiB {what} encrypted vs the release before encryption",
+                    f"{row[f'{key}_mb_s']:.0f} vs {plain[f'{key}_mb_s']:.0f} MB/s = {fmt_ratio(r)}",
+                    "≥ 0.85×",
+                    r >= 0.85,
+                )
+            )
     if tr and not any(r["label"] == "1 GiB" for r in tr.get("rows", [])):
         rows.append(("4. 1 GiB transfer", "not run (" + ("; ".join(tr.get("skipped", []))
                      or "not in this run's sizes") + ")",
@@ -490,7 +514,7 @@ def targets(results: dict[str, Any]) -> list[str]:
             )
         )
     elapsed = results.get("elapsed_s")
-    if elapsed is not None:
+    if elapsed is not None and not results.get("carried"):  # the whole run only
         rows.append(
             (
                 f"6. this benchmark's run time on {results['machine']['nproc']} cores",
@@ -511,28 +535,110 @@ def targets(results: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def signed_in_targets(results: dict[str, Any]) -> list[str]:
+    """Issue 22's targets: signed-in pages, the uncached read path, miss coalescing."""
+    front = results.get("front") or {}
+    loads = front.get("loads", [])
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for mode, goal, label in (
+        ("signed-in", 1.0, "signed-in front page (first: 50), viewer owns nothing private"),
+        (
+            "owner-full",
+            0.15,
+            "signed-in front page (first: 50), viewer owns a private dataset on the page, "
+            "`LORASHELF_PUBLIC_CACHE=0` (the full path)",
+        ),
+    ):
+        for c in sorted({ld["concurrency"] for ld in loads if ld["mode"] == mode}):
+            base, ld = find(loads, "front50", "floor", c), find(loads, "front50", mode, c)
+            if base and ld and base["rps"]:
+                r = ratio(ld["rps"], base["rps"])
+                rows.append(
+                    (
+                        f"{label}: requests/s, concurrency {c}",
+                        f"{ld['rps']:.1f} vs floor {base['rps']:.0f} = {fmt_ratio(r)}",
+                        f"≥ {goal:g}× the floor",
+                        r >= goal,
+                    )
+                )
+    instr = front.get("instructions", {})
+    for key, goal, label in (
+        ("front50:owner-full", 50e6, "the full path (owns a private dataset, cache off)"),
+        ("front50:uncached", 50e6, "anonymous, uncached"),
+        ("front50:signed-in", None, "signed in, owns nothing private (shared answer)"),
+    ):
+        value = instr.get(key)
+        floor50 = instr.get("front50:floor")
+        rows.append(
+            (
+                f"CPU instructions per front-page request (first: 50), {label}",
+                f"{value / 1e6:.1f} M" + (f" (floor {floor50 / 1e6:.1f} M)" if floor50 else "")
+                if value
+                else "–",
+                f"≤ {goal / 1e6:.0f} M" if goal else "none stated (measured)",
+                (value <= goal) if value and goal else None,
+            )
+        )
+    coalesced = front.get("coalescing")
+    if coalesced:
+        rows.append(
+            (
+                f"{coalesced['requests']} concurrent requests on an expired entry: computations "
+                '(`lorashelf_response_cache_answers_total{outcome="computed"}`)',
+                f"{coalesced['computations']:g} ({coalesced['coalesced']:g} waited for it, "
+                f"{coalesced['hits']:g} came after it; statuses {coalesced['statuses']})",
+                "1",
+                coalesced["computations"] == 1,
+            )
+        )
+    probe = front.get("signed_in_probe")
+    if probe:
+        rows.append(
+            (
+                "the shared answer is the anonymous one, kept private; the owner's is their own",
+                f"nothing private: {probe['nothing_private']}; owns private: "
+                f"{probe['owns_private']} ({probe['owner_bytes']} vs anonymous "
+                f"{probe['anonymous_bytes']} bytes)",
+                "ETag + `private, no-store`; no ETag, more bytes",
+                bool(probe["nothing_private"].get("etag"))
+                and probe["nothing_private"].get("cache-control") == "private, no-store"
+                and not probe["owns_private"].get("etag")
+                and probe["owner_bytes"] > probe["anonymous_bytes"],
+            )
+        )
+    if not rows:
+        return []
+    lines = ["## Issue 22's targets", "", "| target | measured | goal | |", "|---|---|---|---|"]
+    for what, measured, goal, met in rows:
+        verdict = MET[met] if met is not None else ("–" if "none" in goal else MET[None])
+        lines.append(f"| {what} | {measured} | {goal} | {verdict} |")
+    return lines + [""]
+
+
 def headline(results: dict[str, Any]) -> list[str]:
     lines = ["## Headline", "", "| measure | lorashelf | baseline | ratio |", "|---|---|---|---|"]
     front = results.get("front") or {}
     loads = front.get("loads", [])
     for c in (1, 32):
         base = find(loads, "front50", "floor", c)
-        for mode in ("uncached", "cached"):
+        for mode in ("uncached", "cached", "signed-in", "owner-full"):
             ld = find(loads, "front50", mode, c)
             if ld and base:
                 lines.append(
-                    f"| front page (first: 50) rps, {mode}, concurrency {c} | {ld['rps']:.1f} "
+                    f"| front page (first: 50) rps, {MODE_LABEL[mode].removeprefix('lorashelf ')},"
+                    f" concurrency {c} | {ld['rps']:.1f} "
                     f"| floor {base['rps']:.0f} | {fmt_ratio(ratio(ld['rps'], base['rps']))} |"
                 )
     instr = dict(front.get("instructions", {}))
     if front.get("instructions_cached_note") and "front50:uncached" in instr:
         instr.setdefault("front50:cached", instr["front50:uncached"])
     floor50 = instr.get("front50:floor")
-    for mode in ("uncached", "cached"):
+    for mode in ("uncached", "cached", "signed-in", "owner-full"):
         value = instr.get(f"front50:{mode}")
         if value and floor50:
+            what = MODE_LABEL[mode].removeprefix("lorashelf ")
             lines.append(
-                f"| front page CPU instructions / request, {mode} | {value / 1e6:.1f} M "
+                f"| front page CPU instructions / request, {what} | {value / 1e6:.1f} M "
                 f"| floor {floor50 / 1e6:.1f} M | {fmt_ratio(ratio(value, floor50))} |"
             )
     sql = front.get("inproc", {})
@@ -693,6 +799,13 @@ def front_section(front: dict[str, Any], charts: list[str]) -> list[str]:
         for key in ("null:get", "null:post"):
             if key in instr:
                 lines.append(f"| `{key}` (harness only) | | | {instr[key] / 1e6:.2f} M | | |")
+        for key in ("front50:signed-in", "front50:owner-full"):
+            if key in instr:
+                lines.append(
+                    f"| {key} ({MODE_LABEL[key.split(':')[1]].removeprefix('lorashelf ')}) | "
+                    f"{instr[key] / 1e6:.1f} M | | | "
+                    f"{fmt_ratio(ratio(instr[key], instr.get('front50:floor', math.nan)))} | |"
+                )
         if "front50:uncached" in instr and "front5:uncached" in instr:
             per_model = (instr["front50:uncached"] - instr["front5:uncached"]) / 45
             floor_per = (
@@ -779,6 +892,31 @@ def transfers_section(tr: dict[str, Any], chart: str | None) -> list[str]:
             f" (idle {row['upload_rss_idle_mib']:.0f} MiB) | "
             f"{row.get('archive_check_s', math.nan):.2f} s |"
         )
+    plain_rows = [r for r in tr.get("rows", []) if r.get("plaintext")]
+    if plain_rows:
+        lines += [
+            "",
+            "Encrypted (this code) and plaintext (the release before encryption, "
+            f"`{tr.get('plaintext_ref')}`, run from git on the same virtualenv) side by side, "
+            "the two servers taking turns on each size; medians of "
+            f"{plain_rows[0]['repeats']} runs each:",
+            "",
+            "| file | PUT MB/s encrypted | plaintext | × | GET MB/s encrypted | plaintext | × "
+            "| peak RSS above idle, PUT / GET (encrypted; plaintext) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in plain_rows:
+            p = row["plaintext"]
+            lines.append(
+                f"| {row['label']} | {row['upload_mb_s']:.0f} | {p['upload_mb_s']:.0f} | "
+                f"{fmt_ratio(ratio(row['upload_mb_s'], p['upload_mb_s']))} | "
+                f"{row['download_mb_s']:.0f} | {p['download_mb_s']:.0f} | "
+                f"{fmt_ratio(ratio(row['download_mb_s'], p['download_mb_s']))} | "
+                f"+{row['upload_rss_above_idle_mib']:.1f} / "
+                f"+{row['download_rss_above_idle_mib']:.1f} MiB; "
+                f"+{p['upload_rss_above_idle_mib']:.1f} / "
+                f"+{p['download_rss_above_idle_mib']:.1f} MiB |"
+            )
     for skipped in tr.get("skipped", []):
         lines.append(f"\nSkipped: {skipped}")
     if chart:
@@ -948,6 +1086,35 @@ def lateness_section(late: dict[str, Any], chart: str | None) -> list[str]:
     return lines + [""]
 
 
+def mass_section(mass: dict[str, Any]) -> list[str]:
+    lines = ["## 8. Mass expiry: claims in batches", ""]
+    if not mass:
+        return lines + ["Not measured in this run.", ""]
+    lines += [
+        f"{mass['due']:,} private datasets due at once (a blob file each) in a "
+        f"{mass['due'] * 10:,}-row datasets table, deleted by the app's own code in child "
+        "processes (no HTTP, no Redis): the embedded runner's sweep; two worker processes "
+        "started at the same instant, each running the `expire_dataset` jobs of half the "
+        "datasets ten at a time (an ARQ worker's `max_jobs`); one sweep capped at 500 "
+        "deletions. Timed until every one is a tombstone with its receipt. Baseline, same "
+        "run, same rows, on a copy: `SELECT` the due rows, `unlink` their files, one "
+        "`DELETE ... WHERE id IN (...)` (`bench/mass_expiry.py`). The machine is shared "
+        "(see the load average above): the times move with other people's work; the "
+        "ratios less so, each baseline being measured beside its run.",
+        "",
+        "| runner | due | deleted | time | plain SQL + unlink, same rows | × baseline |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in mass.get("runs", []):
+        lines.append(
+            f"| {r['runner']} | {r['due']} | {r['deleted']} | {r['seconds']:.2f} s | "
+            f"{r['baseline_s'] * 1000:.0f} ms ({r['baseline_rows']} rows) | "
+            f"{fmt_ratio(r['ratio'] or math.nan)} |"
+        )
+    lines += [f"\n**{e}**" for e in mass.get("errors", [])]
+    return lines + [""]
+
+
 def catalogue_section(cat: dict[str, Any], chart: str | None) -> list[str]:
     lines = ["## 7. Catalogue search and filters", ""]
     if not cat:
@@ -1029,12 +1196,24 @@ def write(results: dict[str, Any], out: Path) -> Path:
         "smoke check of a minute or two; `--only front,sweep` for some sections).",
         "",
     ]
+    carried = results.get("carried") or {}
+    if carried:
+        lines += [
+            "Sections not run by this command, kept unchanged from an earlier run "
+            "(each compares with baselines measured in its own run):",
+            "",
+        ]
+        lines += [
+            f"- {name}: measured {o.get('date')} on `{o.get('git')}`, {o.get('cpu')}"
+            for name, o in carried.items()
+        ] + [""]
     mode = results.get("mode_note")
     if mode:
         lines += [f"**{mode}**", ""]
     if results.get("reductions"):
         lines += ["Sizes and durations chosen to fit 10 minutes on 2 cores:", ""]
         lines += [f"- {item}" for item in results["reductions"]] + [""]
+    lines += signed_in_targets(results)
     lines += targets(results)
     lines += headline(results) + [""]
     lines += front_section(front, charts)
@@ -1045,12 +1224,22 @@ def write(results: dict[str, Any], out: Path) -> Path:
     lines += pgplans_section(results.get("pgplans") or {})
     lines += lateness_section(results.get("lateness") or {}, late_chart)
     lines += catalogue_section(cat, cat_chart)
+    if results.get("hotrow"):
+        from hot_row import section as hot_row_section
+
+        lines += hot_row_section(results["hotrow"])
+    lines += mass_section(results.get("mass") or {})
+    if results.get("proof"):
+        from proof_run import section as proof_section
+
+        lines += proof_section(results["proof"])
     lines += ["## Sections' durations and problems", ""]
     for name, seconds in results.get("durations", {}).items():
         lines.append(f"- {name}: {seconds:.0f} s")
     problems = list(results.get("errors", []))
-    for key in ("front", "catalogue", "sweep"):
+    for key in ("front", "catalogue", "sweep", "mass"):
         problems += [f"{key}: {e}" for e in (results.get(key) or {}).get("errors", [])]
+    problems += [f"proof: {p}" for p in (results.get("proof") or {}).get("problems", [])]
     if (results.get("lateness") or {}).get("error"):
         problems.append(f"lateness: {results['lateness']['error']}")
     problems += results.get("notes", [])

@@ -21,6 +21,16 @@ at the end, whatever happens):
              PostgreSQL
   lateness   1,000 private datasets due in one second, embedded runner
   catalogue  search and filters over 100,000 models through the API vs plain SQL
+  hotrow     public changes per second with 32 writers at once on PostgreSQL: the
+             public generation as one row (before) vs the app's sequence, and no
+             generation at all (bench/hot_row.py; skipped without PostgreSQL)
+  mass       mass expiry: 1,000 due at once deleted by the embedded runner's sweep and by
+             two workers' jobs, and a sweep of 500, each vs DELETE + unlink of the same
+             rows (``--mass-due N`` for another size)
+  proof      the proof run (bench/proof_run.py, tests/proof_scenario.py): PostgreSQL,
+             Redis, S3, two serves, two workers, 1,000 private datasets whose windows end
+             through a worker SIGKILL, a Redis and a PostgreSQL restart and 30 s without
+             the object store (``--proof-datasets N`` for another size; about 5 minutes)
 
 Needs: wrk (apt-get install -y wrk), valgrind (apt-get install -y valgrind; gcc and the
 valgrind headers make the instruction counts exact), curl, and matplotlib (the dev
@@ -52,14 +62,27 @@ for _path in (str(ROOT), str(BENCH)):
 
 import catalogue  # noqa: E402
 import front_page  # noqa: E402
+import hot_row  # noqa: E402
 import lateness  # noqa: E402
+import mass_expiry  # noqa: E402
 import pgplans  # noqa: E402
+import proof_run  # noqa: E402
 import report  # noqa: E402
 import sweep_scaling  # noqa: E402
 import transfers  # noqa: E402
 from common import Machine, log  # noqa: E402
 
-SECTIONS = ("front", "transfers", "sweep", "pgplans", "lateness", "catalogue")
+SECTIONS = (
+    "front",
+    "transfers",
+    "sweep",
+    "pgplans",
+    "lateness",
+    "catalogue",
+    "hotrow",
+    "mass",
+    "proof",
+)
 OUT = ROOT / "docs" / "benchmarks"
 MB = 1000**2
 GIB = 1024**3
@@ -88,6 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sweep-sizes", help="comma-separated datasets table sizes (10000,100000,1000000)"
     )
+    parser.add_argument("--mass-due", type=int, help="datasets due at once in section mass")
+    parser.add_argument("--proof-datasets", type=int, help="datasets in section proof")
     parser.add_argument("--out", type=Path, default=OUT, help="where results.md goes")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
     args = parser.parse_args(argv)
@@ -96,6 +121,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     return args
+
+
+def carry_over(results: dict[str, Any], previous: Path, ran: list[str]) -> None:
+    """Sections this command did not run (``--only``) are kept from the last full run's
+    ``results.json``, unchanged and labelled with when, where and on what code they
+    were measured (each section's ratios are against baselines of its own run)."""
+    try:
+        before = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return
+    if before.get("mode_note"):  # a --quick run is never carried over
+        return
+    carried = dict(before.get("carried", {}))
+    for name in SECTIONS:
+        if name in ran or name not in before:
+            continue
+        results[name] = before[name]
+        results["durations"].setdefault(name, before.get("durations", {}).get(name, 0.0))
+        origin = carried.get(name) or {
+            "date": before.get("date"),
+            "git": before.get("git"),
+            "cpu": (before.get("machine") or {}).get("cpu_model"),
+        }
+        results.setdefault("carried", {})[name] = origin
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -174,8 +223,15 @@ def main(argv: list[str] | None = None) -> int:
             ((results.get("sweep") or {}).get("sizes") or [{}])[-1].get("queries"),
         ),
         "lateness": lambda: lateness.run(workdir, n=200 if args.quick else 1000),
+        "mass": lambda: mass_expiry.run(workdir, args.mass_due or (200 if args.quick else 1000)),
+        "proof": lambda: proof_run.run(
+            workdir, args.proof_datasets or (300 if args.quick else 1000)
+        ),
         "catalogue": lambda: catalogue.run(
             workdir, models=10_000 if args.quick else 100_000, n=5 if args.quick else 40
+        ),
+        "hotrow": lambda: hot_row.run(
+            workdir, writers=32, seconds=1.0 if args.quick else 3.0, rounds=2 if args.quick else 3
         ),
     }
     failed = False
@@ -195,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"== {name} done in {results['durations'][name]:.0f}s")
         results["elapsed_s"] = time.monotonic() - started
         results["load_end"] = os.getloadavg()[0]
+        if not args.quick:
+            carry_over(results, args.out / "results.json", args.only)
         target = report.write(results, args.out)
         raw = {k: v for k, v in results.items()}
         (args.out / "results.json").write_text(json.dumps(raw, indent=1, default=str) + "\n")
@@ -203,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = failed or bool(results["errors"])
         for key in ("front", "catalogue", "sweep"):
             failed = failed or bool((results.get(key) or {}).get("errors"))
+        failed = failed or bool((results.get("proof") or {}).get("problems"))
     finally:
         if failed or args.keep:
             log(f"logs and data kept in {workdir}")

@@ -13,10 +13,17 @@ during each (VmHWM reset through ``/proc/<pid>/clear_refs`` before, read after, 
 VmRSS sampled every 20 ms). The baselines are measured in the same run on the same
 file and disk: ``cp`` followed by an fsync of the copy (what the upload must do at
 least: read, write, make durable) and plain ``cp`` (what a download to disk does).
+
+Side by side, the same transfers through a serve of the release before blobs were
+sealed (``PLAINTEXT_REF``, extracted from git and run on the same virtualenv): the
+sealed serve's rates over those are what encryption costs. The two servers take turns
+on each size (plaintext, sealed, plaintext, sealed...), so a change in the machine's
+load falls on both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -28,11 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import PASSWORD, Api, PeakRss, log, lorashelf
+from common import PASSWORD, ROOT, Api, PeakRss, log, lorashelf
 from seed import CREATE_MODEL, CREATE_VERSION, SIGN_UP, START_DATASET
 
 MB = 1000**2
 GIB = 1024**3
+PLAINTEXT_REF = "789fdf5"  # main before blobs were sealed: "today's" transfer rates
 CHUNK = 8 * 1024 * 1024
 DATASET_URL = (
     "query($id: ID!) { node(id: $id) { ... on TrainingDataset { status sizeBytes sha256 "
@@ -107,11 +115,42 @@ def needed_bytes(payload: int) -> int:
     return 4 * payload + 1536 * 1024**2
 
 
-def run(workdir: Path, *, sizes: list[tuple[str, int]]) -> dict[str, Any]:
+def plaintext_tree(wd: Path, ref: str) -> Path | None:
+    """The packages of ``ref`` (the release that stored plaintext), to run beside this one."""
+    target = wd / f"plaintext-{ref}"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "graph", "storage", "jobs"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        log(f"transfers: no plaintext baseline ({archive.stderr.decode().strip()})")
+        return None
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def signed_in(http: httpx.Client, url: str) -> Api:
+    api = Api(http, url)
+    api.token = api.mutate("signUp", SIGN_UP, {"i": {"username": "mover", "password": PASSWORD}})[
+        "token"
+    ]
+    return api
+
+
+def run(
+    workdir: Path, *, sizes: list[tuple[str, int]], plaintext_ref: str | None = PLAINTEXT_REF
+) -> dict[str, Any]:
     wd = workdir / "transfers"
     wd.mkdir()
     free = shutil.disk_usage(wd).free
-    result: dict[str, Any] = {"rows": [], "skipped": [], "free_gib": free / GIB}
+    result: dict[str, Any] = {
+        "rows": [],
+        "skipped": [],
+        "free_gib": free / GIB,
+        "plaintext_ref": plaintext_ref,
+    }
     planned = []
     for label, payload in sizes:
         if needed_bytes(payload) > shutil.disk_usage(wd).free:
@@ -123,11 +162,16 @@ def run(workdir: Path, *, sizes: list[tuple[str, int]]) -> dict[str, Any]:
         else:
             planned.append((label, payload))
     env = {"LORASHELF_MAX_DATASET_BYTES": "2GiB"}
-    with lorashelf(wd / "var", wd, **env) as server, httpx.Client(timeout=120) as http:
-        api = Api(http, server.url)
-        api.token = api.mutate(
-            "signUp", SIGN_UP, {"i": {"username": "mover", "password": PASSWORD}}
-        )["token"]
+    tree = plaintext_tree(wd, plaintext_ref) if plaintext_ref else None
+    with contextlib.ExitStack() as stack:
+        http = stack.enter_context(httpx.Client(timeout=120))
+        sealed_server = stack.enter_context(lorashelf(wd / "var", wd, **env))
+        servers = {"sealed": (signed_in(http, sealed_server.url), sealed_server.proc.pid)}
+        if tree is not None:
+            plain_server = stack.enter_context(
+                lorashelf(wd / "var-plaintext", wd, PYTHONPATH=str(tree), **env)
+            )
+            servers["plaintext"] = (signed_in(http, plain_server.url), plain_server.proc.pid)
         for label, payload in planned:
             source = wd / f"{label}.zip"
             started = time.monotonic()
@@ -137,11 +181,14 @@ def run(workdir: Path, *, sizes: list[tuple[str, int]]) -> dict[str, Any]:
                 f"transfers: wrote {label} ({size / MB:,.0f} MB) in "
                 f"{time.monotonic() - started:.1f}s"
             )
-            repeats = 3 if size <= 200 * MB else 1  # small ones: the median of three
-            runs = [
-                one_transfer(api, server.proc.pid, wd, source, digest, f"{label} #{i + 1}")
-                for i in range(repeats)
-            ]
+            repeats = 3  # the median of three, each server taking turns
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+            for i in range(repeats):
+                for name in sorted(servers, reverse=True):  # plaintext first, then sealed
+                    api, pid = servers[name]
+                    runs[name].append(
+                        one_transfer(api, pid, wd, source, digest, f"{label} {name} #{i + 1}")
+                    )
             # how much of the upload is the archive check (every entry read back, CRC-32)
             from storage.formats.archives.check import check_archive
 
@@ -149,35 +196,52 @@ def run(workdir: Path, *, sizes: list[tuple[str, int]]) -> dict[str, Any]:
             check_archive(source, max_ratio=100)
             archive_check_s = time.perf_counter() - checked
             source.unlink()
-
-            def mid(key: str, runs: list[dict[str, Any]] = runs) -> float:
-                return float(statistics.median(r[key] for r in runs))
-
-            row = {
-                "label": label,
-                "bytes": size,
-                "repeats": repeats,
-                "upload_s": mid("upload_s"),
-                "download_s": mid("download_s"),
-                "cp_fsync_s": mid("cp_fsync_s"),
-                "cp_s": mid("cp_s"),
-                "upload_rss_idle_mib": runs[0]["upload_rss_idle_mib"],
-                "download_rss_idle_mib": runs[0]["download_rss_idle_mib"],
-                "upload_rss_above_idle_mib": max(r["upload_rss_above_idle_mib"] for r in runs),
-                "download_rss_above_idle_mib": max(r["download_rss_above_idle_mib"] for r in runs),
-                "archive_check_s": archive_check_s,
-                "rss_method": runs[0]["rss_method"],
-            }
-            for key in ("upload", "download", "cp_fsync", "cp"):
-                row[f"{key}_mb_s"] = size / MB / row[f"{key}_s"]
+            row = summarise(label, size, runs["sealed"], archive_check_s)
+            if "plaintext" in runs:
+                plain = summarise(label, size, runs["plaintext"], archive_check_s)
+                row["plaintext"] = plain
+                row["upload_vs_plaintext"] = row["upload_mb_s"] / plain["upload_mb_s"]
+                row["download_vs_plaintext"] = row["download_mb_s"] / plain["download_mb_s"]
             result["rows"].append(row)
             log(
                 f"transfers: {label}: PUT {row['upload_mb_s']:.0f} MB/s (cp+fsync "
                 f"{row['cp_fsync_mb_s']:.0f}), GET {row['download_mb_s']:.0f} MB/s (cp "
                 f"{row['cp_mb_s']:.0f}); RSS +{row['upload_rss_above_idle_mib']:.0f}/"
                 f"+{row['download_rss_above_idle_mib']:.0f} MiB"
+                + (
+                    f"; vs plaintext: PUT {row['upload_vs_plaintext']:.2f}x, GET "
+                    f"{row['download_vs_plaintext']:.2f}x"
+                    if "plaintext" in row
+                    else ""
+                )
             )
     return result
+
+
+def summarise(
+    label: str, size: int, runs: list[dict[str, Any]], archive_check_s: float
+) -> dict[str, Any]:
+    def mid(key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    row = {
+        "label": label,
+        "bytes": size,
+        "repeats": len(runs),
+        "upload_s": mid("upload_s"),
+        "download_s": mid("download_s"),
+        "cp_fsync_s": mid("cp_fsync_s"),
+        "cp_s": mid("cp_s"),
+        "upload_rss_idle_mib": runs[0]["upload_rss_idle_mib"],
+        "download_rss_idle_mib": runs[0]["download_rss_idle_mib"],
+        "upload_rss_above_idle_mib": max(r["upload_rss_above_idle_mib"] for r in runs),
+        "download_rss_above_idle_mib": max(r["download_rss_above_idle_mib"] for r in runs),
+        "archive_check_s": archive_check_s,
+        "rss_method": runs[0]["rss_method"],
+    }
+    for key in ("upload", "download", "cp_fsync", "cp"):
+        row[f"{key}_mb_s"] = size / MB / row[f"{key}_s"]
+    return row
 
 
 def one_transfer(
@@ -225,6 +289,11 @@ def one_transfer(
         raise RuntimeError(f"download of {label}: the bytes differ from the upload")
     target.unlink()
     cp_s = timed_cp(source, wd / "cp-copy", fsync=False)
+    api.mutate(  # its bytes go, so the disk holds one copy at a time
+        "deleteDataset",
+        "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) { userErrors { code } } }",
+        {"i": {"datasetId": started_upload["dataset"]["id"]}},
+    )
     return {
         "upload_s": up_s,
         "download_s": down_s,

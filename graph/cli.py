@@ -1,20 +1,22 @@
-"""The lorashelf command: serve, worker, migrate, config, export-schema, fetch-graphiql."""
+"""The lorashelf command: serve, worker, migrate, config, operator, audit, export-schema,
+fetch-graphiql, and the erasure commands (graph/erasure_cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from graph import admin, erasure_cli, startup
 from graph.banner import lorashelf_version
 from graph.http import graphiql
 from storage.config.parse import ConfigError
 from storage.config.settings import Settings, effective, load_settings, value_of
 from storage.db.connection import DatabaseNewer
+from storage.system.patience import StillUnavailable, patiently
 
 
 def _log_setup() -> str:
@@ -24,13 +26,13 @@ def _log_setup() -> str:
     try:
         log_format: str = value_of("LORASHELF_LOG_FORMAT")
     except ConfigError as exc:
-        _refuse(exc)
+        startup.refuse(exc)
     logs.setup(log_format)
     return log_format
 
 
 SETTINGS_HINT = (
-    "Configured by LORASHELF_* environment variables: see 'Configuration' in README.md, "
+    "Configured by LORASHELF_* environment variables: see docs/configuration.md, "
     "or run 'lorashelf config' for the effective values."
 )
 
@@ -39,85 +41,43 @@ def _settings(*, create: bool = True) -> Settings:
     try:
         return load_settings(create=create)
     except ConfigError as exc:
-        _refuse(exc)
-
-
-def _refuse(exc: ConfigError) -> NoReturn:
-    print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
-
-
-def _check_blob_store(settings: Settings) -> None:
-    """Stop with one line if the blob store cannot be used (a missing or versioned
-    bucket, no credentials), before the server starts."""
-    from storage.blobs.store import open_blob_store
-
-    async def check() -> None:
-        store = open_blob_store(settings)
-        try:
-            await store.connect()
-        finally:
-            await store.close()
-
-    try:
-        asyncio.run(check())
-    except ConfigError as exc:
-        _refuse(exc)
-
-
-def _exit_at_once(code: int) -> NoReturn:
-    """Exit now, with ``code``: after a failed start nothing is worth waiting for, and a
-    thread a half-started component left behind (a database connection, a runner)
-    would otherwise keep the process alive without serving."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _newer_database(exc: DatabaseNewer) -> NoReturn:
-    print(
-        f"lorashelf: the database was migrated by a newer lorashelf: "
-        f"{'migration' if len(exc.unknown) == 1 else 'migrations'} {', '.join(exc.unknown)} "
-        f"{'is' if len(exc.unknown) == 1 else 'are'} unknown to lorashelf {lorashelf_version()}. "
-        "Run that newer version (going back to an older one is not supported; see "
-        "'Upgrading' in README.md).",
-        file=sys.stderr,
-    )
-    _exit_at_once(2)
-
-
-def _prepare_database(settings: Settings) -> None:
-    """Before serve or worker starts: refuse a database newer than this code (exit 2),
-    apply pending migrations (a failed one: exit 1 with its error; it was rolled back)."""
-    from storage.db import connection as db
-
-    try:
-        asyncio.run(db.migrate(settings.database_url))
-    except db.DatabaseNewer as exc:
-        _newer_database(exc)
-    except Exception:  # noqa: BLE001 - reported, then the start is over
-        logging.getLogger("lorashelf.migrations").exception(
-            "the database could not be migrated; nothing was started"
-        )
-        _exit_at_once(1)
+        startup.refuse(exc)
 
 
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from graph.banner import banner
+    from graph.banner import banner, with_public_url
     from graph.http.app import create_app
 
+    startup.private_files()
     json_lines = _log_setup() == "json"
-    settings = _settings()
-    _check_blob_store(settings)
-    _prepare_database(settings)
-    app = create_app(settings)
+    configured = _settings()
+    # Links in answers are absolute: LORASHELF_PUBLIC_URL, else the address we listen on.
+    settings = with_public_url(configured, host=args.host, port=args.port)
+    startup.check_blob_store(settings)
+    startup.prepare_database(settings)
+    startup.check_master_key(settings)
+    metrics_socket = None
+    if args.metrics_port is not None:
+        from graph.http.metrics import listen
+
+        try:
+            metrics_socket = listen(args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            startup.refuse(
+                ConfigError(
+                    f"--metrics-port {args.metrics_port}: cannot listen on "
+                    f"{args.metrics_host}:{args.metrics_port} ({exc.strerror})"
+                )
+            )
+    app = create_app(settings, metrics_socket=metrics_socket)
+    metrics = (args.metrics_host, args.metrics_port) if metrics_socket is not None else None
+    shown = banner(configured, host=args.host, port=args.port, metrics=metrics)
     if json_lines:  # stderr holds JSON lines only: the banner is one record
-        logging.getLogger("lorashelf").info(banner(settings, host=args.host, port=args.port))
+        logging.getLogger("lorashelf").info(shown)
     else:
-        print(banner(settings, host=args.host, port=args.port), file=sys.stderr, flush=True)
+        print(shown, file=sys.stderr, flush=True)
     trusted = ",".join(settings.trusted_proxies)
     # JSON: uvicorn's loggers (the access log too) go through ours, request ids included.
     own_logging: dict[str, Any] = {"log_config": None} if json_lines else {}
@@ -138,13 +98,14 @@ def _serve(args: argparse.Namespace) -> None:
         )
     except SystemExit as exc:  # uvicorn's way of saying the start failed (e.g. port taken)
         if exc.code not in (None, 0):
-            _exit_at_once(exc.code if isinstance(exc.code, int) else 1)
+            startup.exit_at_once(exc.code if isinstance(exc.code, int) else 1)
         raise
 
 
 def _worker(args: argparse.Namespace) -> None:
     from jobs import worker
 
+    startup.private_files()
     settings = _settings()
     if not settings.redis_url:
         print(
@@ -156,36 +117,48 @@ def _worker(args: argparse.Namespace) -> None:
     if args.check:
         raise SystemExit(0 if worker.healthy(settings) else 1)
     _log_setup()
-    _prepare_database(settings)
+    startup.prepare_database(settings)
     try:
         code = worker.run(
             settings,
             exit_on_redis_loss=args.exit_on_redis_loss,
             metrics=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
         )
-    except ConfigError as exc:  # e.g. a versioned bucket, found when the worker connects
+    except ConfigError as exc:  # e.g. a missing master key file, found when it connects
         print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
-        _exit_at_once(2)
+        startup.exit_at_once(2)
+    except StillUnavailable as exc:  # e.g. the object store stayed away
+        startup.unavailable(exc)
     except Exception:  # noqa: BLE001 - the worker cannot go on: say why, exit at once
         logging.getLogger("lorashelf.worker").exception("the worker stopped")
-        _exit_at_once(1)
+        startup.exit_at_once(1)
     raise SystemExit(code)
 
 
 def _migrate(args: argparse.Namespace) -> None:
     from storage.db import connection as db
 
+    startup.private_files()
     if args.check:
         _migrate_check(_settings(create=False).database_url)
     logging.basicConfig(level=logging.INFO, format="lorashelf: %(message)s")
     settings = _settings()
     try:
-        applied = asyncio.run(db.migrate(settings.database_url))
+        applied = asyncio.run(
+            patiently(
+                "the database",
+                lambda: db.migrate(settings.database_url),
+                transient=db.is_busy,
+                patience=settings.start_patience,
+            )
+        )
     except DatabaseNewer as exc:
-        _newer_database(exc)
+        startup.newer_database(exc)
+    except StillUnavailable as exc:
+        startup.unavailable(exc)
     except Exception:  # noqa: BLE001 - reported with its cause; the failed one rolled back
         logging.getLogger("lorashelf.migrations").exception("the database could not be migrated")
-        _exit_at_once(1)
+        startup.exit_at_once(1)
     count = f"{len(applied)} migration{'' if len(applied) == 1 else 's'} applied"
     print(f"lorashelf: database is up to date ({count})")
 
@@ -202,9 +175,9 @@ def _migrate_check(database_url: str) -> NoReturn:
         state = asyncio.run(db.migration_state(database_url))
     except Exception as exc:  # noqa: BLE001 - unreachable, refused, not a database
         print(f"lorashelf: cannot read the migrations of {where}: {exc}", file=sys.stderr)
-        _exit_at_once(3)
+        startup.exit_at_once(3)
     if state.newer:
-        _newer_database(DatabaseNewer(state.unknown))
+        startup.newer_database(DatabaseNewer(state.unknown))
     if not state.pending:
         print(f"lorashelf: {where} is up to date ({len(state.applied)} migrations applied)")
         raise SystemExit(0)
@@ -269,6 +242,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument(
         "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics (requests, errors, uploads, the retention backlog) at "
+        "/metrics on this port, never on the API's (default: off)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics port listens on (default: %(default)s; keep it internal)",
+    )
     serve.set_defaults(func=_serve)
     work = sub.add_parser("worker", help="run the ARQ retention worker (needs Redis)")
     work.add_argument("--check", action="store_true", help="exit 0 if a worker is alive, 1 if not")
@@ -313,6 +298,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         "not valid.",
         epilog=SETTINGS_HINT,
     ).set_defaults(func=_config)
+    operator = sub.add_parser(
+        "operator",
+        help="grant, revoke or list the operator role (the only way to it: never the API)",
+        description="Operators handle reports, take content down and suspend accounts; they "
+        "never see private data. Each grant and revocation is in the audit trail.",
+        epilog=SETTINGS_HINT,
+    )
+    operator.add_argument("action", choices=("grant", "revoke", "list"))
+    operator.add_argument("username", nargs="?", help="the account (grant and revoke)")
+    operator.set_defaults(func=lambda a: admin.operator(a, _settings(), startup.prepare_database))
+    audit_cmd = sub.add_parser(
+        "audit",
+        help="export the audit trail (JSON lines, oldest first)",
+        description="Print every audit entry at or after --since, one JSON object per line, "
+        "oldest first: who did what to which subject, why, when, in which request.",
+        epilog=SETTINGS_HINT,
+    )
+    audit_cmd.add_argument(
+        "--since",
+        type=admin.parse_since,
+        required=True,
+        help="an ISO date or date-time (UTC unless given), or a duration back from now (7d)",
+    )
+    audit_cmd.set_defaults(func=lambda a: admin.audit(a, _settings(), startup.prepare_database))
     sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(func=_export_schema)
     fetch = sub.add_parser(
         "fetch-graphiql",
@@ -325,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "the pinned integrity hashes are checked whatever the source",
     )
     fetch.set_defaults(func=_fetch_graphiql)
+    erasure_cli.register(sub, _settings)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -7,7 +7,8 @@
   the scheduler enqueues ARQ jobs and watches the workers' health (taking the work
   over when none is healthy); without it an embedded runner does the work in-process.
 - ``lorashelf worker``: ``scheduler=NoScheduler()`` (it runs the jobs; it plans none),
-  no hub (its bus only publishes, to the ``serve`` processes' subscribers).
+  or with e-mail ``ArqMail`` (it plans only the e-mail its jobs queue), no hub (its bus
+  only publishes, to the ``serve`` processes' subscribers).
 - tests: their own clock, blob store and scheduler.
 
 The :class:`Assembly` it returns holds the runtime and the parts that run beside it,
@@ -23,12 +24,15 @@ from jobs.adapters.notifier import InAppNotifier
 from jobs.adapters.scheduler import ArqScheduler
 from jobs.runner import EmbeddedRunner
 from jobs.watch import WorkerWatch
-from storage.blobs.base import BlobStore
+from storage.blobs.base import RawStore, StoreUnavailable
+from storage.blobs.sealed import SealedBlobStore
 from storage.blobs.store import open_blob_store
 from storage.config.settings import Settings
+from storage.crypto.master import MasterKeys
 from storage.retention import header_firewall
 from storage.runtime import Fanout, NoBus, Runtime, Scheduler
 from storage.system.clock import Clock, SteadyClock, load_mark
+from storage.system.patience import patiently
 
 
 @dataclass
@@ -43,13 +47,21 @@ class Assembly:
 
     async def start(self) -> None:
         """With the database connected: resume time from the latest instant seen, make
-        the blob store usable (an object store's client, its bucket checked), withhold
-        header keys newly listed as training data from the files already stored, then
+        the blob store usable (an object store's client, its bucket checked; the master
+        keys loaded, or the key file made on a first start), withhold header keys newly
+        listed as training data from the files already stored
+        (header_firewall.settle_stored_files), then
         set the bus, the runner and the watch going."""
         runtime = self.runtime
         await load_mark(runtime.clock)
-        await runtime.blobs.connect()
-        await header_firewall.withhold_listed_keys(runtime)
+        await patiently(
+            "the object store",
+            runtime.blobs.connect,
+            transient=lambda exc: isinstance(exc, StoreUnavailable),
+            patience=runtime.settings.start_patience,
+            clock=runtime.clock,
+        )
+        await header_firewall.settle_stored_files(runtime)
         if self.bus is not None:
             self.bus.start()
         if self.runner is not None:
@@ -75,16 +87,18 @@ def assemble(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    blobs: BlobStore | None = None,
+    blobs: RawStore | None = None,
     scheduler: Scheduler | None = None,
     hub: Hub | None = None,
 ) -> Assembly:
     """The runtime for this configuration. ``clock`` (default: the steady system clock),
-    ``blobs`` (default: the store ``LORASHELF_BLOB_URL`` names) and ``scheduler``
+    ``blobs`` (default: the raw store ``LORASHELF_BLOB_URL`` names; the sealed store is
+    always put over it) and ``scheduler``
     (default: chosen by ``LORASHELF_REDIS_URL``) replace the defaults; ``hub`` holds
     this process's live subscribers, if it has any."""
     clock = clock or SteadyClock()
-    blobs = blobs or open_blob_store(settings)
+    master = MasterKeys(settings)
+    sealed = SealedBlobStore(blobs or open_blob_store(settings), master, clock)
     runner: EmbeddedRunner | None = None
     arq: ArqScheduler | None = None
     watch: WorkerWatch | None = None
@@ -94,13 +108,16 @@ def assemble(
             scheduler = Fanout(arq, watch)
         else:
             scheduler = runner = EmbeddedRunner()
+    elif isinstance(scheduler, ArqScheduler):
+        arq = scheduler  # closed with the assembly
     bus = open_bus(settings, hub)
     runtime = Runtime(
         settings=settings,
         clock=clock,
-        blobs=blobs,
+        blobs=sealed,
         scheduler=scheduler,
         notifier=InAppNotifier(),
+        master=master,
         bus=bus if bus is not None else NoBus(),
     )
     return Assembly(runtime=runtime, runner=runner, arq=arq, watch=watch, bus=bus)

@@ -14,7 +14,9 @@ import contextlib
 import logging
 from datetime import datetime, timedelta
 
-from jobs.tasks import collect_orphan_blobs, sweep
+from jobs.mail import deliver_mail
+from jobs.tasks import build_export, collect_orphan_blobs, sweep
+from storage.mail import outbox
 from storage.retention import due
 from storage.runtime import Runtime
 
@@ -37,8 +39,12 @@ class EmbeddedRunner:
 
     def __init__(self, *, look_every: float | None = None) -> None:
         self._wake = asyncio.Event()
+        self._mail_wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._mail_task: asyncio.Task[None] | None = None
         self._look_every = look_every
+        self._runtime: Runtime | None = None
+        self._builds: set[asyncio.Task[bool]] = set()  # data exports being built
 
     async def dataset_changed(self, dataset_id: int) -> None:
         self._wake.set()
@@ -46,15 +52,69 @@ class EmbeddedRunner:
     async def file_changed(self, file_id: int) -> None:
         self._wake.set()
 
+    async def mail_queued(self) -> None:
+        self._mail_wake.set()
+
+    async def export_changed(self, export_id: int) -> None:
+        """A pending export is built at once, beside the retention work (its own task:
+        a big account's archive never delays an exact-time deletion); a ready one's end
+        is a due time like any other."""
+        self._wake.set()
+        if self._runtime is not None:
+            task = asyncio.create_task(
+                build_export({"runtime": self._runtime}, export_id), name="lorashelf-export"
+            )
+            self._builds.add(task)
+            task.add_done_callback(self._built)
+
+    def _built(self, task: asyncio.Task[bool]) -> None:
+        self._builds.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("data export failed (the sweep tries again)", exc_info=task.exception())
+
     def start(self, runtime: Runtime) -> None:
+        self._runtime = runtime
         self._task = asyncio.create_task(self._run(runtime), name="lorashelf-retention")
+        if runtime.settings.smtp_url:
+            self._mail_task = asyncio.create_task(self._mail(runtime), name="lorashelf-mail")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._mail_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._mail_task = None
+        for build in list(self._builds):
+            build.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await build
+
+    async def _mail(self, runtime: Runtime) -> None:
+        """E-mail, in a loop of its own: a slow or absent SMTP server never holds up the
+        retention work. Sends what is due, then sleeps until the next message's attempt
+        (or a new message wakes it)."""
+        ctx = {"runtime": runtime}
+        clock = runtime.clock
+        interval = float(runtime.settings.sweep_interval)
+        while True:
+            self._mail_wake.clear()
+            try:
+                due_at = await outbox.next_due()
+                if due_at is not None and due_at <= clock.now():
+                    await deliver_mail(ctx)
+                    due_at = await outbox.next_due()
+                delay = interval
+                if due_at is not None:
+                    delay = min(delay, max((due_at - clock.now()).total_seconds(), 0.0))
+                if self._look_every is not None:
+                    delay = min(delay, self._look_every)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mail: pass failed; retrying shortly")
+                delay = FAILURE_BACKOFF
+            await clock.sleep(delay, wake=self._mail_wake)
 
     async def _run(self, runtime: Runtime) -> None:
         ctx = {"runtime": runtime}

@@ -15,13 +15,17 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from storage import downloads, files, uploads
+from storage import account_deletion, downloads, encryption, exports, files, idempotency, uploads
+from storage.blobs import removals
 from storage.config.settings import Settings
-from storage.db.enums import DatasetStatus, DeletionReason, Visibility
-from storage.db.models import ModelFile, TrainingDataset
-from storage.retention import deletion, due, header_firewall, notices
+from storage.crypto import keystore
+from storage.db.enums import DatasetStatus, Visibility
+from storage.db.models import DataExport, ModelFile, TrainingDataset
+from storage.mail import outbox
+from storage.retention import batches, deletion, due, header_firewall, notices
+from storage.retention.policy import LIVE
 from storage.runtime import Runtime
 from storage.system.clock import save_mark
 from storage.system.disk import is_full
@@ -33,6 +37,7 @@ MAX_BATCHES = 50  # per kind of work and sweep; what is left waits for the next 
 LEASE = 30  # seconds a deletion's claim lasts before any sweep finishes it
 EARLY_TOLERANCE = 0.05  # seconds an expiry job may start early and still wait for its time
 ORPHAN_AGE = 3600  # seconds an unreferenced blob or temp file is kept before removal
+ENCRYPT_SECONDS = 20.0  # per sweep: sealing blobs stored before encryption, a few at a time
 
 Ctx = dict[str, Any]
 
@@ -49,11 +54,17 @@ def reminder_grace(settings: Settings) -> int:
 
 
 async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
-    """Delete a private dataset whose window has ended; anything else is left alone.
+    """Delete a private dataset whose window has ended, with every other one due now;
+    anything else is left alone.
 
-    Claims ``AVAILABLE -> DELETING`` with one conditional update, deletes the bytes,
-    then writes the tombstone and the owner's notice. A rerun after a crash finishes
-    a claim left in ``DELETING``. Returns whether this call wrote the tombstone.
+    Claims the due datasets in batches (one conditional ``UPDATE ... RETURNING`` each,
+    this one among them), then destroys their keys, deletes their bytes and writes
+    their tombstones, receipts and the owners' notices together
+    (:mod:`storage.retention.batches`). The claims come first: a slow object store
+    never delays them. A claim of this dataset left in ``DELETING`` by a crash, or an
+    earlier try of this job, is finished too; one another process holds is left to
+    it (the sweep finishes it if that process dies). Returns whether this call wrote
+    this dataset's tombstone.
     """
     rt = runtime_of(ctx)
     now = rt.clock.now()
@@ -63,21 +74,24 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
         if 0 < early <= EARLY_TOLERANCE:  # a queue may round the due time down a little
             await rt.clock.sleep(early)
             now = rt.clock.now()
-    if row is not None and deletion.over(row, now) and row.blob_key is not None:
-        # The bytes go first: nobody may read them any more, and deleting them needs no
-        # space, so a full disk frees itself before the tombstone is written. (If they
-        # cannot go now, the claim below still ends access; the deletion is retried.)
-        try:
-            await rt.blobs.delete(row.blob_key)
-        except Exception:
-            log.exception("dataset %s: could not delete its bytes yet", dataset_id)
-    await deletion.claim_deletion(
-        deletion.expiry_condition(dataset_id, now), reason=DeletionReason.EXPIRED, now=now
-    )
-    done = await deletion.complete_deletion(rt, dataset_id, now=now)
+    # Only a job whose dataset is still due claims (every due dataset has its job): the
+    # jobs of a batch someone else claimed write nothing.
+    due_now = row is not None and row.status in LIVE and deletion.over(row, now)
+    claimed = await _claim_due(rt, now) if due_now else []
+    if dataset_id not in claimed and await batches.left_behind(dataset_id, now, lease=LEASE):
+        claimed.append(dataset_id)
+    finish = functools.partial(batches.finish, rt, claimed, now=now)
+    done = cast(list[int], await _retrying_when_full(rt, finish))
     if done:
-        log.info("dataset %s expired and deleted", dataset_id)
-    return done
+        log.info("%s datasets expired and deleted", len(done))
+    return dataset_id in done
+
+
+async def _claim_due(rt: Runtime, now: datetime) -> list[int]:
+    """Claim every due dataset; on a full disk the reserve is given back for the claims'
+    writes (the bytes, deleted next, free the room the tombstones take)."""
+    claim = functools.partial(batches.claim_all_expired, now, limit=BATCH, rounds=MAX_BATCHES)
+    return cast(list[int], await _retrying_when_full(rt, claim))
 
 
 async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
@@ -113,7 +127,9 @@ async def send_reminder(ctx: Ctx, dataset_id: int, offset: int) -> bool:
         log.info("reminder for dataset %s (%ss) superseded by a later one", dataset_id, offset)
     elif rt.policy.sends(offset, published=await deletion.published(dataset)):
         tardy = late > reminder_grace(rt.settings)
-        sent = await notices.record_reminder(dataset, offset=offset, now=now, late=tardy)
+        sent = await notices.record_reminder(
+            rt.settings, dataset, offset=offset, now=now, late=tardy
+        )
         if sent is not None:
             rt.metrics.reminded(late=tardy)
         await rt.deliver(sent)
@@ -137,6 +153,22 @@ async def erase_header(ctx: Ctx, file_id: int) -> bool:
     if done:
         log.info("file %s: withheld header keys erased", file_id)
     return done
+
+
+async def build_export(ctx: Ctx, export_id: int) -> bool:
+    """Build a data export that was asked for; whether this call built it."""
+    return await exports.build(runtime_of(ctx), export_id)
+
+
+async def expire_export(ctx: Ctx, export_id: int) -> bool:
+    """Shred a data export whose window has ended (key destroyed, bytes deleted)."""
+    rt = runtime_of(ctx)
+    export = await DataExport.get_or_none(id=export_id)
+    if export is not None and export.expires_at is not None:
+        early = (export.expires_at - rt.clock.now()).total_seconds()
+        if 0 < early <= EARLY_TOLERANCE:
+            await rt.clock.sleep(early)
+    return await exports.shred(rt, export_id)
 
 
 async def _retrying_when_full(rt: Runtime, step: Callable[[], Awaitable[object]]) -> object:
@@ -174,8 +206,10 @@ async def _each(
 
 
 async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
-    """The safety net: overdue expiries, due reminders, due header erasures, stuck
-    deletions and abandoned uploads (of datasets and weights files).
+    """The safety net: overdue expiries, due reminders, due header erasures, exports at
+    their end, stuck deletions (of datasets, files and accounts), exports whose job was
+    lost, abandoned uploads; then housekeeping (the key store's pages, blobs still in
+    plaintext sealed a few at a time).
 
     Uses the indexes in bounded batches. Returns what it did, by kind. At start-up
     (``startup``) every deletion left half-done is finished at once, whoever claimed
@@ -197,13 +231,10 @@ async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
 
 async def _due_work(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) -> None:
     """What fell due: expiries, windows a private dataset lacks, reminders, erasures."""
-    await _each(
-        rt,
-        "expired",
-        lambda: due.overdue_expiries(now, limit=BATCH),
-        lambda i: expire_dataset(ctx, i),
-        counts,
-    )
+    claimed = await _claim_due(rt, now)  # every claim first; then keys, bytes, tombstones
+    expired = await _retrying_when_full(rt, functools.partial(batches.finish, rt, claimed, now=now))
+    if expired:
+        counts["expired"] += len(cast(list[int], expired))
     await _each(
         rt,
         "windows_repaired",
@@ -225,6 +256,27 @@ async def _due_work(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) 
         lambda i: erase_header(ctx, i),
         counts,
     )
+    await _each(
+        rt,
+        "exports_shredded",
+        lambda: exports.due(now, limit=BATCH),
+        lambda i: expire_export(ctx, i),
+        counts,
+    )
+    if rt.settings.smtp_url:
+        await _mail_due(ctx, now, counts)
+
+
+async def _mail_due(ctx: Ctx, now: datetime, counts: Counter[str]) -> None:
+    """E-mail is sent beside the sweep, never in it (a slow SMTP server must not hold up
+    a deletion): what a dead sender held is due again, and under ARQ a ``deliver_mail``
+    job is queued when something is due (the embedded runner has its own mail loop)."""
+    released = await outbox.release_stale(now)
+    if released:
+        counts["mail_released"] = released
+    redis = ctx.get("redis")  # ARQ's pool, in a worker's jobs
+    if redis is not None and await outbox.due(now, limit=1):
+        await redis.enqueue_job("deliver_mail", _job_id=f"mail-sweep:{now.timestamp():.0f}")
 
 
 async def _remind_latest(ctx: Ctx, rt: Runtime, dataset_id: int, *, now: datetime) -> bool:
@@ -241,19 +293,33 @@ async def _remind_latest(ctx: Ctx, rt: Runtime, dataset_id: int, *, now: datetim
 async def _crash_leftovers(
     rt: Runtime, now: datetime, counts: Counter[str], *, startup: bool
 ) -> None:
-    """What a crash left: deletions claimed and not finished, uploads that died, and (at
-    start-up) the temporary files of uploads whose writer is gone."""
+    """What a crash left: deletions claimed and not finished, uploads that died, blobs
+    of failed uploads whose removal is owed, and (at start-up) the temporary files of
+    uploads whose writer is gone."""
     lease = 0 if startup else LEASE
     stale = uploads.staleness(rt.settings)
+    seen: set[int] = set()
+    for _ in range(MAX_BATCHES):  # datasets: finished in batches
+        stuck = await due.stuck_deletions(TrainingDataset, now, older_than=lease, limit=BATCH)
+        batch = [i for i in stuck if i not in seen]
+        if not batch:
+            break
+        seen.update(batch)
+        try:
+            finish = functools.partial(batches.finish, rt, batch, now=now)
+            counts["unstuck"] += len(cast(list[int], await _retrying_when_full(rt, finish)))
+        except Exception:
+            counts["unstuck_failed"] += len(batch)
+            log.exception("sweep: finishing claimed deletions failed for %s", batch)
     for model, prefix in ((TrainingDataset, ""), (ModelFile, "files_")):
-        finish = _finisher(rt, model, now=now)
-        await _each(
-            rt,
-            f"{prefix}unstuck",
-            functools.partial(due.stuck_deletions, model, now, older_than=lease, limit=BATCH),
-            finish,
-            counts,
-        )
+        if model is ModelFile:
+            await _each(
+                rt,
+                f"{prefix}unstuck",
+                functools.partial(due.stuck_deletions, model, now, older_than=lease, limit=BATCH),
+                functools.partial(files.complete_file_deletion, rt, now=now),
+                counts,
+            )
         await _each(
             rt,
             f"{prefix}abandoned",
@@ -261,26 +327,64 @@ async def _crash_leftovers(
             functools.partial(due.discard_upload, rt, model, now=now, older_than=stale),
             counts,
         )
+    await _each(
+        rt,
+        "accounts_deleted",
+        lambda: account_deletion.unfinished(now, older_than=lease, limit=BATCH),
+        lambda i: account_deletion.finish(rt, i),
+        counts,
+    )
+    await _each(
+        rt,
+        "exports_built",
+        lambda: exports.waiting(now, older_than=lease, limit=BATCH),
+        lambda i: exports.build(rt, i),
+        counts,
+    )
+    try:  # what failed uploads wrote, whose removal failed then (the store was away)
+        removed = await removals.retry_owed(
+            rt.blobs, limit=BATCH, referenced=due.referenced_blob_keys
+        )
+    except Exception as exc:  # noqa: BLE001 - still away: the next sweep goes on
+        counts["blob_removals_failed"] += 1
+        log.warning("sweep: owed blob removals not made yet (%s)", exc)
+    else:
+        if removed:
+            counts["failed_uploads_removed"] = removed
     if startup:  # what a dead upload left: its temp file (an upload alive writes often)
         partial = await rt.blobs.remove_stale_temp_files(older_than=now - timedelta(seconds=stale))
         if partial:
             counts["partial_files_removed"] = partial
 
 
-def _finisher(rt: Runtime, model: due.Stored, *, now: datetime) -> Callable[[int], Awaitable[bool]]:
-    """How a claimed deletion of this kind of row is finished."""
-    if model is ModelFile:
-        return functools.partial(files.complete_file_deletion, rt, now=now)
-    return functools.partial(deletion.complete_deletion, rt, now=now)
-
-
 async def _housekeeping(rt: Runtime, now: datetime, counts: Counter[str]) -> None:
-    """Forget used download links whose URLs can no longer work, and keep ``now`` as the
-    latest instant seen (time as lorashelf sees it never goes back, across restarts)."""
+    """Forget used download links whose URLs can no longer work and idempotency keys
+    past their 24 hours, and keep ``now`` as the latest instant seen (time as lorashelf
+    sees it never goes back, across restarts)."""
     forgotten = await downloads.forget(now, older_than=ORPHAN_AGE)
+    keys = await idempotency.purge(now, limit=BATCH)
     await save_mark(now)
     if forgotten:
         counts["links_forgotten"] = forgotten
+    if keys:
+        counts["idempotency_keys_forgotten"] = keys
+    released = await account_deletion.release_holds(now)
+    if released:
+        counts["usernames_released"] = released
+    # destroyed keys out of the key store's pages and log (SQLite: checkpoint;
+    # PostgreSQL: the table rewritten when keys were deleted since). Upkeep, not a change
+    # to anybody's data: logged, not counted with what the sweep did (whether a rewrite
+    # is due depends on PostgreSQL's statistics, which lag behind by up to seconds)
+    if await keystore.vacuum() and keystore.postgres():
+        log.info("key store: rewritten without the keys destroyed since the last rewrite")
+
+    async def something_due() -> bool:
+        due_at = await due.next_due(rt.clock.now())
+        return due_at is not None and due_at <= rt.clock.now()
+
+    sealed = await encryption.seal_some(rt, seconds=ENCRYPT_SECONDS, stop=something_due)
+    if sealed:
+        counts["blobs_encrypted"] = sealed
 
 
 async def collect_orphan_blobs(ctx: Ctx) -> int:
@@ -293,6 +397,13 @@ async def collect_orphan_blobs(ctx: Ctx) -> int:
     cutoff = rt.clock.now() - timedelta(seconds=ORPHAN_AGE)
     removed = await rt.blobs.remove_stale_temp_files(older_than=cutoff)
     async for keys in rt.blobs.keys_older_than(cutoff):
+        referenced = await due.referenced_blob_keys(keys)
+        for key in keys:
+            if key not in referenced:
+                await rt.blobs.delete(key)
+                removed += 1
+    # data keys whose blob never made it into place (a crash between the two)
+    async for keys in keystore.created_before(cutoff):
         referenced = await due.referenced_blob_keys(keys)
         for key in keys:
             if key not in referenced:

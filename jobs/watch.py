@@ -47,6 +47,14 @@ class WorkerWatch:
         if self._runner is not None:
             await self._runner.file_changed(file_id)
 
+    async def mail_queued(self) -> None:
+        if self._runner is not None:
+            await self._runner.mail_queued()
+
+    async def export_changed(self, export_id: int) -> None:
+        if self._runner is not None:
+            await self._runner.export_changed(export_id)
+
     def start(self, runtime: Runtime) -> None:
         self._task = asyncio.create_task(self._run(runtime), name="lorashelf-worker-watch")
 

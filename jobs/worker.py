@@ -6,8 +6,12 @@ arrive from ``serve``; a cron ``sweep`` runs every ``LORASHELF_SWEEP_INTERVAL`` 
 ``collect_orphan_blobs`` hourly. Several workers may run at once: cron runs are unique
 per slot, and every job claims its work with conditional updates.
 
-Redis going away is a state, not a crash. ARQ's own loop raises ``ConnectionError``
-and cannot close cleanly, so :class:`Supervisor` owns the loop: it connects the
+Redis going away is a state, not a crash, and so is Redis hanging (a stopped or
+overloaded server that accepts connections and answers nothing): every command of the
+ARQ worker's connections gives up after ``REDIS_TIMEOUT`` seconds (``socket_timeout``),
+so a hang ends ARQ's loop as a lost connection does. ARQ's own loop raises
+``ConnectionError`` (or ``TimeoutError``) and cannot close cleanly, so
+:class:`Supervisor` owns the loop: it connects the
 database once, runs an ARQ worker, and when Redis is lost it drops that worker and
 runs the embedded runner instead (the exact-time retention work straight from the
 database, as ``serve`` does without Redis) while it tries Redis again with back-off;
@@ -27,25 +31,29 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from arq import Retry, cron, func
-from arq.connections import create_pool
+from arq.connections import ArqRedis, create_pool
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, check_health
 from prometheus_client import start_http_server
 
-from jobs import tasks
-from jobs.adapters.scheduler import redis_settings
+from jobs import mail, tasks
+from jobs.adapters.scheduler import ArqMail, redis_settings
 from jobs.assembly import assemble
 from jobs.runner import STAND_IN_LOOK, EmbeddedRunner
 from storage.config.parse import ConfigError, cron_fields
 from storage.config.settings import Settings
 from storage.db import connection
 from storage.runtime import NoScheduler, Runtime
+from storage.system.clock import SteadyClock
 
 log = logging.getLogger("lorashelf.worker")
 
 MAX_TRIES = 6
 BACKOFF_FIRST = 0.5  # seconds before trying Redis again, doubling ...
 BACKOFF_MAX = 10.0  # ... up to this
+# Seconds any command of the ARQ worker may wait on Redis: its commands are small
+# (ARQ polls every 0.1 s), so a Redis that answers none for this long is hung.
+REDIS_TIMEOUT = 5.0
 
 
 def retrying(job: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
@@ -79,6 +87,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             job(tasks.expire_dataset, timeout=300),
             job(tasks.send_reminder, timeout=60),
             job(tasks.erase_header, timeout=300),
+            job(mail.deliver_mail, timeout=600),
+            job(tasks.build_export, timeout=3600),
+            job(tasks.expire_export, timeout=300),
             job(tasks.sweep, timeout=600),
             job(tasks.collect_orphan_blobs, timeout=1800),
         ],
@@ -139,10 +150,15 @@ class Supervisor:
             await connection.migrate(settings.database_url)
         except Exception as exc:  # noqa: BLE001 - jobs retry until the schema is there
             log.warning("could not apply migrations (%s); serve may be doing it", exc)
-        await connection.connect(settings.database_url, settings.database_pool_size)
-        # The worker runs jobs and plans none (stale queued ones no-op); with no hub of
-        # its own, its bus publishes to the serve processes' subscribers.
-        assembly = assemble(settings, scheduler=NoScheduler())
+        await connection.connect(
+            settings.database_url, settings.database_pool_size, settings.database_busy_timeout
+        )
+        # The worker runs jobs and plans none (stale queued ones no-op), except the
+        # e-mail its jobs queue (a deliver_mail job at once); with no hub of its own, its
+        # bus publishes to the serve processes' subscribers.
+        clock = SteadyClock()
+        planner = ArqMail(settings, clock) if settings.smtp_url else NoScheduler()
+        assembly = assemble(settings, clock=clock, scheduler=planner)
         runtime = assembly.runtime
         exporter = None
         if self.metrics is not None:
@@ -180,7 +196,12 @@ class Supervisor:
 
     async def _arq(self, runtime: Runtime) -> None:
         """One ARQ worker, until stopped or Redis is lost."""
-        worker = Worker(**worker_settings(self.settings), ctx={"runtime": runtime})
+        assert self.settings.redis_url is not None
+        worker = Worker(
+            **worker_settings(self.settings),
+            redis_pool=arq_pool(self.settings.redis_url),
+            ctx={"runtime": runtime},
+        )
         main = asyncio.create_task(worker.main(), name="arq-worker")
         stopped = asyncio.create_task(self._stop.wait())
         try:
@@ -215,6 +236,18 @@ class Supervisor:
             await runner.stop()
         if not self._stop.is_set():
             log.info("Redis is back: resuming the ARQ worker")
+
+
+def arq_pool(url: str) -> ArqRedis:
+    """The ARQ worker's Redis connections: connecting and every command time out (a hung
+    Redis is a lost one), and nothing is retried underneath (the supervisor decides)."""
+    pool: ArqRedis = ArqRedis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=REDIS_TIMEOUT,
+        retry_on_timeout=False,
+    )
+    return pool
 
 
 async def redis_answers(settings: Settings) -> bool:

@@ -7,9 +7,9 @@ Standard library only: ``python3 scripts/samples.py [directory]`` writes
 
 from __future__ import annotations
 
+import argparse
 import json
 import struct
-import sys
 import zipfile
 from pathlib import Path
 
@@ -53,7 +53,14 @@ def zip_bytes(path: Path) -> None:
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    parser = argparse.ArgumentParser(
+        description="Write cats.safetensors (a small LoRA with kohya-style metadata, "
+        "training-data keys included) and cats.zip (captions) for the README walk-through."
+    )
+    parser.add_argument(
+        "directory", nargs="?", default=".", help="where to write them (default: here)"
+    )
+    out = Path(parser.parse_args().directory)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cats.safetensors").write_bytes(safetensors_bytes())
     zip_bytes(out / "cats.zip")

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tortoise.expressions import Q, Subquery
-from tortoise.transactions import in_transaction
+from tortoise.queryset import QuerySet
 
-from storage import files, search
+from storage import changes, files, search
+from storage.db import reads
 from storage.db.enums import (
     BaseModel,
     DatasetStatus,
@@ -26,7 +27,8 @@ from storage.db.enums import (
     Visibility,
 )
 from storage.db.models import LoraModel, ModelFile, ModelTag, ModelVersion, TrainingDataset, User
-from storage.db.pages import Page, largest_first, newest_first
+from storage.db.pages import Page, largest_first, newest, newest_first, newest_first_read
+from storage.db.reads import Fixed
 from storage.errors import InvalidState, NotFound, ServiceError
 from storage.privacy import access, lookups
 from storage.retention import deletion, header_firewall, history
@@ -74,7 +76,7 @@ async def create_model(
     text = _clean_description(description)
     tag_list = search.clean_tags(tags or [])
     limit = rt.settings.limits.max_models_per_user
-    async with in_transaction():
+    async with changes.transaction(rt.clock.now(), public=False):  # a model without versions
         await User.select_for_update().filter(id=owner).first()  # one creation at a time
         kept = await LoraModel.filter(owner_id=owner, deleted_at=None).count()
         if kept >= limit:
@@ -92,8 +94,8 @@ async def create_model(
             created_at=rt.clock.now(),
         )
         await search.set_tags(model.id, tag_list)
-    await search.refresh(model.id)
-    return await LoraModel.get(id=model.id)
+        await search.refresh(model.id)
+    return await changes.reread(model)
 
 
 async def update_model(
@@ -109,23 +111,24 @@ async def update_model(
 ) -> LoraModel:
     """Change a model's catalogue entry; what is not given stays as it is."""
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
-    changes: dict[str, object] = {}
+    edits: dict[str, object] = {}
     if name is not None:
-        changes["name"] = _clean_name(name)
+        edits["name"] = _clean_name(name)
     if description is not None:
-        changes["description"] = _clean_description(description)
+        edits["description"] = _clean_description(description)
     if type is not None:
-        changes["type"] = type
+        edits["type"] = type
     if nsfw is not None:
-        changes["nsfw"] = nsfw
+        edits["nsfw"] = nsfw
     tag_list = search.clean_tags(tags) if tags is not None else None
-    async with in_transaction():
-        if changes:
-            await LoraModel.filter(id=model.id, deleted_at=None).update(**changes)
+    public = await lookups.seen_by_anybody(lookups.MODEL, model.id)
+    async with changes.transaction(rt.clock.now(), public=public):
+        if edits:
+            await LoraModel.filter(id=model.id, deleted_at=None).update(**edits)
         if tag_list is not None:
             await search.set_tags(model.id, tag_list)
-    await search.refresh(model.id)
-    return await LoraModel.get(id=model.id)
+        await search.refresh(model.id)
+    return await changes.reread(model)
 
 
 async def create_version(
@@ -140,7 +143,8 @@ async def create_version(
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     clean = _clean_name(name)
     words = search.clean_words(trained_words or [])
-    async with in_transaction():  # not onto a model being deleted at this moment
+    # not onto a model being deleted at this moment; a draft: nobody else sees it
+    async with changes.transaction(rt.clock.now(), public=False):
         live = await LoraModel.select_for_update().filter(id=model.id, deleted_at=None).exists()
         if not live:
             raise NotFound(lookups.MODEL.missing, field=lookups.MODEL.field)
@@ -171,17 +175,19 @@ async def update_version(
 ) -> ModelVersion:
     """Change a version's catalogue entry; what is not given stays as it is."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
-    changes: dict[str, object] = {}
+    edits: dict[str, object] = {}
     if name is not None:
-        changes["name"] = _clean_name(name)
+        edits["name"] = _clean_name(name)
     if base_model is not None:
-        changes["base_model"] = base_model
+        edits["base_model"] = base_model
     if trained_words is not None:
-        changes["trained_words"] = search.clean_words(trained_words)
-    if changes:
-        await ModelVersion.filter(id=version.id, deleted_at=None).update(**changes)
-        await search.refresh(version.model_id)
-    return await ModelVersion.get(id=version.id)
+        edits["trained_words"] = search.clean_words(trained_words)
+    if edits:
+        public = await lookups.seen_by_anybody(lookups.VERSION, version.id)
+        async with changes.transaction(rt.clock.now(), public=public):
+            await ModelVersion.filter(id=version.id, deleted_at=None).update(**edits)
+            await search.refresh(version.model_id)
+    return await changes.reread(version)
 
 
 async def publish_version(
@@ -190,7 +196,7 @@ async def publish_version(
     """Publish a draft; a private dataset's window starts now."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
     now = rt.clock.now()
-    async with in_transaction():
+    async with changes.transaction(rt.clock.now(), public=True):
         claimed = await ModelVersion.filter(
             id=version.id, status=VersionStatus.DRAFT, deleted_at=None
         ).update(status=VersionStatus.PUBLISHED, published_at=now)
@@ -233,12 +239,12 @@ async def publish_version(
             still_open = Q(expires_at=None) | Q(expires_at__gt=now)
             await TrainingDataset.filter(still_open, id=dataset.id).update(**window.fields())
             await history.record(dataset.id, EventKind.PUBLISHED, now)
+        moved = await header_firewall.recompute(rt, version.id)
+        await search.refresh(version.model_id)
     if dataset is not None:
-        await rt.dataset_changed(dataset.id)
-    await header_firewall.refresh(rt, version.id)
-    await search.refresh(version.model_id)
-    await version.refresh_from_db()
-    return version
+        await changes.after_commit("scheduling a dataset", rt.dataset_changed(dataset.id))
+    await changes.after_commit("scheduling header erasures", header_firewall.reschedule(rt, moved))
+    return await changes.reread(version)
 
 
 async def _refresh_published(model_id: int) -> None:
@@ -262,24 +268,28 @@ async def delete_version(
     tombstones."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
     now = rt.clock.now()
-    async with in_transaction():  # the version goes and its bytes are claimed, or neither
+    public = await lookups.seen_by_anybody(lookups.VERSION, version.id)
+    # the version goes and its bytes are claimed, or neither
+    async with changes.transaction(rt.clock.now(), public=public):
         await ModelVersion.filter(id=version.id, deleted_at=None).update(deleted_at=now)
         ids = [d.id for d in await TrainingDataset.filter(version_id=version.id).only("id")]
         await _claim_datasets(ids, now=now)
         file_ids = await files.claim_files([version.id], now=now)
         await _refresh_published(version.model_id)
-    # A crash from here on is finished by the sweep, which completes stuck claims.
-    await _delete_claimed(rt, ids, file_ids, now=now)
-    await search.refresh(version.model_id)
-    await version.refresh_from_db()
-    return version
+        await search.refresh(version.model_id)
+    # The bytes go now; what fails here (or a crash) is finished by the sweep, which
+    # completes stuck claims.
+    await changes.after_commit("deleting bytes", _delete_claimed(rt, ids, file_ids, now=now))
+    return await changes.reread(version)
 
 
 async def delete_model(rt: Runtime, viewer: int | None, *, model_id: str | None) -> LoraModel:
     """Delete a model and its versions; their datasets' and files' bytes go now."""
     model = await lookups.owned(lookups.MODEL, viewer, model_id)
     now = rt.clock.now()
-    async with in_transaction():  # everything is marked and claimed, or nothing
+    public = await lookups.seen_by_anybody(lookups.MODEL, model.id)
+    # everything is marked and claimed, or nothing
+    async with changes.transaction(rt.clock.now(), public=public):
         await LoraModel.filter(id=model.id, deleted_at=None).update(deleted_at=now)
         await ModelVersion.filter(model_id=model.id, deleted_at=None).update(deleted_at=now)
         rows = await TrainingDataset.filter(version__model_id=model.id).only("id")
@@ -287,9 +297,8 @@ async def delete_model(rt: Runtime, viewer: int | None, *, model_id: str | None)
         await _claim_datasets(ids, now=now)
         versions = await ModelVersion.filter(model_id=model.id).only("id")
         file_ids = await files.claim_files([v.id for v in versions], now=now)
-    await _delete_claimed(rt, ids, file_ids, now=now)
-    await model.refresh_from_db()
-    return model
+    await changes.after_commit("deleting bytes", _delete_claimed(rt, ids, file_ids, now=now))
+    return await changes.reread(model)
 
 
 async def _delete_claimed(
@@ -303,15 +312,62 @@ async def _delete_claimed(
 # Batched loads and listings ----------------------------------------------------
 
 
+_VERSIONS_OF = reads.Read(
+    ModelVersion,
+    lambda viewer, ids: ModelVersion.filter(
+        access.visible_versions_q(viewer), model_id__in=ids
+    ).order_by("-created_at", "-id"),
+)
+
+
 async def versions_by_model_ids(
     ids: Iterable[int], *, viewer: int | None
 ) -> dict[int, list[ModelVersion]]:
     """Each model's versions the viewer may see, newest first: one query."""
     grouped: dict[int, list[ModelVersion]] = defaultdict(list)
-    rows = ModelVersion.filter(access.visible_versions_q(viewer), model_id__in=list(ids))
-    for version in await rows.order_by("-created_at", "-id"):
+    for version in await _VERSIONS_OF(viewer, list(ids)):
         grouped[version.model_id].append(version)
     return grouped
+
+
+def _catalogue(
+    viewer: int | None,
+    owner_id: str | None,
+    tag: str | None,
+    base_model: BaseModel | None,
+    type: LoraType | None,
+    include_nsfw: bool,
+) -> QuerySet[LoraModel]:
+    """The models the viewer may see, narrowed (every part optional)."""
+    query = LoraModel.filter(access.visible_models_q(viewer))
+    if owner_id is not None:
+        owners = User.filter(access.visible_users_q(viewer), public_id=owner_id)
+        query = query.filter(owner_id__in=Subquery(owners.values("id")))
+    if not include_nsfw:
+        query = query.filter(Q(nsfw=False) | Q(owner_id=viewer) if viewer else Q(nsfw=False))
+    if type is not None:
+        query = query.filter(type=type)
+    if tag is not None:
+        query = query.filter(id__in=Subquery(ModelTag.filter(tag=tag).values("model_id")))
+    if base_model is not None:
+        versions = ModelVersion.filter(
+            access.visible_versions_q(viewer), base_model=base_model
+        ).values("model_id")
+        query = query.filter(id__in=Subquery(versions))
+    return query
+
+
+_NEWEST_MODELS = reads.Read(
+    LoraModel,
+    lambda viewer, owner_id, tag, base_model, type, nsfw, before, limit: newest(
+        _catalogue(viewer, owner_id, tag, base_model, type, nsfw), before, limit
+    ),
+)
+
+
+def _fixed(narrow: CatalogueFilter) -> tuple[BaseModel | None, LoraType | None, bool]:
+    """The parts of a narrowing that shape the query (a handful of values each)."""
+    return narrow.base_model, narrow.type, narrow.include_nsfw
 
 
 @dataclass(frozen=True)
@@ -339,26 +395,20 @@ async def models_page(
     NSFW models are left out unless asked for, except the viewer's own.
     """
     narrow = narrow or CatalogueFilter()
-    query = LoraModel.filter(access.visible_models_q(viewer))
-    if narrow.owner_id is not None:
-        owners = User.filter(access.visible_users_q(viewer), public_id=narrow.owner_id)
-        query = query.filter(owner_id__in=Subquery(owners.values("id")))
-    if not narrow.include_nsfw:
-        query = query.filter(Q(nsfw=False) | Q(owner_id=viewer) if viewer else Q(nsfw=False))
-    if narrow.type is not None:
-        query = query.filter(type=narrow.type)
+    tag = None
     if narrow.tag is not None:
         try:
-            tag = search.clean_tags([narrow.tag])
+            cleaned = search.clean_tags([narrow.tag])
         except ServiceError as exc:
             raise ServiceError(exc.message, field="tag", code=exc.code) from None
-        tagged = ModelTag.filter(tag=tag[0] if tag else "").values("model_id")
-        query = query.filter(id__in=Subquery(tagged))
-    if narrow.base_model is not None:
-        versions = ModelVersion.filter(
-            access.visible_versions_q(viewer), base_model=narrow.base_model
-        ).values("model_id")
-        query = query.filter(id__in=Subquery(versions))
+        tag = cleaned[0] if cleaned else ""
+    if sort == ModelSort.NEWEST and not narrow.query:
+        # the usual pages: a query prepared once per shape (storage/db/reads.py)
+        narrowed = (viewer, narrow.owner_id, tag, *map(Fixed, _fixed(narrow)))
+        return await newest_first_read(
+            _NEWEST_MODELS, *narrowed, tag="models", first=first, after=after
+        )
+    query = _catalogue(viewer, narrow.owner_id, tag, *_fixed(narrow))
     if narrow.query:
         query = query.filter(search.matching(narrow.query))
     if sort == ModelSort.MOST_DOWNLOADED:

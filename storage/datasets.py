@@ -16,9 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import Q, Subquery
-from tortoise.transactions import in_transaction
 
-from storage import uploads
+from storage import changes, uploads
+from storage.blobs import removals
+from storage.blobs.base import BlobWriter
+from storage.db import reads
 from storage.db.enums import DatasetStatus, DeletionReason, EventKind, VersionStatus, Visibility
 from storage.db.models import ModelVersion, TrainingDataset, User
 from storage.db.pages import Page, soonest_expiry_first
@@ -98,7 +100,7 @@ async def start_upload(
         "blob_key": None,
         "expires_at": None,
     }
-    async with in_transaction():
+    async with changes.transaction(rt.clock.now(), public=False):  # a draft's: nobody else sees it
         await lookups.locked_draft(version.id)  # checked again: a publish or delete may have won
         # One start at a time per owner (SQLite transactions are serialised anyway).
         await User.select_for_update().filter(id=version.owner_id).first()
@@ -148,6 +150,12 @@ async def receive_upload(
     dataset = await uploads.claim(TrainingDataset, dataset_id, nonce, clock.now())
     writer = blobs.writer()
     heartbeat = uploads.Heartbeat(TrainingDataset, dataset_id, clock, rt.check_room)
+
+    async def windows() -> None:
+        await changes.after_commit(
+            "header windows", header_firewall.refresh(rt, dataset.version_id)
+        )
+
     try:
         async for chunk in chunks:
             if writer.size + len(chunk) > dataset.size_bytes:
@@ -159,32 +167,52 @@ async def receive_upload(
         await writer.seal()
         try:
             async with rt.archive_checks:  # one at a time: a worst case costs minutes of CPU
-                await asyncio.to_thread(
-                    check_archive, writer.temp_path, max_ratio=rt.settings.limits.zip_max_ratio
-                )
+                await asyncio.to_thread(_check, writer, rt.settings.limits.zip_max_ratio)
         except ArchiveRejected as exc:
             raise UploadRejected(exc.message, code=exc.code, status=exc.status) from None
         key = await writer.commit()
-    except BaseException:
+    except BaseException as exc:
         await writer.abort()
-        await uploads.release(TrainingDataset, dataset_id)
+        # a pending public dataset may have held the version's header windows open
+        await uploads.give_up(TrainingDataset, dataset_id, nonce=nonce, error=exc, then=windows)
         raise
     now = clock.now()
-    finished = await TrainingDataset.filter(id=dataset_id, status=DatasetStatus.UPLOADING).update(
-        status=DatasetStatus.AVAILABLE,
-        blob_key=key,
-        sha256=writer.hexdigest(),
-        uploaded_at=now,
-        claimed_at=None,
-    )
-    if not finished:  # deleted while the bytes were arriving
-        await blobs.delete(key)
-        raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
-    await history.record(dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}")
-    await _open_draft_window(rt, dataset_id, now=now)
-    await rt.dataset_changed(dataset_id)
-    await header_firewall.refresh(rt, dataset.version_id)
-    return await TrainingDataset.get(id=dataset_id)
+    try:
+        # Uploads go to drafts, which anonymous viewers never see: the generation moves
+        # only if the dataset is seen once it is here (its version published meanwhile).
+        async with changes.transaction(clock.now(), public=False) as change:
+            finished = await TrainingDataset.filter(
+                id=dataset_id, status=DatasetStatus.UPLOADING
+            ).update(
+                status=DatasetStatus.AVAILABLE,
+                blob_key=key,
+                sha256=writer.hexdigest(),
+                uploaded_at=now,
+                claimed_at=None,
+            )
+            if not finished:  # deleted while the bytes were arriving
+                raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
+            await history.record(
+                dataset_id, EventKind.UPLOADED, now, f"sha256 {writer.hexdigest()}"
+            )
+            await _open_draft_window(rt, dataset_id, now=now)
+            moved = await header_firewall.recompute(rt, dataset.version_id)
+            change.public = await lookups.seen_by_anybody(lookups.DATASET, dataset_id)
+    except BaseException as exc:
+        # Not recorded (deleted meanwhile, or the database refused): the bytes go (or
+        # their removal is owed), and the claim is released at once.
+        await removals.remove(blobs, key, clock=clock)
+        await uploads.give_up(TrainingDataset, dataset_id, nonce=nonce, error=exc, then=windows)
+        raise
+    await changes.after_commit("scheduling a dataset", rt.dataset_changed(dataset_id))
+    await changes.after_commit("scheduling header erasures", header_firewall.reschedule(rt, moved))
+    return await changes.reread(dataset)
+
+
+def _check(writer: BlobWriter, max_ratio: int) -> None:
+    """The archive check, on the spool's plaintext as it is decrypted (a worker thread)."""
+    with writer.plaintext() as handle:
+        check_archive(handle, max_ratio=max_ratio)
 
 
 async def _open_draft_window(rt: Runtime, dataset_id: int, *, now: datetime) -> None:
@@ -220,10 +248,11 @@ async def set_visibility(
     _require_rights(visibility, owns_rights)
     if dataset.visibility == visibility:
         return dataset  # nothing changes; in particular a window is never extended
+    seen_before = await lookups.seen_by_anybody(lookups.DATASET, dataset.id)
     # Read the version and change the dataset in one transaction (the version row
     # locked), so a publish at the same moment cannot leave a private dataset of a
     # published version without a window.
-    async with in_transaction():
+    async with changes.transaction(rt.clock.now(), public=seen_before) as change:
         version = await ModelVersion.select_for_update().get(id=dataset.version_id)
         window = NO_WINDOW
         if dataset.status == DatasetStatus.AVAILABLE:  # pending: the window opens on upload
@@ -244,9 +273,12 @@ async def set_visibility(
             )
         kind = EventKind.MADE_PUBLIC if visibility == Visibility.PUBLIC else EventKind.MADE_PRIVATE
         await history.record(dataset.id, kind, now)
-    await rt.dataset_changed(dataset.id)
-    await header_firewall.refresh(rt, dataset.version_id)
-    return await TrainingDataset.get(id=dataset.id)
+        moved = await header_firewall.recompute(rt, dataset.version_id)
+        # public if anonymous viewers saw it before or see it now
+        change.public = change.public or await lookups.seen_by_anybody(lookups.DATASET, dataset.id)
+    await changes.after_commit("scheduling a dataset", rt.dataset_changed(dataset.id))
+    await changes.after_commit("scheduling header erasures", header_firewall.reschedule(rt, moved))
+    return await changes.reread(dataset)
 
 
 async def delete_dataset(
@@ -255,9 +287,14 @@ async def delete_dataset(
     """The owner deletes a dataset now: bytes gone, tombstone left. Idempotent."""
     dataset = await lookups.owned(lookups.DATASET, viewer, dataset_id)
     now = rt.clock.now()
-    if await deletion.claim(dataset.id, reason=DeletionReason.OWNER_REQUEST, now=now):
-        await deletion.complete_deletion(rt, dataset.id, now=now)
-    return await TrainingDataset.get(id=dataset.id)
+    public = await lookups.seen_by_anybody(lookups.DATASET, dataset.id)
+    async with changes.transaction(rt.clock.now(), public=public):
+        claimed = await deletion.claim(dataset.id, reason=DeletionReason.OWNER_REQUEST, now=now)
+    if claimed:  # access ended with the claim; the sweep finishes what fails from here
+        await changes.after_commit(
+            "deleting a dataset", deletion.complete_deletion(rt, dataset.id, now=now)
+        )
+    return await changes.reread(dataset)
 
 
 # Downloads -------------------------------------------------------------------
@@ -268,8 +305,10 @@ async def downloadable(
 ) -> TrainingDataset | None:
     """The dataset if this viewer may download it now, else None (never distinguished).
 
-    The first to see a window over deletes the dataset there and then (claim, bytes,
-    tombstone): from then on no process, whatever its clock says, can reopen access.
+    The first to see a window over claims its deletion there and then: from then on no
+    process, whatever its clock says, can reopen access. The bytes and the tombstone
+    follow in a task of their own (no answer waits on the object store); the sweep
+    finishes what that task does not.
     """
     dataset = await lookups.visible(lookups.DATASET, viewer, dataset_id)
     if dataset is None:
@@ -278,10 +317,10 @@ async def downloadable(
     if over and dataset.status == DatasetStatus.AVAILABLE:
         condition = deletion.expiry_condition(dataset.id, now)
         if await deletion.claim_deletion(condition, reason=DeletionReason.EXPIRED, now=now):
-            try:
-                await deletion.complete_deletion(rt, dataset.id, now=now)
-            except Exception:  # access has ended with the claim; the sweep finishes it
-                log.exception("dataset %s: deletion claimed, not finished yet", dataset.id)
+            changes.in_background(
+                f"deleting expired dataset {dataset.id}",
+                deletion.complete_deletion(rt, dataset.id, now=now),
+            )
     if not access.downloadable(dataset, now):
         return None
     return dataset
@@ -303,8 +342,15 @@ async def datasets_by_version_ids(
     ids: Iterable[int], *, viewer: int | None
 ) -> dict[int, TrainingDataset]:
     """Each version's dataset, where the viewer may see it: one query."""
-    rows = TrainingDataset.filter(access.visible_datasets_q(viewer), version_id__in=list(ids))
-    return {d.version_id: d for d in await rows}
+    return {d.version_id: d for d in await _DATASETS_OF(viewer, list(ids))}
+
+
+_DATASETS_OF = reads.Read(
+    TrainingDataset,
+    lambda viewer, ids: TrainingDataset.filter(
+        access.visible_datasets_q(viewer), version_id__in=ids
+    ),
+)
 
 
 _STATUS_FILTER = {

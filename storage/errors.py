@@ -26,6 +26,27 @@ class Unauthenticated(ServiceError):
     code = "UNAUTHENTICATED"
 
 
+class Forbidden(ServiceError):
+    """Only operators may do this. Raised before anything about the subject is looked
+    up: the same answer, after the same work, whatever the input names."""
+
+    code = "FORBIDDEN"
+
+    def __init__(self) -> None:
+        super().__init__("Only operators of this site may do this.")
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a failure is a dependency's passing state that a retry can cure, so the
+    answer is ``TRY_AGAIN``: the database busy or unreachable
+    (``storage.db.connection.is_busy``), or the object store not answering
+    (``storage.blobs.base.StoreUnavailable``)."""
+    from storage.blobs.base import StoreUnavailable
+    from storage.db.connection import is_busy
+
+    return isinstance(exc, StoreUnavailable) or is_busy(exc)
+
+
 class InvalidState(ServiceError):
     code = "INVALID_STATE"
 

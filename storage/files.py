@@ -16,16 +16,17 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from storage import uploads
-from storage.blobs.base import BlobWriter, put
+from storage import changes, headers, uploads
+from storage.blobs import removals
+from storage.blobs.base import BlobWriter
+from storage.crypto import keystore
+from storage.db import reads
 from storage.db.enums import DatasetStatus, DeletionReason, VersionStatus
-from storage.db.models import ModelFile, ModelVersion, TrainingDataset
+from storage.db.models import ModelFile, ModelFileMetadata, TrainingDataset
 from storage.errors import InvalidState, ServiceError
 from storage.formats.safetensors.header import SafetensorsError
-from storage.formats.safetensors.kohya import suggest_base_model, suggest_type
 from storage.formats.safetensors.stream import SafetensorsInfo, SafetensorsStream
 from storage.privacy import access, lookups
 from storage.retention import header_firewall
@@ -34,7 +35,6 @@ from storage.system.claim_holder import holder
 from storage.uploads import UploadRejected
 
 MAX_FILES_PER_VERSION = 10  # live files; bounds ModelVersion.files
-MAX_METADATA_ENTRIES = 256  # bounds ModelFile.headerMetadata (kohya writes about 80)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 NOT_SAFETENSORS = (
     "Only safetensors files are accepted: pickled checkpoints (.ckpt, .pt, .bin) can run "
@@ -64,7 +64,7 @@ async def start_file_upload(
         raise ServiceError(NOT_SAFETENSORS, field="filename", code="NOT_SAFETENSORS")
     now = rt.clock.now()
     nonce = secrets.token_urlsafe(24)
-    async with in_transaction():
+    async with changes.transaction(rt.clock.now(), public=False):  # a draft's: nobody else sees it
         await lookups.locked_draft(version.id)  # checked again: a publish or delete may have won
         live = await ModelFile.filter(version_id=version.id).exclude(
             status__in=(DatasetStatus.DELETING, DatasetStatus.DELETED)
@@ -99,15 +99,16 @@ def _refusal(exc: SafetensorsError) -> UploadRejected:
 
 @dataclass(frozen=True)
 class StoredFile:
-    """Where a weights file's bytes went: its header as uploaded, its public header (the
-    same blob when nothing was withheld) and its tensor data."""
+    """Where a weights file's bytes went: its header's blobs (as uploaded, public, the
+    owner's metadata) and its tensor data."""
 
-    header_key: str
-    public_header_key: str
+    header: headers.StoredHeader
     data_key: str
 
     def blob_keys(self) -> set[str]:
-        return {self.header_key, self.public_header_key, self.data_key}
+        header = self.header
+        keys = {header.header_key, header.public_header_key, header.owner_metadata_key}
+        return {key for key in (*keys, self.data_key) if key is not None}
 
 
 async def receive_file_upload(
@@ -119,78 +120,95 @@ async def receive_file_upload(
 
     Steps: claim the nonce; store the bytes (:func:`_store`); mark the file available
     with what its header says (:func:`_mark_available`); settle the version's primary
-    file and its header windows. A failure before the last steps puts the upload back
-    to pending, so the owner can ask for a new URL."""
+    file and its header windows. A refusal or failure before the last steps leaves
+    nothing: neither bytes nor the record."""
     row = await uploads.claim(ModelFile, file_id, nonce, rt.clock.now())
     try:
         info, stored = await _store(rt, row, chunks)
-    except BaseException:
-        await uploads.release(ModelFile, file_id)
+    except BaseException as exc:
+        # the metadata goes with the row (a refusal) or with the claim (a retryable failure)
+        await uploads.give_up(ModelFile, file_id, nonce=nonce, error=exc)
         raise
-    await _mark_available(rt, row, info, stored)
-    await _settle_primary(row.version_id)
-    await header_firewall.refresh(rt, row.version_id)
-    return await ModelFile.get(id=file_id)
+    try:
+        async with changes.transaction(rt.clock.now(), public=False):  # a draft's file
+            await _mark_available(rt, row, info, stored)
+            await _settle_primary(row.version_id)
+            moved = await header_firewall.recompute(rt, row.version_id)
+    except BaseException as exc:
+        # Not recorded (deleted meanwhile, or the database refused): the bytes go (or
+        # their removal is owed), and the claim is released at once.
+        for key in stored.blob_keys():
+            await removals.remove(rt.blobs, key, clock=rt.clock)
+        await uploads.give_up(ModelFile, file_id, nonce=nonce, error=exc)
+        raise
+    await changes.after_commit("scheduling header erasures", header_firewall.reschedule(rt, moved))
+    return await changes.reread(row)
 
 
 async def _store(
     rt: Runtime, row: ModelFile, chunks: AsyncIterator[bytes]
 ) -> tuple[SafetensorsInfo, StoredFile]:
-    """The tensor data streamed into one blob while the header is validated, then the
-    header and the public header each in their own; nothing kept if anything fails."""
+    """The header's blobs stored as soon as it is valid, the tensor data streamed into
+    one blob after it; nothing kept if anything fails."""
     data = rt.blobs.writer()
-    stored: list[str] = []
+    heartbeat = uploads.Heartbeat(ModelFile, row.id, rt.clock, rt.check_room)
+    matcher = header_firewall.matcher(rt.settings)
+    header = headers.HeaderUpload(rt, row.id, matcher=matcher, keepalive=heartbeat.beat)
     try:
-        info = await _validated(rt, row, chunks, data)
+        info = await _validated(row, chunks, data, header, heartbeat)
         data_key = await data.commit()
-        stored.append(data_key)
-        header_key = await put(rt.blobs, info.header_bytes)
-        stored.append(header_key)
-        public_key = header_key
-        if info.public_header_bytes != info.header_bytes:
-            public_key = await put(rt.blobs, info.public_header_bytes)
-            stored.append(public_key)
     except BaseException:
         await data.abort()
-        for key in stored:
-            await rt.blobs.delete(key)
+        await header.abort()
         raise
-    return info, StoredFile(header_key, public_key, data_key)
+    assert header.stored is not None
+    return info, StoredFile(header.stored, data_key)
 
 
 async def _validated(
-    rt: Runtime, row: ModelFile, chunks: AsyncIterator[bytes], data: BlobWriter
+    row: ModelFile,
+    chunks: AsyncIterator[bytes],
+    data: BlobWriter,
+    header: headers.HeaderUpload,
+    heartbeat: uploads.Heartbeat,
 ) -> SafetensorsInfo:
     """The whole body, checked as it arrives: never past the declared size, the header
-    valid before a data byte is written to ``data``, the claim kept alive meanwhile."""
-    withheld = header_firewall.withheld_keys(rt.settings)
-    stream = SafetensorsStream(declared_size=row.size_bytes, withheld_keys=withheld)
-    heartbeat = uploads.Heartbeat(ModelFile, row.id, rt.clock, rt.check_room)
-    try:
-        async for chunk in chunks:
+    valid (and stored, by ``header``) before a data byte is written to ``data``, the
+    claim kept alive meanwhile.
+
+    A body of another size than declared is refused as ``SIZE_MISMATCH`` before anything
+    is said about its format, as for every upload: after a format error the rest of the
+    body is still read (not kept, never past the declared size) to know its size."""
+    stream = SafetensorsStream(
+        declared_size=row.size_bytes, withheld_keys=header.matcher, buffer_header=False
+    )
+    received = 0
+    refused: SafetensorsError | None = None
+    async for chunk in chunks:
+        if received + len(chunk) > row.size_bytes:
+            raise uploads.too_long(row.size_bytes)
+        if refused is None:
             before = stream.received
-            if before + len(chunk) > row.size_bytes:
-                raise uploads.too_long(row.size_bytes)
-            stream.feed(chunk)
-            header = stream.header
-            if header is not None:
-                skip = max(0, header.data_offset - before)
-                if skip < len(chunk):
-                    await uploads.write(data, chunk[skip:])
-            await heartbeat.beat(len(chunk))
-        if stream.received != row.size_bytes:
-            raise uploads.too_short(stream.received, row.size_bytes)
-        info = stream.finish()
+            try:
+                await header.feed(stream, chunk)
+            except SafetensorsError as exc:
+                refused = exc
+            else:
+                parsed = stream.header
+                if parsed is not None:
+                    skip = max(0, parsed.data_offset - before)
+                    if skip < len(chunk):
+                        await uploads.write(data, chunk[skip:])
+        received += len(chunk)
+        await heartbeat.beat(len(chunk))
+    if received != row.size_bytes:
+        raise uploads.too_short(received, row.size_bytes)
+    try:
+        if refused is not None:
+            raise refused
+        return stream.finish()
     except SafetensorsError as exc:
         raise _refusal(exc) from None
-    if len(info.metadata) > MAX_METADATA_ENTRIES:
-        raise UploadRejected(
-            f"The header's __metadata__ has {len(info.metadata):,} entries; at most "
-            f"{MAX_METADATA_ENTRIES:,} are accepted.",
-            code="BAD_METADATA",
-            status=422,
-        )
-    return info
 
 
 async def _mark_available(
@@ -198,36 +216,25 @@ async def _mark_available(
 ) -> None:
     """Record the bytes and what the header says, unless the file was deleted while they
     arrived (then they go, and the upload is refused as not found)."""
-    arch = info.architecture
-    withheld = set(info.withheld)
     finished = await ModelFile.filter(id=row.id, status=DatasetStatus.UPLOADING).update(
         status=DatasetStatus.AVAILABLE,
-        header_key=stored.header_key,
-        public_header_key=stored.public_header_key,
+        header_key=stored.header.header_key,
         data_key=stored.data_key,
-        header_size=len(info.header_bytes),
-        public_header_size=len(info.public_header_bytes),
+        header_size=info.data_offset,
+        public_header_size=info.public_header_size,
         sha256=info.sha256,
         auto_v2=info.auto_v2,
         public_sha256=info.public_sha256,
         public_auto_v2=info.public_auto_v2,
         auto_v3=info.auto_v3,
-        public_metadata={k: v for k, v in info.metadata.items() if k not in withheld},
-        withheld_keys=list(info.withheld),
-        network_module=arch.network_module,
-        network_dim=arch.network_dim,
-        network_alpha=arch.network_alpha,
-        base_model_version=arch.base_model_version,
-        modelspec_architecture=arch.modelspec_architecture,
-        algo=arch.algo,
-        suggested_base_model=suggest_base_model(arch),
-        suggested_type=suggest_type(arch) if arch.network_module or arch.algo else None,
+        **headers.columns(
+            info.parts, stored.header, fingerprint=header_firewall.fingerprint(rt.settings)
+        ),
         uploaded_at=rt.clock.now(),
         claimed_at=None,
     )
-    if not finished:  # deleted while the bytes were arriving
-        for key in stored.blob_keys():
-            await rt.blobs.delete(key)
+    if not finished:  # deleted while the bytes were arriving (the caller drops them)
+        await ModelFileMetadata.filter(file_id=row.id).delete()
         raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
 
 
@@ -259,8 +266,10 @@ async def set_primary(rt: Runtime, viewer: int | None, *, file_id: str | None) -
             field="fileId",
             code="FILE_NOT_AVAILABLE",
         )
-    await _settle_primary(file.version_id, prefer=file.id)
-    return await ModelFile.get(id=file.id)
+    public = await lookups.seen_by_anybody(lookups.FILE, file.id)
+    async with changes.transaction(rt.clock.now(), public=public):
+        await _settle_primary(file.version_id, prefer=file.id)
+    return await changes.reread(file)
 
 
 # Deletion ----------------------------------------------------------------------
@@ -288,15 +297,18 @@ async def claim_files(version_ids: Iterable[int], *, now: datetime) -> list[int]
 
 
 async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) -> bool:
-    """Delete a claimed file's bytes (all three blobs), then leave a tombstone; a draft's
-    file deleted by its owner leaves nothing (it was never public). Safe to rerun;
-    returns whether this call finished it."""
+    """Destroy a claimed file's keys, delete its bytes (every blob, every stored
+    version), then leave a tombstone; a draft's file deleted by its owner leaves nothing
+    (it was never public). Safe to rerun; returns whether this call finished it."""
     file = await ModelFile.get_or_none(id=file_id, status=DatasetStatus.DELETING)
     if file is None:
         return False
-    for key in (file.header_key, file.public_header_key, file.data_key):
-        if key is not None:
-            await rt.blobs.delete(key)
+    keys = file.blob_keys()
+    # the keys first (all at once), then every stored version of the bytes
+    if await keystore.destroy(keys):
+        await keystore.settle()
+    for key in keys:
+        await rt.blobs.remove_bytes(key)
     if file.deletion_reason == DeletionReason.OWNER_REQUEST:
         gone = await ModelFile.filter(id=file_id, status=DatasetStatus.DELETING).delete()
         return bool(gone)
@@ -306,10 +318,13 @@ async def complete_file_deletion(rt: Runtime, file_id: int, *, now: datetime) ->
         primary=False,
         header_key=None,
         public_header_key=None,
+        owner_metadata_key=None,
+        owner_metadata_size=None,
         data_key=None,
         upload_nonce=None,
         header_expires_at=None,
     )
+    await ModelFileMetadata.filter(file_id=file_id).delete()
     if done:
         await rt.scheduler.file_changed(file_id)
     return bool(done)
@@ -320,7 +335,7 @@ async def delete_file(rt: Runtime, viewer: int | None, *, file_id: str | None) -
     never public, so no tombstone is kept). Returns the file as it was deleted."""
     file = await lookups.owned(lookups.FILE, viewer, file_id)
     now = rt.clock.now()
-    async with in_transaction():
+    async with changes.transaction(rt.clock.now(), public=False):  # a draft's: nobody else sees it
         # a published version's files stay
         await lookups.locked_draft(file.version_id, field=lookups.FILE.field)
         await (
@@ -333,8 +348,10 @@ async def delete_file(rt: Runtime, viewer: int | None, *, file_id: str | None) -
                 claimed_by=holder(),
             )
         )
-    await complete_file_deletion(rt, file.id, now=now)
-    await _settle_primary(file.version_id)
+        await _settle_primary(file.version_id)  # another available file, if any
+    await changes.after_commit(
+        "deleting a file's bytes", complete_file_deletion(rt, file.id, now=now)
+    )
     file.status, file.deleted_at, file.primary = DatasetStatus.DELETED, now, False
     file.deletion_reason = DeletionReason.OWNER_REQUEST
     return file
@@ -359,10 +376,17 @@ async def files_by_version_ids(
 ) -> dict[int, list[ModelFile]]:
     """Each version's files the viewer may see, primary first then oldest first."""
     grouped: dict[int, list[ModelFile]] = {}
-    rows = ModelFile.filter(access.visible_files_q(viewer), version_id__in=list(ids))
-    for file in await rows.order_by("-primary", "id"):
+    for file in await _FILES_OF(viewer, list(ids)):
         grouped.setdefault(file.version_id, []).append(file)
     return grouped
+
+
+_FILES_OF = reads.Read(
+    ModelFile,
+    lambda viewer, ids: ModelFile.filter(
+        access.visible_files_q(viewer), version_id__in=ids
+    ).order_by("-primary", "id"),
+)
 
 
 async def dataset_of(file: ModelFile, *, viewer: int | None) -> TrainingDataset | None:
@@ -370,33 +394,3 @@ async def dataset_of(file: ModelFile, *, viewer: int | None) -> TrainingDataset 
     return await TrainingDataset.filter(
         access.visible_datasets_q(viewer), version_id=file.version_id
     ).first()
-
-
-HASH_LENGTHS = (10, 64)  # AutoV2, and SHA-256 / AutoV3
-
-
-async def version_by_hash(viewer: int | None, value: str, *, now: datetime) -> ModelVersion | None:
-    """The newest version the viewer may see with a file of this hash: the SHA-256 or
-    AutoV2 of the file as the public downloads it, or its AutoV3 (any case).
-
-    The hashes of the original file (withheld keys included) identify it only for
-    those who may see those keys: anybody else could otherwise confirm a guess of the
-    training data by hashing candidate headers. One query, whatever matches.
-    """
-    wanted = value.strip().lower()
-    if len(wanted) not in HASH_LENGTHS or not all(c in "0123456789abcdef" for c in wanted):
-        wanted = ""  # matches nothing, after the same query
-    if len(wanted) == 10:
-        public, original = Q(public_auto_v2=wanted), Q(auto_v2=wanted)
-    else:
-        public, original = Q(public_sha256=wanted) | Q(auto_v3=wanted), Q(sha256=wanted)
-    matching = ModelFile.filter(
-        access.visible_files_q(viewer),
-        public | (original & access.sees_withheld_keys_q(viewer, now)),
-        status=DatasetStatus.AVAILABLE,
-    ).values("version_id")
-    return (
-        await ModelVersion.filter(access.visible_versions_q(viewer), id__in=Subquery(matching))
-        .order_by("-id")
-        .first()
-    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from storage import changes
 from storage.db.models import Notification
 from storage.db.pages import Page, newest_first
 from storage.privacy import access
@@ -32,8 +33,9 @@ async def mark_read(*, user_id: int, ids: Iterable[str], now: datetime) -> list[
     """Mark the user's own notifications read (by public id); anybody else's are ignored."""
     wanted = list(ids)
     mine = Notification.filter(access.owned_notifications_q(user_id), public_id__in=wanted)
-    await mine.filter(read_at=None).update(read_at=now)
-    return list(await mine.order_by("-id"))
+    async with changes.transaction(now, public=False):
+        await mine.filter(read_at=None).update(read_at=now)
+    return list(await changes.after_commit("re-reading notifications", mine.order_by("-id")) or [])
 
 
 async def newest_id(user_id: int) -> int:

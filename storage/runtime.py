@@ -16,6 +16,7 @@ from typing import Protocol
 
 from storage.blobs.base import BlobStore
 from storage.config.settings import Settings
+from storage.crypto.master import MasterKeys
 from storage.db.models import Notification
 from storage.retention.policy import RetentionPolicy
 from storage.system.clock import Clock
@@ -33,6 +34,15 @@ class Scheduler(Protocol):
 
     async def file_changed(self, file_id: int) -> None:
         """(Re)schedule the erasure of this weights file's withheld header keys."""
+        ...
+
+    async def mail_queued(self) -> None:
+        """E-mail was queued (committed): have it sent soon. Never raises, never waits
+        long: if this fails, the sweep sends it."""
+        ...
+
+    async def export_changed(self, export_id: int) -> None:
+        """(Re)schedule a data export's work: building it now, shredding it at its end."""
         ...
 
 
@@ -71,6 +81,12 @@ class NoScheduler:
     async def file_changed(self, file_id: int) -> None:
         return None
 
+    async def mail_queued(self) -> None:
+        return None
+
+    async def export_changed(self, export_id: int) -> None:
+        return None
+
 
 class Fanout:
     """Tells several schedulers (the ARQ scheduler and serve's fallback runner)."""
@@ -86,17 +102,29 @@ class Fanout:
         for scheduler in self._schedulers:
             await scheduler.file_changed(file_id)
 
+    async def mail_queued(self) -> None:
+        for scheduler in self._schedulers:
+            await scheduler.mail_queued()
+
+    async def export_changed(self, export_id: int) -> None:
+        for scheduler in self._schedulers:
+            await scheduler.export_changed(export_id)
+
 
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
     clock: Clock
-    blobs: BlobStore
+    blobs: BlobStore  # sealed: plaintext in and out, ciphertext kept (storage.blobs.sealed)
     scheduler: Scheduler
     notifier: Notifier
+    master: MasterKeys  # wraps data keys and receipt keys (storage.crypto.master)
     # Archive checks inflate every entry (up to LORASHELF_ZIP_MAX_RATIO times the upload):
     # one at a time per process, so they never take every worker thread from the rest.
     archive_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    # A weights file's header larger than a few kilobytes is parsed in a child process
+    # (storage.headers): one at a time per process.
+    header_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     bus: Bus = field(default_factory=NoBus)
     metrics: Metrics = field(default_factory=Metrics)  # this process's own registry
 
@@ -123,6 +151,8 @@ class Runtime:
         if notification is not None:
             await self.notifier.deliver(notification)
             await self.bus.notification_added(notification.user_id)
+            if self.settings.smtp_url:  # its e-mail, if any, was queued with it
+                await self.scheduler.mail_queued()
 
     async def dataset_changed(self, dataset_id: int) -> None:
         """After a committed change to a dataset: (re)plan its exact-time work and tell

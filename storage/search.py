@@ -25,6 +25,7 @@ import unicodedata
 from tortoise import connections
 from tortoise.expressions import Q, RawSQL
 
+from storage.db import reads
 from storage.db.enums import VersionStatus
 from storage.db.models import LoraModel, ModelTag, ModelVersion, User
 from storage.errors import ServiceError
@@ -105,9 +106,14 @@ async def set_tags(model_id: int, tags: list[str]) -> None:
 
 async def tags_by_model_ids(ids: list[int]) -> dict[int, list[str]]:
     grouped: dict[int, list[str]] = {}
-    for row in await ModelTag.filter(model_id__in=ids).order_by("model_id", "position"):
+    for row in await _TAGS_OF(list(ids)):
         grouped.setdefault(row.model_id, []).append(row.tag)
     return grouped
+
+
+_TAGS_OF = reads.Read(
+    ModelTag, lambda ids: ModelTag.filter(model_id__in=ids).order_by("model_id", "position")
+)
 
 
 async def refresh(model_id: int) -> None:
@@ -118,8 +124,8 @@ async def refresh(model_id: int) -> None:
     owner = await User.get(id=model.owner_id)
     tags = (await tags_by_model_ids([model_id])).get(model_id, [])
     words: list[str] = []
-    published = ModelVersion.filter(
-        model_id=model_id, status=VersionStatus.PUBLISHED, deleted_at=None
+    published = ModelVersion.filter(  # not one taken down: hidden is not public
+        model_id=model_id, status=VersionStatus.PUBLISHED, deleted_at=None, taken_down_at=None
     )
     for version in await published.only("id", "trained_words"):
         words.extend(version.trained_words)

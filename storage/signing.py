@@ -6,6 +6,10 @@ token reveals nothing, not even the sequential keys inside it that would tell ho
 many rows exist or in which order they were made. Each purpose has its own
 associated data, so a token of one kind is never accepted as another.
 
+E-mail links carry tokens too: an address verification names the account, the
+single-use nonce of that link and when it expires; an unsubscribe link names the account
+and the e-mail it stops.
+
 An upload token names the kind of object (a training dataset ``"d"`` or a weights
 file ``"f"``), its key and the single-use nonce; a download token also names the
 viewer it was minted for, the sign-in (bearer token) it dies with, when it expires,
@@ -28,9 +32,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.errors import ServiceError
 
-Kind = Literal["d", "f"]
+Kind = Literal["d", "f", "x"]
 DATASET: Kind = "d"
 FILE: Kind = "f"
+EXPORT: Kind = "x"  # a data export (downloads only)
 MAX_TOKEN = 1024  # characters: anything longer is not one of ours
 
 
@@ -60,6 +65,8 @@ def _kind(value: object) -> Kind:
         return DATASET
     if value == FILE:
         return FILE
+    if value == EXPORT:
+        return EXPORT
     raise BadToken("unknown kind")
 
 
@@ -146,6 +153,45 @@ class Signer:
         if now.timestamp() >= grant.expires:
             raise BadToken("expired download token")
         return grant
+
+
+@dataclass(frozen=True)
+class EmailGrant:
+    """An address verification link: the account, the link's nonce, its expiry."""
+
+    user_id: int
+    nonce: str
+    expires: int  # unix seconds
+
+
+class MailTokens:
+    """The tokens in e-mail links (``storage/mail/links.py``)."""
+
+    def __init__(self, secret_key: str):
+        self.sealer = Sealer(secret_key)
+
+    def verification(self, grant: EmailGrant) -> str:
+        return self.sealer.seal("verify-email", [grant.user_id, grant.nonce, grant.expires])
+
+    def read_verification(self, token: str) -> EmailGrant:
+        """The grant in a verification token, expired or not (the caller says which, to
+        answer clearly); BadToken for anything that is not one."""
+        payload = self.sealer.open("verify-email", token)
+        if not isinstance(payload, list) or len(payload) != 3:
+            raise BadToken("malformed token")
+        user_id, nonce, expires = payload
+        if not isinstance(nonce, str):
+            raise BadToken("malformed token")
+        return EmailGrant(_int(user_id), nonce, _int(expires))
+
+    def unsubscribe(self, user_id: int, topic: str) -> str:
+        return self.sealer.seal("unsubscribe", [user_id, topic])
+
+    def read_unsubscribe(self, token: str) -> tuple[int, str]:
+        payload = self.sealer.open("unsubscribe", token)
+        if not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[1], str):
+            raise BadToken("malformed token")
+        return _int(payload[0]), payload[1]
 
 
 class Cursors:

@@ -4,29 +4,38 @@ the per-user quota, and the refusal an upload ``PUT`` answers with.
 A training dataset and a weights file are both uploaded in two steps: a mutation
 records a ``PENDING_UPLOAD`` row with a single-use nonce (signed into the upload URL),
 then one ``PUT`` claims that nonce (``PENDING_UPLOAD -> UPLOADING``, one conditional
-update), streams the bytes, and marks the row ``AVAILABLE``; a failure puts it back
-to ``PENDING_UPLOAD`` so the owner can ask for a new URL.
+update), streams the bytes, and marks the row ``AVAILABLE``. A refused or failed
+``PUT`` leaves nothing: the bytes go, and the row with them (:func:`give_up`), and the
+owner starts a new upload; a ``PUT`` that failed only because the database or the
+object store was away (``TRY_AGAIN``) gives its claim back instead, so the same URL
+works again. A row whose URL was never used is discarded by the sweep when it expires.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
 from tortoise.functions import Count, Sum
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
+from storage import changes
 from storage.blobs.base import BlobWriter
 from storage.config.settings import Settings
+from storage.db.commit_outcome import CommitOutcomeUnknown
 from storage.db.enums import DatasetStatus
-from storage.db.models import ModelFile, TrainingDataset
-from storage.errors import ServiceError
+from storage.db.models import ModelFile, ModelFileMetadata, TrainingDataset
+from storage.errors import ServiceError, retryable
 from storage.system.claim_holder import holder
 from storage.system.clock import Clock
 from storage.system.disk import StorageFull, is_full
+
+log = logging.getLogger("lorashelf.uploads")
 
 FILENAME_MAX = 200
 HEARTBEAT = 10  # seconds between refreshes of an upload's claim while bytes arrive
@@ -135,7 +144,12 @@ async def claim(model: type[U], pk: int, nonce: str, now: datetime) -> U:
     if claimed and row is not None:
         return row
     if row is None or row.status in (DatasetStatus.DELETING, DatasetStatus.DELETED):
-        raise UploadRejected("No such upload.", code="NOT_FOUND", status=404)
+        raise UploadRejected(
+            "No such upload: it was deleted, or refused (a refused upload is not kept: "
+            "start a new one).",
+            code="NOT_FOUND",
+            status=404,
+        )
     if row.upload_nonce == nonce:
         raise UploadRejected("This upload URL has expired.", code="UPLOAD_URL_EXPIRED", status=410)
     raise UploadRejected(
@@ -143,11 +157,72 @@ async def claim(model: type[U], pk: int, nonce: str, now: datetime) -> U:
     )
 
 
-async def release(model: type[U], pk: int) -> None:
-    """After a failed upload: pending again, so the owner can ask for a new URL."""
-    await model.filter(id=pk, status=DatasetStatus.UPLOADING).update(
-        status=DatasetStatus.PENDING_UPLOAD, claimed_at=None, claimed_by=None
-    )
+async def give_up(
+    model: type[U],
+    pk: int,
+    *,
+    nonce: str,
+    error: BaseException,
+    then: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """After a failed upload ``PUT``: release what it held, at once, so the owner never
+    waits for the sweep. A failure a retry can cure (the database busy or away, the
+    object store not answering: the ``PUT`` answers ``TRY_AGAIN``, "nothing was
+    changed") gives the claim back, so the same URL works again; a refusal forgets the
+    record (nothing is kept; the owner starts a new upload). Either way a new
+    ``start...Upload`` works at once. ``then`` runs once the row was released.
+
+    Never raises, so the refusal stays the answer. If the database does not take the
+    release now (it is what failed), a task of this process retries it with a short
+    back-off until it does (``storage.changes.keep_trying``): the row is released
+    within moments of the database's return; past that task's patience, and if the
+    process dies meanwhile, the sweep's staleness rule takes over."""
+    retry = retryable(error) or isinstance(error, CommitOutcomeUnknown)  # if not committed
+
+    async def release() -> None:
+        if retry:
+            released = await _give_back(model, pk, nonce)
+        else:
+            released = await forget(model, pk)
+        if released and then is not None:
+            await then()
+
+    try:
+        await release()
+    except Exception:  # noqa: BLE001 - retried; the refusal is the answer
+        log.warning("upload %s %s: not released now; retrying", model.__name__, pk)
+        changes.keep_trying(f"releasing upload {model.__name__} {pk}", release)
+
+
+async def _give_back(model: type[U], pk: int, nonce: str) -> bool:
+    """The claim given back: the row waits for its bytes again, under the same nonce
+    (the same URL works until it expires). What the upload recorded on the way (a weights
+    file's metadata) goes with it, in one transaction."""
+    async with in_transaction():
+        claimed = model.filter(id=pk, status=DatasetStatus.UPLOADING, upload_nonce=None)
+        given = await claimed.update(
+            status=DatasetStatus.PENDING_UPLOAD,
+            upload_nonce=nonce,
+            claimed_at=None,
+            claimed_by=None,
+        )
+        if given and model is ModelFile:
+            await ModelFileMetadata.filter(file_id=pk).delete()
+    return given > 0
+
+
+async def forget(model: type[U], pk: int) -> bool:
+    """After a refused upload: nothing is kept, the record included (its history and a
+    weights file's metadata go with it); the refusal was the ``PUT``'s answer, and the
+    owner starts again with a new upload. Only the claimed row goes (a row deleted or
+    changed meanwhile is left alone)."""
+    async with in_transaction():
+        if model is ModelFile:
+            claimed = await model.filter(id=pk, status=DatasetStatus.UPLOADING).exists()
+            if claimed:
+                await ModelFileMetadata.filter(file_id=pk).delete()
+        deleted = await model.filter(id=pk, status=DatasetStatus.UPLOADING).delete()
+    return deleted > 0
 
 
 ROOM_EVERY = 8 * 1024 * 1024  # bytes between checks of the disk's free space

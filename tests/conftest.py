@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import shutil
 import sqlite3
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -24,12 +25,15 @@ from jobs.assembly import assemble
 from storage.blobs.local import LocalBlobStore
 from storage.blobs.store import open_blob_store
 from storage.config.settings import Settings, load_settings
+from storage.crypto import keystore
+from storage.crypto.chunks import SEALED_CHUNK, ChunkCipher
+from storage.crypto.master import MasterKeys
 from storage.db import connection as db
 from storage.db.models import new_public_id
 from storage.privacy.lookups import DATASET, FILE, MODEL, NOTIFICATION, USER, VERSION
 from storage.runtime import NoScheduler
 from tests import postgres, processes
-from tests.processes import S3Server, s3_server
+from tests.processes import RedisServer, S3Server, redis_server, s3_server
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -120,13 +124,44 @@ def blob_files(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(root).parts}
 
 
+def blob_plaintext(path: Path, data_dir: Path | None = None) -> bytes | None:
+    """What a committed local blob holds, decrypted as the server would (its data key
+    from the database, unwrapped by the data dir's master key file); None if its key is
+    gone. ``data_dir`` defaults to the blob directory's parent."""
+    data_dir = data_dir or path.parent.parent.parent
+    env = {"LORASHELF_DATA_DIR": str(data_dir)}
+    if processes.test_database_url is not None:
+        env["LORASHELF_DATABASE_URL"] = processes.test_database_url()
+    settings = load_settings(env, create=False)
+    key = path.name
+    rows = sql_behind_the_back(
+        settings, f"SELECT master_key_id, wrapped FROM blob_keys WHERE object_id = '{key}'"
+    )
+    if not rows:
+        legacy = sql_behind_the_back(
+            settings, f"SELECT 1 FROM plaintext_blobs WHERE object_id = '{key}'"
+        )
+        return path.read_bytes() if legacy else None
+    master = MasterKeys(settings)
+    master.load()
+    data_key = master.unwrap(rows[0][0], bytes(rows[0][1]), purpose=keystore.purpose(key))
+    stored = path.read_bytes()
+    cipher = ChunkCipher(data_key, key)
+    count = -(-len(stored) // SEALED_CHUNK)
+    return b"".join(
+        cipher.open(i, stored[i * SEALED_CHUNK : (i + 1) * SEALED_CHUNK], final=i == count - 1)
+        for i in range(count)
+    )
+
+
 def dataset_blobs(root: Path) -> set[Path]:
-    """The committed blobs that hold a dataset (a zip archive), not a weights file's."""
+    """The committed blobs that hold a dataset (a zip archive), not a weights file's:
+    decrypted to tell (the data dir is the blob directory's parent)."""
     found = set()
     for path in blob_files(root):
-        with path.open("rb") as handle:
-            if handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):
-                found.add(path)
+        plain = blob_plaintext(path, root.parent)
+        if plain is not None and plain[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            found.add(path)
     return found
 
 
@@ -226,19 +261,35 @@ def pytest_configure(config: pytest.Config) -> None:
         "postgres_only(reason): tests a mechanism only the PostgreSQL backend has; collected "
         "with --db=postgres only",
     )
+    config.addinivalue_line(
+        "markers",
+        "backend_independent(reason): never reaches the database backend's own behaviour "
+        "(file-format parsers, the module layout, the browser's view of the API); run in "
+        "the SQLite pass only, not again with --db=postgres (the reason says why)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    other = "sqlite_only" if config.getoption("--db") == "postgres" else "postgres_only"
+    on_postgres = config.getoption("--db") == "postgres"
+    other = "sqlite_only" if on_postgres else "postgres_only"
     for item in items:
-        for name in ("sqlite_only", "postgres_only"):
+        for name in ("sqlite_only", "postgres_only", "backend_independent"):
             marker = item.get_closest_marker(name)
             if marker is not None and not (marker.kwargs.get("reason") or marker.args):
                 raise pytest.UsageError(f"{item.nodeid}: {name} needs a reason")
-    elsewhere = [item for item in items if item.get_closest_marker(other)]
+    skipped = (other, "backend_independent") if on_postgres else (other,)
+    elsewhere = [item for item in items if any(item.get_closest_marker(m) for m in skipped)]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)
-        items[:] = [item for item in items if not item.get_closest_marker(other)]
+        dropped = set(map(id, elsewhere))
+        items[:] = [item for item in items if id(item) not in dropped]
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, on a free port (stopped after the test)."""
+    with redis_server(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -305,10 +356,46 @@ def settings(env: dict[str, str]) -> Settings:
     return load_settings(env)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database with every migration applied, made once per test process: each
+    test's database starts as a copy of it (as each PostgreSQL test database is a copy of
+    a migrated template, tests/postgres.py). Applying the migrations to an empty
+    database costs 1.5-3 s of CPU in Tortoise's migration state, once per test
+    otherwise. Tests of the migrations themselves start from empty databases of their
+    own; the real processes the tests start on a new data dir start from a copy too,
+    unless a test asks for a first start (tests/processes.py, ``fresh``)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "lorashelf.sqlite3"
+    postgres.run_async(lambda: db.migrate(f"sqlite://{path}"))
+    assert not path.with_name(path.name + "-wal").exists(), "the template kept a log"
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def children_start_migrated(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On the SQLite pass, the ``serve`` and ``worker`` processes the tests start on a new
+    data dir begin from a copy of the migrated template (tests/processes.py)."""
+    if request.config.getoption("--db") == "postgres":
+        yield
+        return
+    processes.sqlite_template = request.getfixturevalue("sqlite_template")
+    yield
+    processes.sqlite_template = None
+
+
 @pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[None]:
-    await db.migrate(settings.database_url)
-    await db.connect(settings.database_url, settings.database_pool_size)
+async def database(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    if not db.is_postgres(settings.database_url):
+        path = Path(settings.database_url.removeprefix("sqlite://"))
+        if not path.exists():
+            template: Path = request.getfixturevalue("sqlite_template")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(template, path)
+            path.chmod(0o600)
+    await db.migrate(settings.database_url)  # nothing left to apply after a copy
+    await db.connect(
+        settings.database_url, settings.database_pool_size, settings.database_busy_timeout
+    )
     yield
     await db.disconnect()
 

@@ -47,6 +47,32 @@ def free_port() -> int:
 test_database_url: Callable[[], str] | None = None
 
 
+# With the SQLite pass: a database with every migration applied (tests/conftest.py
+# makes it once per test process). A ``serve`` or ``worker`` started on a data dir that
+# does not exist yet starts from a copy of it, as a PostgreSQL test database is a copy
+# of a migrated template: applying the migrations costs 3-4 s of CPU per start. Tests
+# of a first start pass ``fresh=True`` and get the path a new install takes.
+sqlite_template: Path | None = None
+
+
+def seed_data_dir(env: Mapping[str, str], *, fresh: bool) -> None:
+    """Give a child's new data dir a migrated SQLite database (see :data:`sqlite_template`)."""
+    data_dir = env.get("LORASHELF_DATA_DIR")
+    if (
+        fresh
+        or sqlite_template is None
+        or not data_dir
+        or "LORASHELF_DATABASE_URL" in env
+        or test_database_url is not None
+        or Path(data_dir).exists()
+    ):
+        return
+    Path(data_dir).mkdir(parents=True, mode=0o700)
+    database = Path(data_dir) / "lorashelf.sqlite3"
+    shutil.copyfile(sqlite_template, database)
+    database.chmod(0o600)
+
+
 def child_env(env: Mapping[str, str]) -> dict[str, str]:
     """The environment of a child process: ours minus LORASHELF_*, plus ``env`` (and the
     test's PostgreSQL database when the suite runs on PostgreSQL)."""
@@ -131,23 +157,36 @@ class Server:
 
 
 @contextmanager
-def serve(env: Mapping[str, str], cwd: Path, port: int | None = None) -> Iterator[Server]:
-    """Run `lorashelf serve` until the block ends (links built for its own URL, as a
-    deployment sets LORASHELF_PUBLIC_URL, unless ``env`` says otherwise)."""
+def serve(
+    env: Mapping[str, str],
+    cwd: Path,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    *,
+    fresh: bool = False,
+    healthy_within: float = 30,
+) -> Iterator[Server]:
+    """Run `lorashelf serve` (with ``args``) until the block ends (its links are built for
+    the address it listens on, unless ``env`` sets LORASHELF_PUBLIC_URL). A new data dir
+    starts from a migrated database unless ``fresh`` (:func:`seed_data_dir`)."""
+    seed_data_dir(env, fresh=fresh)
     port = port or free_port()
     log = cwd / f"serve-{port}.log"
-    public = {"LORASHELF_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    if "LORASHELF_SMTP_URL" in env and "LORASHELF_PUBLIC_URL" not in env:
+        # e-mail carries absolute links, so a deployment that sends it must say where it
+        # is: this one is where it listens
+        env = {**env, "LORASHELF_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [*LORASHELF, "serve", "--port", str(port)],
+            [*LORASHELF, "serve", "--port", str(port), *args],
             cwd=cwd,
-            env=child_env({**public, **env}),
+            env=child_env(env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     server = Server(proc, port, log)
     try:
-        wait_until_healthy(server.url, proc, log=log)
+        wait_until_healthy(server.url, proc, timeout=healthy_within, log=log)
         yield server
     except BaseException:
         print(f"--- {log.name} (last lines) ---\n{log_tail(log)}")
@@ -201,9 +240,11 @@ def worker(
     wait: bool = True,
     args: Sequence[str] = (),
     ready_within: float = 20,
+    fresh: bool = False,
 ) -> Iterator[Worker]:
     """Run `lorashelf worker` (with ``args``) until the block ends; by default wait until
-    it is ready."""
+    it is ready. A new data dir starts from a migrated database unless ``fresh``."""
+    seed_data_dir(env, fresh=fresh)
     log = cwd / f"worker-{os.getpid()}-{next(_names)}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -394,21 +435,27 @@ class S3Server:
 
     def everything_in(self, bucket: str) -> list[str]:
         """Every object version and delete marker in a bucket (what deletion must not leave)."""
-        answer = self.client().list_object_versions(Bucket=bucket)
-        found = [f"{v['Key']}@{v['VersionId']}" for v in answer.get("Versions", [])]
-        found += [f"{m['Key']}@{m['VersionId']} (marker)" for m in answer.get("DeleteMarkers", [])]
+        found: list[str] = []
+        pages = self.client().get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for page in pages:  # a page holds at most 1,000
+            found += [f"{v['Key']}@{v['VersionId']}" for v in page.get("Versions", [])]
+            found += [
+                f"{m['Key']}@{m['VersionId']} (marker)" for m in page.get("DeleteMarkers", [])
+            ]
         return found
 
 
 @contextmanager
-def s3_server(workdir: Path) -> Iterator[S3Server]:
-    """moto's S3 server (``python -m moto.server``) on a free loopback port."""
+def s3_server(workdir: Path, module: str = "moto.server") -> Iterator[S3Server]:
+    """moto's S3 server (``python -m moto.server``, or ``module``: tests/moto_server.py
+    for many objects) on a free loopback port."""
     port = free_port()
     log = workdir / f"moto-{port}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
             cwd=workdir,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -499,6 +546,10 @@ class Owner:
     def gql(self, query: str, variables: Mapping[str, Any] | None = None) -> Any:
         return gql(self.url, query, variables, self.token)
 
+    def put(self, url: str, content: bytes, timeout: float = 10) -> httpx.Response:
+        """An upload's bytes PUT to its URL (a subclass may retry, as a real client)."""
+        return httpx.put(url, content=content, timeout=timeout)
+
     def mutate(self, name: str, query: str, variables: Mapping[str, Any]) -> Any:
         payload = self.gql(query, variables)[name]
         assert payload["userErrors"] == [], payload["userErrors"]
@@ -530,7 +581,7 @@ class Owner:
                 }
             },
         )
-        put = httpx.put(started["uploadUrl"], content=content, timeout=10)
+        put = self.put(started["uploadUrl"], content)
         assert put.status_code == 200, put.text
         file_id: str = started["file"]["id"]
         return file_id
@@ -562,7 +613,7 @@ class Owner:
                 }
             },
         )
-        put = httpx.put(started["uploadUrl"], content=content, timeout=10)
+        put = self.put(started["uploadUrl"], content)
         assert put.status_code == 200, put.text
         published = self.mutate(
             "publishModelVersion",
@@ -591,6 +642,23 @@ class Owner:
         )["node"]
         assert node is not None, f"the owner cannot see dataset {dataset_id}"
         return node
+
+    def datasets(self) -> dict[str, dict[str, Any]]:
+        """Every dataset of the owner's (tombstones included) as the owner sees it, by ID:
+        their listing, a page of 100 at a time (one request for what ``dataset`` reads
+        one by one)."""
+        found: dict[str, dict[str, Any]] = {}
+        after = None
+        while True:
+            page = self.gql(
+                "query($after: String) { viewer { trainingDatasets(first: 100, after: $after) "
+                f"{{ edges {{ node {{ {DATASET_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }} }}",
+                {"after": after},
+            )["viewer"]["trainingDatasets"]
+            found.update({edge["node"]["id"]: edge["node"] for edge in page["edges"]})
+            if not page["pageInfo"]["hasNextPage"]:
+                return found
+            after = page["pageInfo"]["endCursor"]
 
     def notifications(self) -> list[dict[str, Any]]:
         """The owner's notifications, newest first: kind, createdAt, message, dataset id."""

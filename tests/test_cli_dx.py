@@ -5,6 +5,8 @@ or warned about instead of silently never working."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -119,14 +121,14 @@ def test_config_prints_every_variable_its_value_and_source_with_secrets_masked(
     }
     # when lorashelf config runs
     result = lorashelf("config", env=env, cwd=tmp_path)
-    # then every variable of the README's tables is listed with its value and source
+    # then every variable of the documented tables is listed with its value and source
     assert result.returncode == 0, result.stderr
     rows = {
         parts[0]: (parts[1], parts[2])
         for parts in (line.split(None, 2) for line in result.stdout.splitlines())
     }
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert set(rows) == set(re.findall(r"^\| `(LORASHELF_[A-Z_]+)`", readme, re.M))
+    tables = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert set(rows) == set(re.findall(r"^\| `(LORASHELF_[A-Z_]+)`", tables, re.M))
     assert rows["LORASHELF_DATABASE_URL"] == (
         "env",
         "postgres://app:********@db.internal/lorashelf",
@@ -140,6 +142,79 @@ def test_config_prints_every_variable_its_value_and_source_with_secrets_masked(
     assert "hunter2" not in result.stdout + result.stderr
 
 
+def test_passwords_in_url_query_parameters_are_masked_in_config_and_the_banner(
+    tmp_path: Path,
+) -> None:
+    # given URLs whose secrets sit in the query string (as libpq and redis-py take them)
+    database = (
+        "postgres://app@127.0.0.1:1/lorashelf?password=hunter2-db&sslmode=disable"
+        "&sslpassword=hunter2-ssl"
+    )
+    redis = "redis://127.0.0.1:1/0?password=hunter2-redis&hunter2-bare"
+    env = {
+        "LORASHELF_DATA_DIR": str(tmp_path / "var"),
+        "LORASHELF_DATABASE_URL": database,
+        "LORASHELF_REDIS_URL": redis,
+    }
+    # when lorashelf config runs
+    config = lorashelf("config", env=env, cwd=tmp_path)
+    # then each secret is masked, the harmless options are shown as they are
+    assert config.returncode == 0, config.stderr
+    rows = {line.split(None, 2)[0]: line.split(None, 2)[2] for line in config.stdout.splitlines()}
+    assert rows["LORASHELF_DATABASE_URL"] == (
+        "postgres://app@127.0.0.1:1/lorashelf?password=********&sslmode=disable"
+        "&sslpassword=********"
+    )
+    assert rows["LORASHELF_REDIS_URL"] == "redis://127.0.0.1:1/0?password=********&********"
+    # when serve starts on that database (it cannot reach it: it waits for it a moment,
+    # saying so, then gives up)
+    impatient = {**env, "LORASHELF_START_PATIENCE": "1s"}
+    failed = lorashelf("serve", "--port", str(free_port()), env=impatient, cwd=tmp_path)
+    assert "waiting for the database" in failed.stderr
+    assert failed.returncode != 0
+    # and when serve starts on a database it can use, with that Redis URL (it prints its
+    # banner, then keeps serving while Redis does not answer)
+    with serve({**env, "LORASHELF_DATABASE_URL": ""}, cwd=tmp_path) as server:
+        started = server.log.read_text()
+    block = "\n".join(banner_of(started))
+    assert "ARQ through redis://127.0.0.1:1/0?password=********&******** " in block
+    # then no secret appears anywhere, the start-up failure's report included
+    everything = config.stdout + config.stderr + failed.stdout + failed.stderr + started
+    assert "hunter2" not in everything
+
+
+def test_passwords_with_unescaped_reserved_characters_never_show(tmp_path: Path) -> None:
+    # given a database URL whose password holds an unescaped "@" (a URL parser reads it
+    # right), and Redis URLs whose passwords hold "?", "/" or "#" (it cannot: it takes
+    # them for the query, the path, the fragment)
+    base = {"LORASHELF_DATA_DIR": str(tmp_path / "var")}
+    database = {**base, "LORASHELF_DATABASE_URL": "postgres://app:hun@ter2@127.0.0.1:1/db"}
+    unreadable = [
+        {**base, "LORASHELF_REDIS_URL": "redis://:hunter2?x/y@127.0.0.1:1/0"},
+        {**base, "LORASHELF_REDIS_URL": "redis://app:hunter2#z@127.0.0.1:1/0"},
+        {**base, "LORASHELF_DATABASE_URL": "postgres://app:hunter2/a@127.0.0.1:1/db"},
+    ]
+    # when lorashelf config runs on each, and serve on the unreadable ones
+    shown = lorashelf("config", env=database, cwd=tmp_path)
+    refused = [lorashelf("config", env=env, cwd=tmp_path) for env in unreadable]
+    started = [
+        lorashelf("serve", "--port", str(free_port()), env=env, cwd=tmp_path, timeout=60)
+        for env in unreadable
+    ]
+    # then the readable one is shown with its password masked
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split(None, 2)[0]: line.split(None, 2)[2] for line in shown.stdout.splitlines()}
+    assert rows["LORASHELF_DATABASE_URL"] == "postgres://app:********@127.0.0.1:1/db"
+    # and the others are refused with a clear message that shows no part of the password
+    for result in refused + started:
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "percent-encode" in result.stderr and "********" in result.stderr
+        assert "Traceback" not in result.stderr
+    everything = "".join(r.stdout + r.stderr for r in [shown, *refused, *started])
+    for secret in ("hunter2", "ter2", "x/y", "#z"):
+        assert secret not in everything, secret
+
+
 def test_serve_help_lists_its_flags_and_points_to_the_environment(tmp_path: Path) -> None:
     # when
     result = lorashelf("serve", "--help", env={}, cwd=tmp_path)
@@ -149,7 +224,7 @@ def test_serve_help_lists_its_flags_and_points_to_the_environment(tmp_path: Path
     assert "--host HOST address to listen on (default: 127.0.0.1" in text
     assert "--port PORT port to listen on (default: 8000)" in text
     assert "LORASHELF_* environment variables" in text
-    assert "'Configuration' in README.md" in text and "lorashelf config" in text
+    assert "docs/configuration.md" in text and "lorashelf config" in text
 
 
 def test_top_level_help_shows_no_restructured_text(tmp_path: Path) -> None:
@@ -161,14 +236,59 @@ def test_top_level_help_shows_no_restructured_text(tmp_path: Path) -> None:
     assert re.search(r"^\s+config\s+print the effective configuration", result.stdout, re.M)
 
 
-def test_the_readme_links_only_to_files_in_the_repository() -> None:
-    # given the README a new developer reads in a fresh clone
+def test_the_readme_and_docs_link_only_to_files_in_the_repository() -> None:
+    # given the README a new developer reads in a fresh clone, and the pages it links
     root = Path(__file__).parent.parent
-    readme = (root / "README.md").read_text()
-    # when its relative links are followed
-    targets = [t for t in re.findall(r"\]\(([^)\s]+)\)", readme) if not t.startswith(("http", "#"))]
-    # then each one is a file of the clone (none reaches outside it)
-    assert targets
-    for target in targets:
-        assert not target.startswith(("../", "/")), target
-        assert (root / target).exists(), target
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        # when its relative links are followed
+        targets = [
+            t.split("#")[0]
+            for t in re.findall(r"\]\(([^)\s]+)\)", text)
+            if not t.startswith(("http", "#", "mailto:"))
+        ]
+        # then each one is a file of the clone (none reaches outside it)
+        for target in targets:
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(root), (page.name, target)
+            assert resolved.exists(), (page.name, target)
+        # and each link to a section names a heading of that page
+        for target, anchor in re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", text):
+            linked = (page.parent / target).resolve() if target else page
+            if linked.suffix != ".md":
+                continue
+            assert anchor in anchors(linked.read_text()), (page.name, target, anchor)
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub makes of a page's headings."""
+    found = set()
+    fence = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        if fence or not line.startswith("#"):
+            continue
+        title = line.lstrip("#").strip().lower()
+        found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+def test_the_samples_script_explains_itself_and_writes_nothing_on_help(tmp_path: Path) -> None:
+    # when a newcomer asks the walk-through's sample script for help
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "samples.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # then it says what it writes, and writes nothing (no directory named --help)
+    assert done.returncode == 0 and "usage:" in done.stdout and "cats.zip" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    # and given a directory, it writes the two files there
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "samples.py"), "out"], cwd=tmp_path, check=True
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cats.safetensors", "cats.zip"]

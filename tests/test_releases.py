@@ -15,6 +15,10 @@ import pytest
 from tests import releases
 from tests.releases import MIGRATIONS, ROOT
 
+pytestmark = pytest.mark.backend_independent(
+    reason="the migration files and version strings in the repository"
+)
+
 CHANGELOG = ROOT / "CHANGELOG.md"
 NUMBERED = re.compile(r"^(\d{4})_\w+\.py$")
 # What a migration may import: the standard library, Tortoise, its own package.

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from graphql import (
     GraphQLEnumType,
     GraphQLInputObjectType,
@@ -19,6 +20,10 @@ from graphql import (
 from graph.schema.build import build_schema, export_sdl
 from storage.config.settings import load_settings
 from storage.retention.policy import RetentionPolicy
+
+pytestmark = pytest.mark.backend_independent(
+    reason="the exported schema text; the API behind it runs on both databases"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,3 +148,73 @@ def test_building_for_one_configuration_does_not_change_another() -> None:
     assert isinstance(default_upload, GraphQLInputObjectType)
     assert "12 hours" in (short_upload.fields["visibility"].description or "")
     assert "30 days" in (default_upload.fields["visibility"].description or "")
+
+
+# Names the usual generators emit beside the schema's types, in the same module: a
+# schema type of one of these names breaks the generated client (pydantic models derive
+# from BaseModel; graphql-codegen declares Maybe, Scalars, Exact...; ariadne-codegen's
+# modules import Field, Enum, Any, Optional...).
+GENERATOR_NAMES = frozenset(
+    {
+        # ariadne-codegen (pydantic, typing, its own base client)
+        "BaseModel",
+        "Field",
+        "ConfigDict",
+        "Enum",
+        "Any",
+        "Optional",
+        "List",
+        "Union",
+        "Literal",
+        "Annotated",
+        "Dict",
+        "Upload",
+        "UnsetType",
+        "UNSET",
+        "AsyncBaseClient",
+        # graphql-codegen (typescript plugin helpers, client preset)
+        "Maybe",
+        "InputMaybe",
+        "Exact",
+        "MakeOptional",
+        "MakeMaybe",
+        "MakeEmpty",
+        "Incremental",
+        "Scalars",
+        "TypedDocumentString",
+        "DocumentTypeDecoration",
+        "FragmentType",
+        "DocumentNode",
+        "TypedDocumentNode",
+        # TypeScript's own types a generated module may refer to
+        "Record",
+        "Partial",
+        "Omit",
+        "Pick",
+        "Array",
+        "Promise",
+        "Object",
+        "String",
+        "Number",
+        "Boolean",
+        "Symbol",
+        "Date",
+        "Error",
+        "Function",
+        "Readonly",
+    }
+)
+
+
+def test_no_schema_type_takes_a_name_the_usual_generators_use() -> None:
+    # given the schema's own type names
+    names = {
+        name
+        for name in built().type_map
+        if not name.startswith("__") and name not in specified_scalar_types
+    }
+    # then none collides with a name a generated client declares or imports
+    assert names & GENERATOR_NAMES == set()
+    # and the base-model enum is BaseModelName (fields keep the name baseModel)
+    sdl = (ROOT / "schema.graphql").read_text()
+    assert "enum BaseModelName {" in sdl and "baseModel: BaseModelName!" in sdl

@@ -50,11 +50,21 @@ PASSWORD = "correct horse battery"
 # settings (an operator keeps the configuration across an upgrade).
 CATALOGUE = {}
 EXPIRING = {"LORASHELF_PRIVATE_RETENTION": "4s", "LORASHELF_REMINDERS": "3s"}
-MID_WINDOW = {"LORASHELF_PRIVATE_RETENTION": "40s", "LORASHELF_REMINDERS": "35s"}
+# (long enough for three upgrades side by side on a busy 2-core machine: each runs its
+# migrations, the encryption of its blobs' keys included, before it serves)
+MID_WINDOW = {"LORASHELF_PRIVATE_RETENTION": "75s", "LORASHELF_REMINDERS": "70s"}
 DRAFT_RETENTION = timedelta(days=30)  # the default: a draft's private dataset
 
 VERSIONS = ("v1-private", "v2-public", "v3-deleted", "v4-draft", "v5-expired", "v6-mid-window")
-TRAINING_KEYS = {"ss_tag_frequency": '{"cats": {"cat": 3}}', "ss_network_dim": "4"}
+# A training-data key as a tool may spell it: an older release showed it to everybody,
+# an upgrade withholds it from the files already stored.
+VARIANT_KEY, VARIANT_VALUE = "SS_DATASET_DIRS ", '{"zq_variant_dir_5120": {"n_repeats": 2}}'
+TRAINING_KEYS = {
+    "ss_tag_frequency": '{"cats": {"cat": 3}}',
+    VARIANT_KEY: VARIANT_VALUE,
+    "ss_network_dim": "4",
+}
+PUBLIC_KEYS = {"ss_network_dim": "8", "ss_output_name": "zq_public_cats_2231"}
 NEW_ID = re.compile(r"^[a-z]_[A-Za-z0-9_-]{22}$")
 
 
@@ -107,9 +117,18 @@ class Features:
         )
 
 
-def owner_view(features: Features) -> str:
-    """Everything the owner sees of her account (the same document for both releases)."""
-    files = "files { id filename sha256 sizeBytes }" if features.files else ""
+def owner_view(features: Features, *, today: bool = False) -> str:
+    """Everything the owner sees of her account (the same document for both releases).
+
+    ``today``: the files' hash and size as the old releases showed them to the owner, the
+    public file's, which today's code names ``publicSha256``/``publicSizeBytes`` (since
+    0.2.0 the owner's ``sha256``/``sizeBytes`` describe the original she downloads).
+    """
+    files = ""
+    if features.files and today:
+        files = "files { id filename sha256: publicSha256 sizeBytes: publicSizeBytes }"
+    elif features.files:
+        files = "files { id filename sha256 sizeBytes }"
     return f"""{{ viewer {{ username unreadNotificationCount
       models(first: 10) {{ edges {{ node {{ id name description
         versions {{ id name status publishedAt {files}
@@ -244,7 +263,7 @@ def write(api: Api, features: Features, written: Written, phase: str) -> None:
             alice,
         )["model"]["id"]
         version("v1-private", "PRIVATE", **TRAINING_KEYS)
-        version("v2-public", "PUBLIC")
+        version("v2-public", "PUBLIC", **PUBLIC_KEYS)
         version("v3-deleted", "PRIVATE")
         api.mutate(
             "deleteDataset",
@@ -315,6 +334,9 @@ class Upgrade:
     data_dir: Path
     database_url: str | None  # PostgreSQL's; None: SQLite in the data dir
     started_at: datetime  # when today's serve was started on the old data
+    # the owner's first look at today's serve, taken while the mid-window dataset was
+    # still open (later, under load, its window may have ended and changed her view)
+    first_look: dict[str, Any]
     api: Api = field(init=False)
 
     def __post_init__(self) -> None:
@@ -357,12 +379,18 @@ def _upgrade(
         with releases.serve_old(old, {**base, **settings}, workdir) as running:
             write(Api(running.url), features, written, phase)
     started_at = now_utc()
-    server = stack.enter_context(processes.serve({**base, **MID_WINDOW}, cwd=workdir))
+    # (three upgrades at once, each applying every migration since its release: given
+    # time to start on a busy machine)
+    server = stack.enter_context(
+        processes.serve({**base, **MID_WINDOW}, cwd=workdir, healthy_within=120)
+    )
     # the mid-window dataset crosses the upgrade still open (today's code must end it)
-    view = Api(server.url).gql(owner_view(features), token=written.tokens["alice"])["viewer"]
-    crossing = by_version(view)["v6-mid-window"]["trainingDataset"]
+    view = Api(server.url).gql(owner_view(features, today=True), token=written.tokens["alice"])
+    crossing = by_version(view["viewer"])["v6-mid-window"]["trainingDataset"]
     assert crossing["status"] == "AVAILABLE" and now_utc() < parse_time(crossing["expiresAt"])
-    return Upgrade(label, commit, written, server, data_dir, database_url, started_at)
+    return Upgrade(
+        label, commit, written, server, data_dir, database_url, started_at, view["viewer"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -495,11 +523,18 @@ def test_every_account_still_signs_in(upgrade: Upgrade) -> None:
         assert upgrade.api.gql("{ viewer { username } }", token=signed["token"])["viewer"] == viewer
 
 
+def without_public_file(version: Mapping[str, Any]) -> dict[str, Any]:
+    files = [
+        {k: v for k, v in f.items() if k not in ("sha256", "sizeBytes")} for f in version["files"]
+    ]
+    return {**version, "files": files}
+
+
 def test_the_owner_finds_everything_as_it_was(upgrade: Upgrade) -> None:
     # given what the owner saw on the old release just before it stopped
     before = upgrade.written.seen["alice"]
-    # when she looks after the upgrade
-    after = upgrade.api.gql(owner_view(upgrade.features), token=upgrade.token("alice"))["viewer"]
+    # when she looks after the upgrade (while the mid-window dataset is still open)
+    after = upgrade.first_look
     # then every version, dataset (expiry to the microsecond, history) and notification is there
     ignore = frozenset() if ids_kept(upgrade) else frozenset({"id"})
     old_versions, new_versions = by_version(before), by_version(after)
@@ -509,7 +544,12 @@ def test_the_owner_finds_everything_as_it_was(upgrade: Upgrade) -> None:
             # the oldest release gave a draft's dataset no window: see the next test
             version = {**version, "trainingDataset": {**version["trainingDataset"]}}
             del version["trainingDataset"]["expiresAt"]
-        same(version, new_versions[name], name, ignore=ignore)
+        new = new_versions[name]
+        if name == "v1-private" and upgrade.features.files:
+            # the file everybody else downloads lost a training-data key spelled as a
+            # tool may spell it (withheld since): its public hash and size changed
+            version, new = (without_public_file(v) for v in (version, new))
+        same(version, new, name, ignore=ignore)
     same(before["notifications"], after["notifications"], "notifications", ignore=ignore)
     assert after["unreadNotificationCount"] == before["unreadNotificationCount"]
     assert {n["node"]["kind"] for n in after["notifications"]["edges"]} == {
@@ -587,18 +627,24 @@ def test_nobody_else_sees_more_than_before(upgrade: Upgrade) -> None:
         # the weights file's training-data keys are still the owner's only
         query = (
             "query($id: ID!) { node(id: $id) { ... on ModelVersion "
-            "{ files { headerMetadata { key value } } } } }"
+            "{ files { headerMetadata { key value } downloadUrl } } } }"
         )
         version_id = mine["v1-private"]["id"]
         for token, expected in ((alice, TRAINING_KEYS), (bob, {"ss_network_dim": "4"})):
             files = api.gql(query, {"id": version_id}, token)["node"]["files"]
             shown = {e["key"]: e["value"] for e in files[0]["headerMetadata"]}
             assert shown == expected
+            # (the key spelled as a tool may spell it too: in the field and in the bytes)
+            body = api.get(files[0]["downloadUrl"]).content
+            assert (b"zq_variant_dir_5120" in body) == (token == alice)
+            # and a file with nothing to withhold shows its metadata to everybody still
+            files = api.gql(query, {"id": mine["v2-public"]["id"]}, token)["node"]["files"]
+            assert {e["key"]: e["value"] for e in files[0]["headerMetadata"]} == PUBLIC_KEYS
 
 
 def test_every_byte_is_still_there(upgrade: Upgrade) -> None:
     api, alice = upgrade.api, upgrade.token("alice")
-    files = "files { sha256 originalSha256 downloadUrl }" if upgrade.features.files else ""
+    files = "files { sha256 sizeBytes downloadUrl }" if upgrade.features.files else ""
     view = api.gql(
         f"{{ viewer {{ models(first: 10) {{ edges {{ node {{ versions {{ name {files} "
         "trainingDataset { status sha256 downloadUrl } } } } } } }",
@@ -622,14 +668,37 @@ def test_every_byte_is_still_there(upgrade: Upgrade) -> None:
             # the owner downloads the file as uploaded (training-data keys included)
             body = api.get(weights["downloadUrl"]).content
             assert body == upgrade.written.weights[name]
-            uploaded = weights["originalSha256"] or weights["sha256"]
-            assert hashlib.sha256(body).hexdigest() == uploaded
+            # and her sha256 and sizeBytes describe that file
+            assert hashlib.sha256(body).hexdigest() == weights["sha256"]
+            assert len(body) == weights["sizeBytes"]
     # and anybody downloads the public dataset
     anonymous = api.gql(
         "{ models(first: 5) { edges { node { versions { name trainingDataset { downloadUrl } } } } } }"
     )["models"]["edges"][0]["node"]["versions"]
     public = next(v for v in anonymous if v["name"] == "v2-public")["trainingDataset"]
     assert api.get(public["downloadUrl"]).content == upgrade.written.datasets["v2-public"]
+
+
+def test_the_stored_plaintext_is_sealed_in_place_and_still_downloads(upgrade: Upgrade) -> None:
+    # given the old release's blobs, stored in plaintext (the sweep seals a few at a time)
+    env = {"LORASHELF_DATA_DIR": str(upgrade.data_dir)}
+    if upgrade.database_url is not None:
+        env["LORASHELF_DATABASE_URL"] = upgrade.database_url
+    # when encrypt-existing runs beside the server
+    done = processes.lorashelf(
+        "encrypt-existing", env=env, cwd=upgrade.data_dir.parent, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # then none is left in plaintext: no stored file holds an uploaded body's bytes
+    status = processes.lorashelf(
+        "encrypt-existing", "--status", env=env, cwd=upgrade.data_dir.parent
+    )
+    assert status.returncode == 0, status.stdout
+    bodies = [*upgrade.written.datasets.values(), *upgrade.written.weights.values()]
+    stored = [p.read_bytes() for p in (upgrade.data_dir / "blobs").rglob("*") if p.is_file()]
+    assert not [b for b in bodies if any(b[-64:] in s for s in stored)]
+    # and the owner still downloads exactly what was uploaded
+    test_every_byte_is_still_there(upgrade)
 
 
 def test_an_id_from_before_random_ids_answers_like_a_missing_one(upgrade: Upgrade) -> None:

@@ -3,57 +3,94 @@
 ``AnonymousCache`` (an ASGI middleware on ``/graphql``) keeps the answers to anonymous
 queries (no ``Authorization`` header at all), keyed by document, operation name and
 variables, and tagged with the *public generation* they were computed under
-(storage/public_generation.py): a counter every write that can change what anonymous viewers
-see moves on. An answer is served again only under the same generation and within
+(storage/db/public_generation.py): a counter every write that can change what anonymous
+viewers see moves on, in its own transaction (storage/changes.py); on PostgreSQL a value
+read while such a write is in flight is one of this process's own, never read again.
+An answer is served again only under the same generation and within
 ``LORASHELF_PUBLIC_CACHE`` seconds (the most a download count may lag). Each process
 re-reads the generation from the database at most every ``REFRESH`` seconds, so a
 write through another process ends reuse here within that time; a write through this
 process ends it at once.
 
 Nothing a signed-in viewer's answer depends on is ever stored: requests carrying
-``Authorization`` bypass the cache and are answered ``Cache-Control: private,
-no-store``. Documents that hand out signed links (``downloadUrl``, ``uploadUrl``),
-mutations, subscriptions and answers with errors are never stored either.
+``Authorization`` are answered as the viewer, ``Cache-Control: private, no-store``,
+unless the anonymous answer is provably theirs too (graph/http/sharing.py: the
+document asks nothing that depends on who asks, the viewer owns nothing only they
+see); then they get it from here, still ``private, no-store``. Documents that hand out
+signed links (``downloadUrl``, ``uploadUrl``), mutations, subscriptions and answers
+with errors are never stored.
+
+A miss is computed once per process: requests missing the same answer while it is
+being computed wait for it (``lorashelf_response_cache_answers_total`` counts hits,
+computations and coalesced misses), so an entry expiring under load costs one run.
 
 HTTP caches can do the same in front of lorashelf: anonymous answers carry ``ETag``,
 ``Cache-Control: public, max-age`` (what is left of the window) and ``Vary:
-Authorization``, and ``If-None-Match`` gets a 304. Queries may come as ``GET`` with
-automatic persisted queries (``extensions={"persistedQuery": {"version": 1,
-"sha256Hash": ...}}``): a known hash needs no document, so the URL is short and
-cacheable; an unknown one answers ``PERSISTED_QUERY_NOT_FOUND`` and the client sends
-the document once with its hash. Persisted documents are kept per process (bounded).
+Authorization``, and ``If-None-Match`` gets a 304; but only the catalogue may be kept
+by a shared cache (``SHAREABLE_FIELDS`` in graph/schema/documents.py, an allow-list):
+any other answer (a training dataset, a weights file and its header, a lookup by id
+or hash) is ``Cache-Control: private, max-age``, so that no CDN serves it on after the
+owner makes the dataset private; this cache, whose reuse ends at that instant, and the
+asker's own browser still keep it.
+
+Queries may come as ``GET`` with automatic persisted queries
+(``extensions={"persistedQuery": {"version": 1, "sha256Hash": ...}}``): a known hash
+needs no document, so the URL is short and cacheable; an unknown one answers
+``PERSISTED_QUERY_NOT_FOUND`` and the client sends the document once with its hash. A
+document is persisted only if it validates, in its normal form
+(graph/schema/documents.py: printed without comments or whitespace), so the same page
+registered under a thousand comments is one small document a thousand times at most.
+
+Memory, whatever anonymous clients send: answers at most
+``LORASHELF_PUBLIC_CACHE_BYTES`` (32 MiB; an answer over ``MAX_ENTRY_BYTES`` is not
+kept), persisted documents at most ``LORASHELF_PERSISTED_QUERIES_BYTES`` (4 MiB), both
+counted in bytes (text, key and bookkeeping), least recently used out. Answers are
+keyed on the document's normal form, so texts that differ by a comment or a space
+share one entry.
+
+The request itself is read by graph/http/graphql_request.py (text that is not Unicode
+is refused there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import orjson
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
-from graphql.language import Visitor, visit
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from graphql import OperationType
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from graph.http.coalescing import Flights
+from graph.http.graphql_request import GraphQLRequest, Refused
+from graph.http.messages import (
+    Captured,
+    capture,
+    error_body,
+    replay,
+    respond,
+    with_header,
+    without,
+)
+from graph.schema.documents import Documents
+from graph.schema.sharing import UNKNOWN, Classifier
 from storage.db import public_generation
+from storage.db.connection import is_busy
 from storage.system.clock import Clock
 
+if TYPE_CHECKING:
+    from graph.http.metrics import ApiMetrics
+    from graph.http.sharing import Sharing
+
 REFRESH = timedelta(seconds=0.25)  # between re-reads of the generation from the database
-MAX_ENTRIES = 1000
-MAX_ENTRY_BYTES = 1024 * 1024
-MAX_PERSISTED = 2000
-# Documents longer than this are not cached (ordinary pages are well under it): the
-# cache parses what it may keep, and must not add a second parse of an abusive document.
-MAX_CACHED_DOCUMENT = 8 * 1024
-# Fields whose values are signed links with their own lifetime: not shared, not reused.
-LINK_FIELDS = frozenset({"downloadUrl", "uploadUrl"})
+MAX_ENTRY_BYTES = 1024 * 1024  # an answer larger than this is not kept
+ENTRY_BYTES = 400  # what an entry costs beyond its text: objects, its place in the order
 
 
 class Generation:
@@ -79,10 +116,11 @@ class Generation:
                 self.read_at = read_at
         return self.value
 
-    async def advance(self) -> None:
-        """A public change has committed: no answer computed before it is reused."""
-        self.value = await public_generation.advance()
-        self.read_at = self.clock.now()
+    def changed(self) -> None:
+        """A change committed through this process (it moved the generation in its own
+        transaction if it was public): read the generation again before the next reuse,
+        so that no answer computed before the change is served after it."""
+        self.read_at = None
 
 
 @dataclass(frozen=True)
@@ -93,145 +131,40 @@ class Entry:
     etag: bytes
 
 
-class _Bounded(OrderedDict[str, Any]):
-    def __init__(self, limit: int):
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
+V = TypeVar("V")
 
 
-@lru_cache(maxsize=512)
-def shape(
-    document: str, operation_name: str | None, max_tokens: int
-) -> tuple[OperationType | None, bool]:
-    """The kind of the operation run (None when the document does not parse or names no
-    single operation: the GraphQL app says what is wrong) and whether it asks for a
-    signed link."""
-    try:
-        parsed = parse(document, max_tokens=max_tokens)
-    except (GraphQLError, RecursionError):
-        return None, False
-    operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
-    chosen = [
-        o
-        for o in operations
-        if operation_name is None or (o.name is not None and o.name.value == operation_name)
-    ]
-    if len(chosen) != 1:
-        return None, False
-    links = False
+class Budget(Generic[V]):
+    """Values by key, least recently used out, within ``max_bytes``: each value costs
+    what it is put with, plus its key and ``ENTRY_BYTES``."""
 
-    class Links(Visitor):
-        def enter_field(self, node: FieldNode, *_args: Any) -> Any:
-            nonlocal links
-            if node.name.value in LINK_FIELDS:
-                links = True
-                return Visitor.BREAK
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._items: OrderedDict[str, tuple[V, int]] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        found = self._items.get(key)
+        if found is None:
             return None
+        self._items.move_to_end(key)
+        return found[0]
 
-    visit(parsed, Links())
-    return chosen[0].operation, links
+    def put(self, key: str, value: V, cost: int) -> None:
+        cost += sys.getsizeof(key) + ENTRY_BYTES
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+        if cost > self.max_bytes:
+            return
+        self._items[key] = (value, cost)
+        self.size += cost
+        while self.size > self.max_bytes:
+            _, (_, freed) = self._items.popitem(last=False)
+            self.size -= freed
 
-
-def _error_body(message: str, code: str) -> bytes:
-    return json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
-
-
-async def _respond(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _with_header(name: bytes, value: bytes, send: Send) -> Send:
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != name]
-            message["headers"] = [*headers, (name, value)]
-        await send(message)
-
-    return sending
-
-
-class _Request:
-    """The GraphQL request as sent (GET query string or POST JSON object)."""
-
-    def __init__(self, method: str, params: dict[str, Any]):
-        self.method = method
-        self.params = params
-
-    @classmethod
-    async def read(cls, scope: Scope, receive: Receive) -> tuple[_Request | None, bytes]:
-        if scope["method"] == "GET":
-            pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
-            params: dict[str, Any] = dict(pairs)
-            for name in ("variables", "extensions"):
-                if name in params:
-                    try:
-                        params[name] = json.loads(params[name])
-                    except ValueError:
-                        return None, b""
-            return cls("GET", params), b""
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        try:
-            value = json.loads(body)  # as the GraphQL app reads it
-        except (ValueError, RecursionError):
-            return None, body
-        return (cls("POST", value) if isinstance(value, dict) else None), body
-
-    @property
-    def query(self) -> str | None:
-        value = self.params.get("query")
-        return value if isinstance(value, str) else None
-
-    @property
-    def operation_name(self) -> str | None:
-        value = self.params.get("operationName")
-        return value if isinstance(value, str) and value else None
-
-    @property
-    def persisted_hash(self) -> str | None:
-        extensions = self.params.get("extensions")
-        if not isinstance(extensions, dict):
-            return None
-        persisted = extensions.get("persistedQuery")
-        if not isinstance(persisted, dict):
-            return None
-        value = persisted.get("sha256Hash")
-        return value.lower() if isinstance(value, str) else ""
-
-    def key(self) -> str:
-        parts = [self.query, self.operation_name, self.params.get("variables") or {}]
-        try:
-            text = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # integers beyond 64 bits
-            text = json.dumps(parts, sort_keys=True).encode()
-        return hashlib.sha256(text).hexdigest()
-
-    def forward(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
-        """The scope and body the GraphQL app sees (with the document filled in)."""
-        if self.method == "GET":
-            params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.params.items()}
-            return {**scope, "query_string": urlencode(params).encode()}, receive
-        return scope, _replay(json.dumps(self.params).encode(), receive)
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class AnonymousCache:
@@ -243,16 +176,26 @@ class AnonymousCache:
         seconds: int,
         generation: Generation,
         clock: Clock,
-        max_tokens: int,
+        documents: Documents,
+        classifier: Classifier,
+        answers_bytes: int,
+        persisted_bytes: int,
+        sharing: Sharing | None = None,
+        metrics: ApiMetrics | None = None,
     ):
         self.app = app
+        self.classifier = classifier
+        self.sharing = sharing
+        self.metrics = metrics
+        # The misses being computed, by key and generation.
+        self.flights: Flights[tuple[str, int], tuple[Entry | None, Captured]] = Flights()
         self.clock = clock
-        self.max_tokens = max_tokens
         self.path = path
         self.seconds = seconds
         self.generation = generation
-        self.entries: _Bounded = _Bounded(MAX_ENTRIES)
-        self.persisted: _Bounded = _Bounded(MAX_PERSISTED)
+        self.documents = documents
+        self.entries: Budget[Entry] = Budget(answers_bytes)
+        self.persisted: Budget[str] = Budget(persisted_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -262,108 +205,164 @@ class AnonymousCache:
         ):
             await self.app(scope, receive, send)
             return
-        request, body = await _Request.read(scope, receive)
-        if request is None:  # not JSON: the GraphQL app says what is wrong
-            await self.app(scope, _replay(body, receive), send)
+        try:
+            request, body = await GraphQLRequest.read(scope, receive)
+            if request is not None and request.persisted_hash is not None:
+                self._persisted(request, request.persisted_hash)
+        except Refused as refused:
+            await respond(
+                send,
+                refused.status,
+                [(b"content-type", b"application/json"), (b"cache-control", b"no-store")],
+                error_body(refused.message, refused.code),
+            )
             return
-        digest = request.persisted_hash
-        if digest is None:
-            receive = _replay(body, receive)
+        if request is None:  # not JSON: the GraphQL app says what is wrong
+            await self.app(scope, replay(body, receive), send)
+            return
+        if request.persisted_hash is None:
+            receive = replay(body, receive)
         else:
-            refused = self._persisted(request, digest)
-            if refused is not None:
-                status, message, code = refused
-                await _respond(
-                    send,
-                    status,
-                    [(b"content-type", b"application/json"), (b"cache-control", b"no-store")],
-                    _error_body(message, code),
-                )
-                return
             scope, receive = request.forward(scope, receive)
         query = request.query
         signed_in = b"authorization" in dict(scope["headers"])
-        kind, links = None, False
-        if (
-            query is not None
-            and len(query) <= MAX_CACHED_DOCUMENT
-            and (request.method == "GET" or not signed_in)
-        ):
-            kind, links = shape(query, request.operation_name, self.max_tokens)
+        sharing = self.sharing if self.seconds else None
+        found, shareable, normal = UNKNOWN, False, None
+        if query is not None and (request.method == "GET" or not signed_in or sharing is not None):
+            # the parse the GraphQL app will reuse (graph/schema/documents.py)
+            found = self.classifier.shape(query, request.operation_name)
+            shareable = self.documents.shareable(self.documents.entry(query))
+            if found.kind == OperationType.QUERY:
+                normal = self.documents.normal(query)
+        kind, links = found.kind, found.links
         if request.method == "GET" and kind not in (None, OperationType.QUERY):
-            await _respond(
+            await respond(
                 send,
                 405,
                 [(b"content-type", b"application/json"), (b"allow", b"POST")],
-                _error_body("Only queries may be sent with GET; use POST.", "METHOD_NOT_ALLOWED"),
+                error_body("Only queries may be sent with GET; use POST.", "METHOD_NOT_ALLOWED"),
             )
             return
         if signed_in:
-            await self.app(
-                scope, receive, _with_header(b"cache-control", b"private, no-store", send)
-            )
-            return
-        if not self.seconds or kind != OperationType.QUERY or links:
-            await self.app(scope, receive, _with_header(b"cache-control", b"no-store", send))
+            # Answered as the viewer (private), unless the anonymous answer is theirs too
+            # (graph/http/sharing.py): then as an anonymous query, still private.
+            send = with_header(b"cache-control", b"private, no-store", send)
+            if sharing is None or normal is None or links:
+                await self.app(scope, receive, send)
+                return
+            decision = await sharing.decide(scope, found.shared)
+            scope = decision.scope
+            if not decision.shared:
+                await self.app(scope, receive, send)
+                return
+        elif not self.seconds or normal is None or links:
+            await self.app(scope, receive, with_header(b"cache-control", b"no-store", send))
             return
         if_none_match = dict(scope["headers"]).get(b"if-none-match")
-        await self._cached(request.key(), if_none_match, scope, receive, send)
+        shared = b"public" if shareable else b"private"
+        await self._cached(request.key(normal), shared, if_none_match, scope, receive, send)
 
-    def _persisted(self, request: _Request, digest: str) -> tuple[int, str, str] | None:
+    def _persisted(self, request: GraphQLRequest, digest: str) -> None:
+        """Automatic persisted queries: the document of a known hash; or the document
+        sent with its hash, kept (in its normal form) if it is the hash's and it
+        validates. Raises :class:`Refused` for an unknown hash or a wrong one."""
         query = request.query
         if query is None:
             known = self.persisted.get(digest)
             if known is None:
-                return 200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"
-            self.persisted.move_to_end(digest)
+                raise Refused(200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")
             request.params["query"] = known
         elif hashlib.sha256(query.encode()).hexdigest() != digest:
-            return 400, "The sha256Hash does not match the query.", "PERSISTED_QUERY_HASH_MISMATCH"
-        else:
-            self.persisted.put(digest, query)
+            raise Refused(
+                400, "The sha256Hash does not match the query.", "PERSISTED_QUERY_HASH_MISMATCH"
+            )
+        elif not self.documents.errors(query):  # else not kept: the app says what is wrong
+            normal = self.documents.normal(query)
+            assert normal is not None
+            self.persisted.put(digest, normal, sys.getsizeof(normal))
         request.params.pop("extensions", None)
-        return None
 
     async def _cached(
-        self, key: str, if_none_match: bytes | None, scope: Scope, receive: Receive, send: Send
+        self,
+        key: str,
+        shared: bytes,
+        if_none_match: bytes | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
-        generation = await self.generation.current()
-        entry: Entry | None = self.entries.get(key)
+        """Serve from the cache or compute and keep; ``shared``: ``public`` (HTTP caches
+        may keep the answer too) or ``private`` (only the asker's own browser may)."""
+        try:
+            generation = await self.generation.current()
+        except Exception as exc:
+            if not is_busy(exc):
+                raise
+            # The generation cannot be read now (the database restarts): answer uncached;
+            # the app maps a busy database to TRY_AGAIN itself, or answers if it can.
+            await self.app(scope, receive, with_header(b"cache-control", b"no-store", send))
+            return
+        entry = self.entries.get(key)
         now = self.clock.now()
         if entry is None or entry.generation != generation or _age(entry, now) >= self.seconds:
-            status, headers, body = await _capture(self.app, scope, receive)
-            if status != 200 or len(body) > MAX_ENTRY_BYTES or _has_errors(body):
-                await _respond(
-                    send, status, [*_without(headers), (b"cache-control", b"no-store")], body
+            entry, answer = await self._computed(key, generation, now, scope, receive)
+            if entry is None:
+                status, headers, body = answer
+                await respond(
+                    send, status, [*without(headers), (b"cache-control", b"no-store")], body
                 )
                 return
-            entry = Entry(
-                generation, now, body, b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-            )
-            self.entries.put(key, entry)
         else:
-            self.entries.move_to_end(key)
+            self._count("hit")
         left = max(0, math.floor(self.seconds - _age(entry, now)))
         caching = [
             (b"etag", entry.etag),
-            (b"cache-control", f"public, max-age={left}".encode()),
+            (b"cache-control", shared + f", max-age={left}".encode()),
             (b"vary", b"Authorization"),
         ]
         if if_none_match is not None and entry.etag in {
             t.strip() for t in if_none_match.split(b",")
         }:
-            await _respond(send, 304, caching, b"")
+            await respond(send, 304, caching, b"")
             return
-        await _respond(send, 200, [(b"content-type", b"application/json"), *caching], entry.body)
+        await respond(send, 200, [(b"content-type", b"application/json"), *caching], entry.body)
+
+    async def _computed(
+        self, key: str, generation: int, now: datetime, scope: Scope, receive: Receive
+    ) -> tuple[Entry | None, Captured]:
+        """A miss: computed once per key and generation at a time (graph/http/coalescing.py);
+        a miss that waited gets that answer, or computes its own if it was not kept."""
+        (entry, answer), waited = await self.flights.run(
+            (key, generation), lambda: self._compute(key, generation, now, scope, receive)
+        )
+        if waited and entry is None:
+            return await self._compute(key, generation, now, scope, receive)
+        if waited:
+            self._count("coalesced")
+        return entry, answer
+
+    async def _compute(
+        self, key: str, generation: int, now: datetime, scope: Scope, receive: Receive
+    ) -> tuple[Entry | None, Captured]:
+        answer = await capture(self.app, scope, receive)
+        status, _, body = answer
+        if status != 200 or len(body) > MAX_ENTRY_BYTES or _has_errors(body):
+            self._count("uncacheable")
+            return None, answer
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+        entry = Entry(generation, now, body, etag)
+        self.entries.put(key, entry, sys.getsizeof(body) + sys.getsizeof(etag))
+        self._count("computed")
+        return entry, answer
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.cache(outcome)
 
 
 def _age(entry: Entry, now: datetime) -> float:
     """Seconds since an answer was stored."""
     return (now - entry.stored_at).total_seconds()
-
-
-def _without(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"cache-control")]
 
 
 def _has_errors(body: bytes) -> bool:
@@ -372,35 +371,3 @@ def _has_errors(body: bytes) -> bool:
     except ValueError:
         return True
     return not isinstance(value, dict) or bool(value.get("errors")) or "data" not in value
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _capture(
-    app: ASGIApp, scope: Scope, receive: Receive
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    status = 0
-    headers: list[tuple[bytes, bytes]] = []
-    chunks: list[bytes] = []
-
-    async def keep(message: Message) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, keep)
-    return status, headers, b"".join(chunks)

@@ -1,9 +1,10 @@
 """Cross-origin access for a web app on another origin (LORASHELF_CORS_ORIGINS).
 
 Configured, the allowed origins may call the API with a bearer token and read the
-download headers (:data:`EXPOSED`). A refused preflight, or any preflight while no
-origin is configured, answers a JSON body that says why and what to set, rather than
-a bare error a front-end developer has to guess about.
+download headers (:data:`EXPOSED`). A preflight from an origin that is not allowed
+answers a JSON body that says so and names the variable that allows it, rather than a
+bare error a front-end developer has to guess about; the answer is the same whether
+origins are configured or not, and never lists them (:func:`not_allowed`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 METHODS = ("GET", "POST", "PUT")
-HEADERS = ("authorization", "content-type", "range")
+HEADERS = ("authorization", "content-type", "range", "idempotency-key")
 # What browser code may read besides the safelisted headers: a download's range, name,
-# validator and length, and why a token was refused.
+# validator and length, why a token was refused, whether an answer is a replay of an
+# idempotent request, and when to retry.
 EXPOSED = (
     "Content-Range",
     "Content-Disposition",
@@ -26,6 +28,8 @@ EXPOSED = (
     "Accept-Ranges",
     "Content-Length",
     "WWW-Authenticate",
+    "Idempotent-Replayed",
+    "Retry-After",
 )
 VARIABLE = "LORASHELF_CORS_ORIGINS"
 
@@ -41,6 +45,15 @@ def _refusal(message: str) -> JSONResponse:
     return JSONResponse({"error": "CORS_REFUSED", "message": message}, status_code=403)
 
 
+def not_allowed(origin: str) -> JSONResponse:
+    """The one answer to a preflight from an origin that may not call the API: it says
+    what to set, and nothing of what is set (the allowed origins are the operator's)."""
+    return _refusal(
+        f"The origin {origin} may not call this API across origins: the server's "
+        f"{VARIABLE} (comma-separated origins) must list it."
+    )
+
+
 class Cors(CORSMiddleware):
     """Starlette's CORS with the download headers exposed and refusals explained."""
 
@@ -53,7 +66,6 @@ class Cors(CORSMiddleware):
             expose_headers=list(EXPOSED),
             max_age=600,
         )
-        self.origins = tuple(origins)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
@@ -61,10 +73,7 @@ class Cors(CORSMiddleware):
             return response
         origin = request_headers["origin"]
         if not self.is_allowed_origin(origin):
-            return _refusal(
-                f"The origin {origin} may not call this API: add it to {VARIABLE} "
-                f"(now {','.join(self.origins)})."
-            )
+            return not_allowed(origin)
         method = request_headers["access-control-request-method"]
         if method not in METHODS:
             return _refusal(f"{method} is not allowed across origins (only {', '.join(METHODS)}).")
@@ -84,9 +93,4 @@ class NoCors:
         if not is_preflight(scope):
             await self.app(scope, receive, send)
             return
-        origin = Headers(scope=scope)["origin"]
-        response = _refusal(
-            f"Cross-origin requests are off: set {VARIABLE}={origin} (comma-separated "
-            "for several origins) to let a web app on that origin call this API."
-        )
-        await response(scope, receive, send)
+        await not_allowed(Headers(scope=scope)["origin"])(scope, receive, send)

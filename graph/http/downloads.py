@@ -1,29 +1,37 @@
-"""``GET /downloads/<token>``: a dataset or a weights file through a signed link, with
-``Range``; the privacy rule is checked again when the link is used, and a private
-dataset's download is cut at the instant its window ends."""
+"""``GET /downloads/<token>``: a dataset, a weights file or a data export through a
+signed link, with ``Range``. The link's access is checked when it is used
+(``storage.downloads.allowed``) and again while the bytes stream
+(graph/http/streaming.py): any end of access stops the stream within a second, a
+private dataset's (or an export's) at the instant its window ends."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from graph.http.errors import error_response
+from graph.http.errors import busy_response, error_response
 from graph.http.metrics import kind_label
+from graph.http.streaming import Watch, WatchedBody
 from graph.schema.context import Services, services_of
-from storage import accounts, datasets, downloads, files, signing
+from jobs.adapters.bus import DATASET
+from storage import datasets, downloads, files, signing
 from storage.blobs.base import read_parts
-from storage.db.enums import DatasetStatus
-from storage.privacy import access, lookups
-from storage.retention import header_firewall
+from storage.crypto.chunks import TamperedBlob
+from storage.downloads import Allowed
+from storage.errors import retryable
+from storage.privacy import lookups
 from storage.signing import BadToken, DownloadGrant
-from storage.system.clock import Clock
 
 log = logging.getLogger("lorashelf.routes")
 
@@ -57,23 +65,33 @@ class Served:
     etag: str
     media_type: str
     read: Callable[[int, int], AsyncIterator[bytes]]  # bytes start..end inclusive
+    parts: list[tuple[str, int]]  # the blobs laid end to end: (key, size)
+    subject: str  # what it is, for the log: "dataset 12" (never a name or a user)
     cut_at: datetime | None = None  # a private dataset's window: stop streaming then
     on_request: Callable[[int], Awaitable[None]] | None = None  # a GET from this byte on
-    on_last_byte: Callable[[], Awaitable[None]] | None = None  # the final byte was sent
+    on_sent: Callable[[int, int], Awaitable[None]] | None = None  # bytes [start, end) sent
+    dataset_id: int | None = None  # whose changes (the live-update bus) re-check the access
+    public: bool = False  # bytes anybody may download: counted in /metrics, others not
+
+
+async def _anybodys(kind: lookups.Kind[Any], grant: DownloadGrant) -> bool:
+    """Whether anybody (an anonymous viewer) may download this object too."""
+    if grant.viewer is None:
+        return True
+    return await lookups.visible(kind, None, grant.object_id) is not None
 
 
 async def _dataset(
-    services: Services, grant: DownloadGrant, now: datetime, address: str
-) -> Served | None:
+    services: Services, grant: DownloadGrant, allowed: Allowed, now: datetime, address: str
+) -> Served:
     rt = services.runtime
-    dataset = await datasets.downloadable(rt, grant.viewer, grant.object_id, now)
-    if dataset is None or dataset.blob_key is None or dataset.sha256 is None:
-        return None
+    dataset = allowed.dataset
+    assert dataset is not None and dataset.blob_key is not None and dataset.sha256 is not None
     key = dataset.blob_key
 
     async def recorded(start: int) -> None:
         first = await downloads.first_use(
-            grant.link, kind=grant.kind, object_id=dataset.id, now=now, from_start=start == 0
+            grant.link, kind=grant.kind, object_id=dataset.id, now=now
         )
         if first:  # one history entry per link, however many requests it serves
             await datasets.record_download(
@@ -86,51 +104,82 @@ async def _dataset(
         etag=dataset.sha256,
         media_type="application/zip",
         read=lambda start, end: rt.blobs.read(key, start, end),
+        parts=[(key, dataset.size_bytes)],
+        subject=f"dataset {dataset.id}",
         cut_at=dataset.expires_at,
         on_request=recorded,
+        dataset_id=dataset.id,
+        public=await _anybodys(lookups.DATASET, grant),
     )
 
 
 async def _file(
-    services: Services, grant: DownloadGrant, now: datetime, address: str
-) -> Served | None:
+    services: Services, grant: DownloadGrant, allowed: Allowed, now: datetime, address: str
+) -> Served:
     rt = services.runtime
-    file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
-    if file is None or file.status != DatasetStatus.AVAILABLE:
-        return None
-    if file.header_expires_at is not None and file.header_expires_at <= now:
-        await header_firewall.erase(rt, file.id, now=now)  # the first to see the window over erases
-        file = await lookups.visible(lookups.FILE, grant.viewer, grant.object_id)
-        if file is None:
-            return None
-    dataset = await files.dataset_of(file, viewer=grant.viewer)
-    original = access.sees_withheld_keys(grant.viewer, file, dataset, now)
+    file, original = allowed.file, allowed.original
+    assert file is not None
     parts = files.parts(file, original=original)
+    size = sum(part_size for _, part_size in parts)
     etag = file.sha256 if original else file.public_sha256
     assert etag is not None
 
     async def started(start: int) -> None:
-        await downloads.first_use(
-            grant.link, kind=grant.kind, object_id=file.id, now=now, from_start=start == 0
-        )
+        await downloads.first_use(grant.link, kind=grant.kind, object_id=file.id, now=now)
 
-    async def counted() -> None:
-        await downloads.completed(grant.link, file, by_owner=grant.viewer == file.owner_id)
+    async def sent(start: int, end: int) -> None:
+        await downloads.served(
+            grant.link,
+            file,
+            size=size,
+            start=start,
+            end=end,
+            by_owner=grant.viewer == file.owner_id,
+        )
 
     return Served(
         filename=file.filename,
-        size=sum(size for _, size in parts),
+        size=size,
         etag=etag,
         media_type="application/octet-stream",
         read=lambda start, end: read_parts(rt.blobs, parts, start, end),
+        parts=parts,
+        subject=f"file {file.id}",
         on_request=started,
-        on_last_byte=counted,
+        on_sent=sent,
+        dataset_id=allowed.dataset.id if allowed.dataset is not None else None,
+        public=not original and await _anybodys(lookups.FILE, grant),
     )
 
 
-async def download(request: Request) -> Response:
+async def _export(
+    services: Services, grant: DownloadGrant, allowed: Allowed, now: datetime, address: str
+) -> Served:
+    """A data export: its owner's alone, while its window is open (cut at its end)."""
+    rt = services.runtime
+    export = allowed.export
+    assert export is not None and export.blob_key is not None
+    key = export.blob_key
+    assert export.size_bytes is not None and export.ready_at is not None
+    return Served(
+        filename=f"lorashelf-export-{export.ready_at:%Y-%m-%d}.zip",
+        size=export.size_bytes,
+        etag=f"export-{export.public_id}",
+        media_type="application/zip",
+        read=lambda start, end: rt.blobs.read(key, start, end),
+        parts=[(key, export.size_bytes)],
+        subject=f"data export {export.id}",
+        cut_at=export.expires_at,
+    )
+
+
+SERVED_BY = {signing.DATASET: _dataset, signing.FILE: _file, signing.EXPORT: _export}
+
+
+async def download(request: Request) -> Response | WatchedBody:
     """Stream a dataset or a weights file through a signed URL; the rule is checked
-    again right now."""
+    again right now, and while the bytes go. (The database or the store busy or away
+    before the status is sent: 503 ``TRY_AGAIN``, graph/http/errors.py ``BusyAnswers``.)"""
     services = services_of(request)
     rt = services.runtime
     now = rt.clock.now()
@@ -139,13 +188,11 @@ async def download(request: Request) -> Response:
         grant = services.signer.read_download_token(request.path_params["token"], now=now)
     except BadToken:
         return not_found
-    if grant.session is not None and not await accounts.session_alive(grant.session, now=now):
-        return not_found  # minted for a sign-in that has ended (log-out, password change)
-    serve = _file if grant.kind == signing.FILE else _dataset
-    address = request.client.host if request.client else "unknown"
-    served = await serve(services, grant, now, address)
-    if served is None:
+    allowed = await downloads.allowed(rt, grant, now)
+    if allowed is None:
         return not_found
+    address = request.client.host if request.client else "unknown"
+    served = await SERVED_BY[grant.kind](services, grant, allowed, now, address)
     size = served.size
     wanted = parse_range(request.headers.get("range"), size)
     if_range = request.headers.get("if-range")
@@ -166,32 +213,122 @@ async def download(request: Request) -> Response:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     if request.method == "HEAD":
+        # what a GET would answer: the blob the range starts in is asked for (one HEAD
+        # of the object), so a store away is 503 TRY_AGAIN here too, a blob gone 404
+        try:
+            await _present(services, served, start)
+        except Exception as exc:
+            return _unserved(exc, not_found)
         return Response(status_code=status, headers=headers, media_type=served.media_type)
+    # The object store answers before the status is sent: a store away is 503 TRY_AGAIN
+    # (nothing recorded), never a 200 whose body is cut at its first byte.
+    chunks = _logged(served, start, end)
+    try:
+        first = await anext(chunks, b"")
+    except Exception as exc:
+        await chunks.aclose()
+        return _unserved(exc, not_found)
     if served.on_request is not None:
         await served.on_request(start)
-    body = _counted(_stream(served, start, end, rt.clock), services, kind_label(grant.kind))
-    return StreamingResponse(
-        body, status_code=status, headers=headers, media_type=served.media_type
+    return _watched(services, grant, allowed, served, _then(first, chunks), start, status, headers)
+
+
+async def _present(services: Services, served: Served, start: int) -> None:
+    """The blob holding byte ``start`` is in the store (``FileNotFoundError`` if not)."""
+    offset = 0
+    for key, size in served.parts:
+        if start < offset + size:
+            if await services.runtime.blobs.size(key) is None:
+                raise FileNotFoundError(f"no blob {key}")
+            return
+        offset += size
+
+
+def _unserved(exc: Exception, not_found: Response) -> Response:
+    """The answer when the bytes' first read (or a HEAD's check) failed; nothing was
+    sent or recorded."""
+    if isinstance(exc, FileNotFoundError):  # deleted between the check and the read
+        return not_found
+    if isinstance(exc, TamperedBlob):  # logged by _logged, naming the blob and the chunk
+        return error_response(
+            500, "DAMAGED", "The stored file failed its integrity check; nothing was sent."
+        )
+    if retryable(exc):
+        return busy_response(exc)
+    raise exc
+
+
+async def _then(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    """``first``, then the rest of the chunks."""
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()
+
+
+def _watched(
+    services: Services,
+    grant: DownloadGrant,
+    allowed: Allowed,
+    served: Served,
+    body: AsyncIterator[bytes],
+    start: int,
+    status: int,
+    headers: dict[str, str],
+) -> WatchedBody:
+    """The body, watched for the end of access, counted as it goes."""
+    rt = services.runtime
+    limits = services.settings.limits
+    kind = kind_label(grant.kind)
+
+    def changes() -> AbstractContextManager[asyncio.Event | None]:
+        if served.dataset_id is None:
+            return contextlib.nullcontext()
+        return services.hub.listen((DATASET, served.dataset_id))
+
+    async def still_allowed(now: datetime) -> bool:
+        return await downloads.still_allowed(rt, grant, allowed, now)
+
+    async def ended(sent: int, complete: bool) -> None:
+        if served.public:
+            services.metrics.downloaded.labels(kind).inc(sent)
+        if served.on_sent is not None:
+            await served.on_sent(start, start + sent)
+
+    if not served.public:  # private bytes: counted as a download, never by their size
+        services.metrics.private_downloads.labels(kind).inc()
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-type", served.media_type.encode()))
+    return WatchedBody(
+        body,
+        status=status,
+        headers=raw,
+        watch=Watch(
+            still_allowed=still_allowed,
+            clock=rt.clock,
+            cut_at=served.cut_at,
+            changes=changes,
+            min_rate=limits.download_min_rate,
+            grace=limits.download_grace,
+        ),
+        on_end=ended,
     )
 
 
-async def _stream(served: Served, start: int, end: int, clock: Clock) -> AsyncIterator[bytes]:
-    """Stream the range; a private dataset only until its window ends (a download that
-    started before ``expires_at`` is cut at that instant, not finished at leisure)."""
-    async for chunk in served.read(start, end):
-        if served.cut_at is not None and clock.now() >= served.cut_at:
-            log.info("download cut at the end of the dataset's window")
-            return
-        yield chunk
-    if end == served.size - 1 and served.on_last_byte is not None:
-        await served.on_last_byte()
-
-
-async def _counted(
-    body: AsyncIterator[bytes], services: Services, kind: str
-) -> AsyncIterator[bytes]:
-    """The body as sent, its bytes counted for ``/metrics`` as they go."""
-    sent = services.metrics.downloaded.labels(kind)
-    async for chunk in body:
-        sent.inc(len(chunk))
-        yield chunk
+async def _logged(served: Served, start: int, end: int) -> AsyncGenerator[bytes]:
+    """The range's bytes; a chunk that fails authentication is never served as data:
+    the response stops short, and the log names the blob and the chunk."""
+    try:
+        async for chunk in served.read(start, end):
+            yield chunk
+    except TamperedBlob as exc:
+        log.error(
+            "download of %s stopped: blob %s, chunk %s, failed authentication",
+            served.subject,
+            exc.object_id,
+            exc.index,
+        )
+        raise

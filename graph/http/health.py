@@ -17,7 +17,8 @@ from storage.system import disk
 async def readyz(request: Request) -> Response:
     """Whether this process can serve: the database and the object store answer, Redis
     too when configured, and the disk has room for uploads. 503 (with what is wrong)
-    when not: deletions still go on."""
+    when not: deletions still go on. Only these words: no number a stranger could
+    watch move with somebody's private upload (free bytes, counts, sizes)."""
     services = services_of(request)
     settings = services.settings
     free = await asyncio.to_thread(disk.free_bytes, settings.data_dir)
@@ -29,7 +30,7 @@ async def readyz(request: Request) -> Response:
     if services.queue is not None:
         checks["redis"] = "ok" if await services.queue.ping() else "unavailable"
     ready = all(value == "ok" for value in checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks, "freeBytes": free}
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

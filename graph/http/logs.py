@@ -5,12 +5,22 @@ The id is made at the edge (:class:`RequestIds`, the outermost middleware) and k
 in a context variable, so every record logged while that request is handled, the
 access log line included, carries it; the GraphQL context reuses it and sends it
 back as ``x-request-id``.
+
+Signed links never reach a log: the secret part of ``/downloads/<token>`` and
+``/uploads/<token>`` is replaced by ``[redacted]`` in every record (:class:`Redact`,
+on uvicorn's access log and on lorashelf's own handler), so whoever reads the logs
+cannot replay a link. Nor does what a ``GET /graphql`` carries in its query string: the
+values of its parameters are redacted too, but for ``operationName`` and
+``extensions`` (a persisted query's hash), so that a password a careless client put
+in a document or its variables (a mutation sent with ``GET`` is refused, after its
+URL reached the access log) never does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -21,6 +31,82 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 request_id: ContextVar[str | None] = ContextVar("lorashelf_request_id", default=None)
+
+# The routes whose path holds a signed token (graph/http/app.py: downloads, uploads).
+_SIGNED_PATH = re.compile(r"(/(?:downloads|uploads)/)[^\s?#\"']+")
+REDACTED = "[redacted]"
+# GraphQL over GET: the query string, and the parameters whose values are kept.
+_GRAPHQL_QUERY = re.compile(r"(/graphql/?\?)([^\s#\"']*)")
+_KEPT_PARAMETERS = frozenset({"operationName", "extensions"})
+
+
+def _redact_parameters(query: str) -> str:
+    kept = []
+    for pair in query.split("&"):
+        name, equals, _ = pair.partition("=")
+        kept.append(pair if name in _KEPT_PARAMETERS or not equals else f"{name}={REDACTED}")
+    return "&".join(kept)
+
+
+def redact(text: str) -> str:
+    """``text`` with the token of every signed link path, and the values of a GraphQL
+    GET's parameters (but ``operationName`` and ``extensions``), replaced by
+    ``[redacted]``."""
+    text = _SIGNED_PATH.sub(lambda match: match.group(1) + REDACTED, text)
+    return _GRAPHQL_QUERY.sub(lambda m: m.group(1) + _redact_parameters(m.group(2)), text)
+
+
+class Redact(logging.Filter):
+    """Takes the tokens of signed links out of a record (its message, its arguments,
+    which uvicorn's access formatter reads one by one, and its traceback's text)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if record.exc_info and not record.exc_text:  # a traceback's messages too
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return True
+
+
+REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+# A download stopped on purpose (graph/http/streaming.py) returns without completing its
+# response: uvicorn then closes the connection, and would call it an error.
+_ended_on_purpose: ContextVar[bool] = ContextVar("lorashelf_ended_on_purpose", default=False)
+UNCOMPLETED = "ASGI callable returned without completing response."
+
+
+def ended_on_purpose() -> None:
+    """This request's response stops short on purpose (its own line says why)."""
+    _ended_on_purpose.set(True)
+
+
+class QuietCut(logging.Filter):
+    """Drops uvicorn's error line for a response stopped short on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == UNCOMPLETED and _ended_on_purpose.get())
+
+
+def redact_signed_links() -> None:
+    """Put :class:`Redact` on the loggers that log request paths, and :class:`QuietCut`
+    on uvicorn's error logger (idempotent; run again after uvicorn configures its own
+    logging)."""
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, Redact) for f in logger.filters):
+            logger.addFilter(Redact())
+    error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietCut) for f in error.filters):
+        error.addFilter(QuietCut())
 
 
 def current_request_id() -> str:
@@ -59,10 +145,10 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid is not None:
             line["request_id"] = rid
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_text:  # formatted (and redacted) by Redact
             line["exc_info"] = record.exc_text
+        elif record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False, default=str)
@@ -72,6 +158,8 @@ def setup(log_format: str) -> None:
     """Configure the root logger for ``serve`` and ``worker``: text or JSON lines on
     stderr. With JSON, warnings and uvicorn's loggers go through it too."""
     handler = logging.StreamHandler()
+    handler.addFilter(Redact())  # whatever logger a record comes from
+    redact_signed_links()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
         logging.captureWarnings(True)

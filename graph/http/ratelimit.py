@@ -1,4 +1,4 @@
-"""Rate limits for the account mutations (the ``limits`` library).
+"""Rate limits for the account mutations, reports and e-mail (the ``limits`` library).
 
 Log-in attempts are counted per client address and per (username, address): one
 address cannot guess much, and what it does cannot lock anybody out. Per username
@@ -54,6 +54,8 @@ class RateLimiter:
         self.login_username_slowdown: RateLimitItem = parse(limits.login_rate_username_slowdown)
         self.login_address: RateLimitItem = parse(limits.login_rate_address)
         self.signup_address: RateLimitItem = parse(limits.signup_rate_address)
+        self.report_user: RateLimitItem = parse(limits.report_rate)
+        self.email_user: RateLimitItem = parse(limits.email_rate)
         self._slow: OrderedDict[str, asyncio.Lock] = OrderedDict()
 
     async def _hit(self, item: RateLimitItem, *keys: str) -> bool:
@@ -93,3 +95,13 @@ class RateLimiter:
 
     async def allow_signup(self, *, address: str) -> bool:
         return await self._hit(self.signup_address, "signup-address", address)
+
+    async def allow_report(self, *, user_id: int) -> bool:
+        """``reportContent`` per reporter (counted before the subject is looked up, so a
+        hidden subject and a missing one count alike)."""
+        return await self._hit(self.report_user, "report-user", str(user_id))
+
+    async def allow_email(self, *, user_id: int) -> bool:
+        """``setEmail`` per account: each one sends a message to an address of its
+        choosing."""
+        return await self._hit(self.email_user, "email-user", str(user_id))

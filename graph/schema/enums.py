@@ -53,6 +53,13 @@ def shown_status(status: db.DatasetStatus) -> db.DatasetStatus:
     return DATASET_STATUS_SHOWN_AS.get(status, status)
 
 
+def shown_reason(reason: db.DeletionReason | None) -> db.DeletionReason | None:
+    """The reason a client sees (a dataset deleted with its account: the owner's request)."""
+    if reason == db.DeletionReason.ACCOUNT_DELETED:
+        return db.DeletionReason.OWNER_REQUEST
+    return reason
+
+
 if TYPE_CHECKING:  # type checkers see the storage enums the API ones mirror
     VersionStatus = db.VersionStatus
     Visibility = db.Visibility
@@ -60,10 +67,14 @@ if TYPE_CHECKING:  # type checkers see the storage enums the API ones mirror
     FileStatus = db.DatasetStatus
     DeletionReason = db.DeletionReason
     NotificationKind = db.NotificationKind
+    DataExportStatus = db.ExportStatus
     DatasetEventKind = db.EventKind
     LoraType = db.LoraType
-    BaseModel = db.BaseModel
+    BaseModelName = db.BaseModel
     ModelSort = db.ModelSort
+    ReportReason = db.ReportReason
+    ReportStatus = db.ReportStatus
+    AuditAction = db.AuditAction
 else:
     VersionStatus = derive(
         db.VersionStatus,
@@ -109,7 +120,13 @@ else:
             ),
             db.DeletionReason.OWNER_REQUEST: "The owner deleted it.",
             db.DeletionReason.MODEL_DELETED: "Its model or model version was deleted.",
+            db.DeletionReason.TAKEN_DOWN: (
+                "The site's operators took its model version down and the law required the "
+                "removal of its private data (the operators never saw it)."
+            ),
         },
+        # deleted with its account: no one is left to see the tombstone
+        shown_as={db.DeletionReason.ACCOUNT_DELETED: db.DeletionReason.OWNER_REQUEST},
     )
     NotificationKind = derive(
         db.NotificationKind,
@@ -117,7 +134,31 @@ else:
         values={
             db.NotificationKind.DATASET_EXPIRING: "A private dataset will be deleted soon.",
             db.NotificationKind.DATASET_DELETED: "A private dataset has been deleted.",
+            db.NotificationKind.CONTENT_TAKEN_DOWN: (
+                "The site's operators took down one of your models or versions."
+            ),
+            db.NotificationKind.CONTENT_RESTORED: (
+                "The site's operators restored one of your models or versions."
+            ),
+            db.NotificationKind.ACCOUNT_SUSPENDED: "The site's operators suspended your account.",
+            db.NotificationKind.ACCOUNT_REINSTATED: (
+                "The site's operators reinstated your account."
+            ),
+            db.NotificationKind.EXPORT_READY: (
+                "A data export the owner asked for is ready to download."
+            ),
         },
+    )
+    DataExportStatus = derive(
+        db.ExportStatus,
+        name="DataExportStatus",
+        description="Where a data export stands.",
+        values={
+            db.ExportStatus.PENDING: "Being built; the owner is notified when it is ready.",
+            db.ExportStatus.READY: "Ready to download until its expiresAt.",
+            db.ExportStatus.EXPIRED: "Its window ended; its bytes have been shredded.",
+        },
+        shown_as={db.ExportStatus.BUILDING: db.ExportStatus.PENDING},
     )
     DatasetEventKind = derive(
         db.EventKind,
@@ -159,8 +200,9 @@ else:
             db.LoraType.DORA: "A DoRA: weight-decomposed low-rank adaptation.",
         },
     )
-    BaseModel = derive(
+    BaseModelName = derive(
         db.BaseModel,
+        name="BaseModelName",  # not BaseModel: pydantic's base class, in generated clients
         description="The base checkpoint a version was trained for.",
         values={
             db.BaseModel.SD_1_5: "Stable Diffusion 1.5.",
@@ -180,5 +222,43 @@ else:
         values={
             db.ModelSort.NEWEST: "Newest first.",
             db.ModelSort.MOST_DOWNLOADED: "Most downloaded first (full downloads of files).",
+        },
+    )
+    ReportReason = derive(
+        db.ReportReason,
+        description="Why something is reported.",
+        values={
+            db.ReportReason.COPYRIGHT: "It infringes somebody's copyright.",
+            db.ReportReason.PRIVACY: "It violates somebody's privacy (e.g. their likeness).",
+            db.ReportReason.ILLEGAL: "It is illegal.",
+            db.ReportReason.SPAM: "It is spam or misleading.",
+            db.ReportReason.IMPERSONATION: "It impersonates somebody.",
+            db.ReportReason.OTHER: "Something else (say what in the details).",
+        },
+    )
+    ReportStatus = derive(
+        db.ReportStatus,
+        description="Where a report is.",
+        values={
+            db.ReportStatus.OPEN: "Waiting for the operators.",
+            db.ReportStatus.ACTIONED: (
+                "The operators acted on what was reported (a takedown or a suspension)."
+            ),
+            db.ReportStatus.DISMISSED: "The operators looked at it and did not act.",
+        },
+    )
+    AuditAction = derive(
+        db.AuditAction,
+        description="What an operator did (one audit entry each).",
+        values={
+            db.AuditAction.TAKE_DOWN: "Took a model or version down.",
+            db.AuditAction.RESTORE: "Restored a model or version taken down.",
+            db.AuditAction.SUSPEND_USER: "Suspended an account.",
+            db.AuditAction.UNSUSPEND_USER: "Reinstated a suspended account.",
+            db.AuditAction.DISMISS_REPORT: "Closed a report without acting on its subject.",
+            db.AuditAction.GRANT_OPERATOR: "Made an account an operator (from the command line).",
+            db.AuditAction.REVOKE_OPERATOR: (
+                "Took the operator role from an account (from the command line)."
+            ),
         },
     )

@@ -7,7 +7,8 @@ in a mutation it becomes ``userErrors`` instead (``graph.schema.mutations``). An
 exception reaches the client as "Unexpected error." with a request id, and the
 server log has the traceback under the same id. Validation errors keep
 their message; with introspection off they also lose any "Did you mean" hint, so
-the schema cannot be guessed through suggestions.
+the schema cannot be guessed through suggestions. An answer carries at most
+``LORASHELF_MAX_ERRORS`` errors, then one ``TOO_MANY_ERRORS``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
+from graph.schema.limits import too_many_errors
 from storage.db.connection import is_busy
-from storage.errors import ServiceError, TryAgain
+from storage.errors import ServiceError
 
 log = logging.getLogger("lorashelf.errors")
 
@@ -56,9 +58,10 @@ def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext |
 
 
 class MaskUnexpected(MaskErrors):
-    def __init__(self, *, hide_suggestions: bool):
+    def __init__(self, *, hide_suggestions: bool, max_errors: int):
         super().__init__(should_mask_error=is_unexpected, error_message="Unexpected error.")
         self.hide_suggestions = hide_suggestions
+        self.max_errors = max_errors
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return GraphQLError(
@@ -74,17 +77,27 @@ class MaskUnexpected(MaskErrors):
         )
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        if len(errors) > self.max_errors and not _ends_the_list(errors[self.max_errors]):
+            errors = [*errors[: self.max_errors], too_many_errors(self.max_errors)]
         processed = [_with_code(error) for error in super()._process_errors(errors)]
         if not self.hide_suggestions:
             return processed
         return [_without_suggestion(error) for error in processed]
 
 
+def _ends_the_list(error: GraphQLError) -> bool:
+    return (error.extensions or {}).get("code") == "TOO_MANY_ERRORS"
+
+
 def _with_code(error: GraphQLError) -> GraphQLError:
     """An expected failure keeps its message and gains its code and field."""
     original = error.original_error
     if original is not None and not isinstance(original, ServiceError) and is_busy(original):
-        original = TryAgain()
+        # A field could not be read (mutations report a busy database in their payload,
+        # graph/schema/mutations/payload.py): it says nothing about changes.
+        original = ServiceError(
+            "The server is busy: this could not be read. Try again in a moment.", code="TRY_AGAIN"
+        )
     if not isinstance(original, ServiceError):
         return error
     return GraphQLError(

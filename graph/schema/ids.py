@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import re
 
-PREFIX = {
-    "User": "u",
-    "Model": "m",
-    "ModelVersion": "v",
-    "TrainingDataset": "d",
-    "ModelFile": "f",
-    "Notification": "n",
-}
+from storage.db.global_ids import PREFIX, encode
+
+__all__ = ["PREFIX", "decode", "decode_any", "decode_many", "encode"]
+
 TYPE_OF = {prefix: type_name for type_name, prefix in PREFIX.items()}
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{22}")
-
-
-def encode(type_name: str, public_id: str | None) -> str:
-    """The global ID of a row (every row gets a public id when it is created)."""
-    if public_id is None:
-        raise ValueError(f"a {type_name} without a public id")
-    return f"{PREFIX[type_name]}_{public_id}"
 
 
 def decode_any(global_id: str) -> tuple[str, str] | None:

@@ -1,34 +1,38 @@
-"""Document limits: depth, aliases, directives and cost, as GraphQL validation rules.
+"""Document limits: depth, aliases and cost as GraphQL validation rules, directives and
+field copies counted before validation, and the errors an answer may carry.
 
 The rule classes are built once per configuration (``limit_rules``), when the schema
-is built, never per request: the validation cache keys on the rule objects, so the
-same document validates once. Every refusal carries its limit in ``extensions``.
+is built, never per request; :func:`check` applies everything, and
+graph.schema.documents keeps its result per document. Every refusal carries its limit
+in ``extensions``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from functools import lru_cache
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from graphql import (
+    ASTValidationRule,
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    Node,
     OperationDefinitionNode,
     SelectionSetNode,
-    ValidationContext,
     ValidationRule,
     VariableNode,
+    validate,
 )
-from graphql.language import Visitor
-from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from storage.catalog import DEFAULT_VERSIONS, MAX_VERSIONS
 from storage.config.settings import Limits
@@ -36,6 +40,7 @@ from storage.db.pages import DEFAULT_PAGE, MAX_PAGE
 from storage.files import MAX_FILES_PER_VERSION
 from storage.retention.history import HISTORY_LIMIT
 
+DATASET_RECEIPTS = 200  # what deleteAccount's receipt is counted as holding
 INTROSPECTION_DEPTH = 15  # enough for GraphiQL's introspection query, bounded all the same
 
 
@@ -126,13 +131,23 @@ LISTS = {
     "models": (DEFAULT_PAGE, MAX_PAGE),
     "trainingDatasets": (DEFAULT_PAGE, MAX_PAGE),
     "notifications": (DEFAULT_PAGE, MAX_PAGE),
+    "reports": (DEFAULT_PAGE, MAX_PAGE),
+    "auditLog": (DEFAULT_PAGE, MAX_PAGE),
     "versions": (DEFAULT_VERSIONS, MAX_VERSIONS),
     "files": (MAX_FILES_PER_VERSION, MAX_FILES_PER_VERSION),
     "events": (HISTORY_LIMIT, HISTORY_LIMIT),
+    "dataExports": (DEFAULT_PAGE, MAX_PAGE),
+    # every receipt key ever used (one more per rotate-receipt-key: a handful)
+    "receiptPublicKeys": (10, 100),
+    # one per dataset the account held, tombstones included
+    "datasetReceipts": (DATASET_RECEIPTS, DATASET_RECEIPTS),
 }
-# Lists that are one stored map shown as key/value pairs: the map comes back whole, from
-# one column, with no work per entry; the list counts as one object, like a scalar would.
-MAPS = frozenset({"headerMetadata"})
+# Fields that read a weights file's stored header metadata: each weighs as much as this
+# many objects. Within a request a file's metadata is read once (one query for all the
+# files a request names), whatever the fields and aliases; what the answer can carry is
+# bounded in bytes by the request's metadata budget (storage.headers.ReadBudget), each
+# headerMetadata counted.
+HEADER_READS = {"headerMetadata": 8, "architecture": 8}
 
 
 def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
@@ -146,8 +161,8 @@ def _cost(walker: _Walker, selection_set: SelectionSetNode | None) -> int:
         if isinstance(selection, FieldNode):
             if selection.selection_set is None:
                 continue  # a scalar (or a list of scalars, all bounded and small)
-            if selection.name.value in MAPS:
-                total += 1
+            if selection.name.value in HEADER_READS:
+                total += HEADER_READS[selection.name.value]
                 continue
             default, bound = LISTS.get(selection.name.value, (1, 1))
             asked = _first(selection, bound)
@@ -242,32 +257,41 @@ def _operation_rule(
     return OperationRule
 
 
-def _directives_rule(limit: int) -> type[ValidationRule]:
-    class DirectiveCount(ValidationRule):
-        """Directives anywhere in the document (no built-in rule counts them)."""
+def directives_error(document: DocumentNode, limit: int) -> GraphQLError | None:
+    """Directive overloading: every directive written in the document, counted in one
+    linear walk before validation (each unknown or repeated directive would otherwise
+    cost a validation error of its own)."""
+    count = 0
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        for key in node.keys:
+            value = getattr(node, key, None)
+            if isinstance(value, tuple | list):
+                for item in value:
+                    if isinstance(item, DirectiveNode):
+                        count += 1
+                    if isinstance(item, Node):
+                        stack.append(item)
+            elif isinstance(value, Node):
+                stack.append(value)
+    if count > limit:
+        return _error(
+            f"The document has {count} directives; at most {limit} allowed.",
+            None,
+            "TOO_MANY_DIRECTIVES",
+            limit,
+            count,
+        )
+    return None
 
-        def __init__(self, context: ValidationContext):
-            super().__init__(context)
-            self.count = 0
-            self.reported = False
 
-        def enter_directive(self, node: Any, *_args: Any) -> Any:
-            self.count += 1
-            if self.count > limit and not self.reported:
-                self.reported = True
-                self.report_error(
-                    _error(
-                        f"The document has more than {limit} directives.",
-                        node,
-                        "TOO_MANY_DIRECTIVES",
-                        limit,
-                        self.count,
-                    )
-                )
-                return Visitor.BREAK
-            return None
-
-    return DirectiveCount
+def too_many_errors(limit: int) -> GraphQLError:
+    """What ends an answer's error list at the limit (the rest are not sent)."""
+    return GraphQLError(
+        f"More than {limit} errors; the rest are left out.",
+        extensions={"code": "TOO_MANY_ERRORS", "limit": limit},
+    )
 
 
 def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
@@ -324,31 +348,31 @@ def limit_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
         _operation_rule(depth),
         _operation_rule(aliases),
         _operation_rule(cost),
-        _directives_rule(limits.max_directives),
     )
 
 
-_validate = lru_cache(maxsize=256)(validate_document)
-
-
-class GuardedValidation(SchemaExtension):
-    """Validation, cached per document (the parser cache hands back the same document
-    object for the same text), behind a linear check for field duplication that
-    must run before graphql-core's quadratic overlap rule."""
-
-    def __init__(self, *, max_repeats: int):
-        super().__init__()
-        self.max_repeats = max_repeats
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        assert document is not None
-        refused = repeated_fields_error(document, self.max_repeats)
-        if refused is not None:
-            context.pre_execution_errors = [refused]
-        else:
-            context.pre_execution_errors = _validate(
-                context.schema._schema, document, context.validation_rules
-            )
-        yield
+def check(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+    limits: Limits,
+) -> list[GraphQLError]:
+    """Whether a document may run (empty: it may): the checks that run before
+    validation, each linear in the document's size (graphql-core's overlap rule is
+    quadratic in the copies of one field; each unknown directive would be an error of
+    its own), then validation with strawberry's own rules added, stopped at
+    ``limits.max_errors``. Cached per document by graph.schema.documents."""
+    refused = directives_error(document, limits.max_directives) or repeated_fields_error(
+        document, limits.max_field_repeats
+    )
+    if refused is not None:
+        return [refused]
+    errors = validate(
+        schema,
+        document,
+        (*rules, MaybeNullValidationRule, OneOfInputValidationRule),
+        max_errors=limits.max_errors,
+    )
+    if len(errors) > limits.max_errors:  # graphql-core's own "Validation aborted." replaced
+        errors = [*errors[: limits.max_errors], too_many_errors(limits.max_errors)]
+    return errors

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import strawberry
 
-from graph.schema.mutations import accounts, datasets, files, models, notifications, versions
+from graph.schema.mutations import (
+    accounts,
+    datasets,
+    email,
+    exports,
+    files,
+    models,
+    moderation,
+    notifications,
+    versions,
+)
 
 
 @strawberry.type(description="Changes.")
@@ -28,3 +38,14 @@ class Mutation:
     delete_model = models.delete_model
     delete_model_version = versions.delete_model_version
     mark_notifications_read = notifications.mark_notifications_read
+    set_email = email.set_email
+    verify_email = email.verify_email
+    set_email_preferences = email.set_email_preferences
+    report_content = moderation.report_content
+    take_down = moderation.take_down
+    restore = moderation.restore
+    suspend_user = moderation.suspend_user
+    unsuspend_user = moderation.unsuspend_user
+    dismiss_report = moderation.dismiss_report
+    request_data_export = exports.request_data_export
+    delete_account = accounts.delete_account

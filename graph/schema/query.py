@@ -9,9 +9,12 @@ import strawberry
 
 from graph.schema import ids
 from graph.schema.context import Info
-from graph.schema.enums import BaseModel, LoraType, ModelSort
+from graph.schema.enums import BaseModelName, LoraType, ModelSort, ReportStatus
+from graph.schema.relations import load_ahead
 from graph.schema.types.models import ModelType
+from graph.schema.types.moderation import AuditEntryType, ReportType
 from graph.schema.types.policy import RetentionPolicyType
+from graph.schema.types.receipts import ReceiptKeyType
 from graph.schema.types.relay import (
     NODE_TYPES,
     AfterArg,
@@ -24,7 +27,8 @@ from graph.schema.types.relay import (
 )
 from graph.schema.types.users import UserType
 from graph.schema.types.versions import ModelVersionType
-from storage import catalog, files
+from storage import audit, catalog, hashes, reports
+from storage.crypto import receipts
 from storage.db import enums as stored
 from storage.privacy import lookups
 from storage.retention import header_firewall
@@ -38,7 +42,10 @@ async def resolve_node(info: Info, global_id: str) -> Node | None:
         return None
     kind, node_type = entry
     row = await info.context.loaders.public(kind).load(decoded[1])
-    return node_type.of(row) if row is not None else None  # type: ignore[no-any-return]
+    if row is None:
+        return None
+    await load_ahead(info, [row], kind.name)
+    return node_type.of(row)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="Reads.")
@@ -64,7 +71,10 @@ class Query:
     ) -> ModelType | None:
         public_id = ids.decode(str(id), lookups.MODEL.name)
         model = await info.context.loaders.public(lookups.MODEL).load(public_id or "")
-        return ModelType.of(model) if model is not None else None
+        if model is None:
+            return None
+        await load_ahead(info, [model], lookups.MODEL.name)
+        return ModelType.of(model)
 
     @strawberry.field(
         description=(
@@ -94,7 +104,7 @@ class Query:
             str | None, strawberry.argument(description="Only models with this tag.")
         ] = None,
         base_model: Annotated[
-            BaseModel | None,
+            BaseModelName | None,
             strawberry.argument(description="Only models with a version for this base model."),
         ] = None,
         type: Annotated[
@@ -123,7 +133,7 @@ class Query:
             first=first,
             after=opened(info, after),
         )
-        return connection(info, page, ModelType.of)
+        return await connection(info, page, ModelType.of, lookups.MODEL.name)
 
     @strawberry.field(
         description=(
@@ -138,8 +148,25 @@ class Query:
         hash: Annotated[str, strawberry.argument(description="A SHA-256, AutoV2 or AutoV3.")],
     ) -> ModelVersionType | None:
         ctx = info.context
-        row = await files.version_by_hash(ctx.viewer_id, hash, now=ctx.now())
-        return ModelVersionType.of(row) if row is not None else None
+        row = await hashes.version_by_hash(ctx.viewer_id, hash, now=ctx.now())
+        if row is None:
+            return None
+        await load_ahead(info, [row], lookups.VERSION.name)
+        return ModelVersionType.of(row)
+
+    @strawberry.field(
+        description=(
+            "The public keys that sign deletion receipts, oldest first (retired ones stay, "
+            "so old receipts can still be checked); also at "
+            "/.well-known/lorashelf-receipt-keys.json."
+        )
+    )
+    async def receipt_public_keys(self, info: Info) -> list[ReceiptKeyType]:
+        rt = info.context.runtime
+        return [
+            ReceiptKeyType.of(row)
+            for row in await receipts.published(rt.master, now=rt.clock.now())
+        ]
 
     @strawberry.field(description="What happens to private datasets, and when.")
     def retention_policy(self, info: Info) -> RetentionPolicyType:
@@ -153,3 +180,46 @@ class Query:
                 header_firewall.withheld_keys(info.context.services.settings)
             ),
         )
+
+    @strawberry.field(
+        description=(
+            "Operators: the reports, newest first (those in `status`, or all). Anybody else: "
+            "an error with code FORBIDDEN."
+        )
+    )
+    async def reports(
+        self,
+        info: Info,
+        status: Annotated[
+            ReportStatus | None, strawberry.argument(description="Only reports in this state.")
+        ] = None,
+        first: FirstArg = None,
+        after: AfterArg = None,
+    ) -> Connection[ReportType]:
+        ctx = info.context
+        await ctx.require_operator()
+        page = await reports.reports_page(
+            viewer=ctx.viewer_id,
+            operator=True,
+            status=stored.ReportStatus(status) if status is not None else None,
+            first=first,
+            after=opened(info, after),
+        )
+        return await connection(info, page, ReportType.of, "Report")
+
+    @strawberry.field(
+        description=(
+            "Operators: the audit trail, newest first (every operator action; entries are "
+            "never changed or removed). Anybody else: an error with code FORBIDDEN (your "
+            "own entries are on `viewer.auditLog`)."
+        )
+    )
+    async def audit_log(
+        self, info: Info, first: FirstArg = None, after: AfterArg = None
+    ) -> Connection[AuditEntryType]:
+        ctx = info.context
+        await ctx.require_operator()
+        page = await audit.entries_page(
+            viewer=ctx.viewer_id, operator=True, first=first, after=opened(info, after)
+        )
+        return await connection(info, page, AuditEntryType.of, "AuditEntry")

@@ -56,7 +56,8 @@ async def _still_signed_in(ctx: Context) -> None:
     assert ctx.token is not None
     if not await accounts.session_alive(ctx.token.id, now=ctx.now()):
         raise Unauthenticated("Your session ended (signed out or expired); sign in again.")
-    ctx.loaders = Loaders(viewer=ctx.viewer_id)  # fresh: nothing read before is reused
+    # fresh: nothing read before is reused
+    ctx.loaders = Loaders(viewer=ctx.viewer_id, blobs=ctx.runtime.blobs)
 
 
 def _token_of(params: dict[str, object]) -> str | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,14 +21,16 @@ from arq.connections import RedisSettings
 from arq.constants import default_queue_name, job_key_prefix
 
 from storage.config.settings import Settings
-from storage.db.enums import DatasetStatus, Visibility
-from storage.db.models import ModelFile, TrainingDataset
+from storage.db.enums import DatasetStatus, ExportStatus, Visibility
+from storage.db.models import DataExport, ModelFile, TrainingDataset
 from storage.retention import deletion
 from storage.system.clock import Clock
 
 __all__ = [
+    "ArqMail",
     "ArqScheduler",
     "PlannedJob",
+    "planned_export_jobs",
     "planned_file_jobs",
     "planned_jobs",
 ]
@@ -89,11 +92,41 @@ def planned_file_jobs(file: ModelFile | None) -> list[PlannedJob]:
     return [PlannedJob(f"erase-header:{file.id}:{_ms(due)}", "erase_header", (file.id,), due)]
 
 
+def planned_export_jobs(export: DataExport | None, *, now: datetime) -> list[PlannedJob]:
+    """A data export's job: built now while pending, shredded at the end of its window."""
+    if export is None:
+        return []
+    if export.status in (ExportStatus.PENDING, ExportStatus.BUILDING):
+        return [PlannedJob(f"build-export:{export.id}", "build_export", (export.id,), now)]
+    if export.status == ExportStatus.READY and export.expires_at is not None:
+        at = export.expires_at
+        return [
+            PlannedJob(f"expire-export:{export.id}:{_ms(at)}", "expire_export", (export.id,), at)
+        ]
+    return []
+
+
 def redis_settings(url: str) -> RedisSettings:
     settings = RedisSettings.from_dsn(url)
     settings.conn_timeout = 2
     settings.conn_retries = 0
     return settings
+
+
+class DatabaseUnreadable(Exception):
+    """Reading the row to plan for failed: the database's failure, not Redis's."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(f"{cause.__class__.__name__}: {cause}")
+        self.cause = f"{cause.__class__.__name__}: {cause}"
+
+
+@contextlib.asynccontextmanager
+async def _reading_the_database() -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise DatabaseUnreadable(exc) from exc
 
 
 class ArqScheduler:
@@ -114,6 +147,9 @@ class ArqScheduler:
         # as they are then, as soon as Redis answers; the sweep covers them meanwhile.
         self._missed: dict[str, tuple[Callable[[int], Awaitable[None]], int]] = {}
         self._replay: asyncio.Task[None] | None = None
+        # Whether some were missed because Redis failed (not the database): until they
+        # are planned, new changes join them instead of waiting on Redis.
+        self._redis_missed = False
 
     async def _connect(self) -> ArqRedis:
         if self._pool is None:
@@ -122,8 +158,9 @@ class ArqScheduler:
 
     async def queue_depth(self) -> int:
         """Jobs in ARQ's queue (due or deferred), for the operations view."""
-        pool = await self._connect()
-        return int(await asyncio.wait_for(pool.zcard(default_queue_name), 2))
+        async with asyncio.timeout(2):  # connecting too: a hung Redis accepts, never answers
+            pool = await self._connect()
+            return int(await pool.zcard(default_queue_name))
 
     async def ping(self) -> bool:
         """Whether Redis answers (for ``/readyz``)."""
@@ -149,32 +186,61 @@ class ArqScheduler:
     async def file_changed(self, file_id: int) -> None:
         await self._guarded(f"file {file_id}", self._file_jobs, file_id)
 
+    async def mail_queued(self) -> None:
+        """A ``deliver_mail`` pass now (each call its own job: a pass that already ran
+        must not swallow a message queued after it)."""
+        await self._guarded("e-mail", self._mail_job, 0)
+
+    async def _mail_job(self, _: int) -> None:
+        pool = await self._connect()
+        await pool.enqueue_job("deliver_mail", _job_id=f"mail:{uuid.uuid4().hex}")
+
+    async def export_changed(self, export_id: int) -> None:
+        await self._guarded(f"export {export_id}", self._export_jobs, export_id)
+
     async def _dataset_jobs(self, dataset_id: int) -> None:
-        row = await deletion.dataset_by_id(dataset_id)
+        async with _reading_the_database():
+            row = await deletion.dataset_by_id(dataset_id)
         wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
         await self._replan(f"lorashelf:dataset-jobs:{dataset_id}", wanted)
 
+    async def _export_jobs(self, export_id: int) -> None:
+        row = await DataExport.get_or_none(id=export_id)
+        wanted = planned_export_jobs(row, now=self._clock.now())
+        await self._replan(f"lorashelf:export-jobs:{export_id}", wanted)
+
     async def _file_jobs(self, file_id: int) -> None:
-        row = await ModelFile.get_or_none(id=file_id)
+        async with _reading_the_database():
+            row = await ModelFile.get_or_none(id=file_id)
         await self._replan(f"lorashelf:file-jobs:{file_id}", planned_file_jobs(row))
 
     async def _guarded(
         self, what: str, schedule: Callable[[int], Awaitable[None]], key: int
     ) -> None:
-        if self._missed or self._down():
+        if self._down() or self._redis_missed:
             # Redis was down a moment ago: no request waits on it; the replay tries.
             log.warning("Redis unavailable: %s planned when it is back", what)
             self._miss(what, schedule, key)
             return
         try:
             await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
+        except DatabaseUnreadable as exc:  # Redis is fine: no Redis-down mode
+            log.warning(
+                "could not read %s from the database to schedule its retention jobs (%s); "
+                "planned again in %ss (the sweep covers it meanwhile)",
+                what,
+                exc.cause,
+                RETRY_AFTER,
+            )
+            self._miss(what, schedule, key)
         except Exception as exc:  # Redis down or slow: planned again when it is back
+            self._redis_missed = True
             await self._failed()
             log.warning(
                 "could not schedule retention jobs for %s (%s); planned again when Redis "
                 "is back (the sweep covers it meanwhile)",
                 what,
-                exc.__class__.__name__,
+                f"{exc.__class__.__name__}: {exc}",
             )
             self._miss(what, schedule, key)
 
@@ -203,12 +269,17 @@ class ArqScheduler:
             for what, (schedule, key) in list(self._missed.items()):
                 try:
                     await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
+                except DatabaseUnreadable:  # the database, not Redis: wait, then try again
+                    await self._clock.sleep(RETRY_AFTER)
+                    break
                 except Exception:  # still down: wait, then try again
                     await self._failed()
                     break
                 self._missed.pop(what, None)
             else:
-                log.info("Redis is back: missed retention jobs planned")
+                if self._redis_missed:
+                    log.info("Redis is back: missed retention jobs planned")
+                self._redis_missed = False
 
     async def _replan(self, index: str, wanted: list[PlannedJob]) -> None:
         """Enqueue ``wanted`` (ids hold the due time: the same state twice is one job)
@@ -229,3 +300,14 @@ class ArqScheduler:
             await pool.sadd(index, *[job.job_id for job in wanted])  # type: ignore[misc]
             keep = max(job.at for job in wanted) - self._clock.now() + timedelta(days=2)
             await pool.expire(index, int(keep.total_seconds()))
+
+
+class ArqMail(ArqScheduler):
+    """A worker's scheduler: it plans no retention work (it runs it), but e-mail its jobs
+    queue is sent by a ``deliver_mail`` job of its own, at once."""
+
+    async def dataset_changed(self, dataset_id: int) -> None:
+        return None
+
+    async def file_changed(self, file_id: int) -> None:
+        return None

@@ -1,10 +1,9 @@
-"""The local blob store: blobs as files under one directory (``file://`` blob URLs)."""
+"""The local raw store: blobs as files under one directory (``file://`` blob URLs)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -14,21 +13,19 @@ from storage.blobs.spool import SpoolWriter, remove_stale_spool
 
 
 class LocalBlobWriter(SpoolWriter):
-    def __init__(self, store: LocalBlobStore):
-        super().__init__(store.tmp_dir)
+    def __init__(self, store: LocalBlobStore, key: str):
+        super().__init__(store.tmp_dir, key)
         self._store = store
 
-    async def commit(self) -> str:
+    async def commit(self) -> None:
         await self.seal()
-        key = secrets.token_hex(16)
-        target = self._store.path_for(key)
+        target = self._store.path_for(self.key)
 
         def _move() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self._tmp, target)
 
         await asyncio.to_thread(_move)
-        return key
 
 
 class LocalBlobStore:
@@ -53,8 +50,8 @@ class LocalBlobStore:
             raise ValueError("malformed blob key")
         return self.root / key[:2] / key
 
-    def writer(self) -> LocalBlobWriter:
-        return LocalBlobWriter(self)
+    def writer(self, key: str) -> LocalBlobWriter:
+        return LocalBlobWriter(self, key)
 
     async def size(self, key: str) -> int | None:
         try:
@@ -65,14 +62,16 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         return self.path_for(key).exists()
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes ``start`` .. ``end`` (inclusive) of a blob."""
+    async def read(
+        self, key: str, start: int = 0, end: int | None = None, *, piece: int = CHUNK
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``start`` .. ``end`` (inclusive) of a blob, ``piece`` at a time."""
         handle = await asyncio.to_thread(open, self.path_for(key), "rb")
         try:
             await asyncio.to_thread(handle.seek, start)
             remaining = None if end is None else end - start + 1
             while remaining is None or remaining > 0:
-                want = CHUNK if remaining is None else min(CHUNK, remaining)
+                want = piece if remaining is None else min(piece, remaining)
                 chunk = await asyncio.to_thread(handle.read, want)
                 if not chunk:
                     break
@@ -81,6 +80,9 @@ class LocalBlobStore:
                 yield chunk
         finally:
             handle.close()
+
+    async def abort_uploads(self, key: str) -> int:
+        return 0  # nothing is in progress outside the spool, which its writer removes
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.path_for(key).unlink, True)

@@ -1,45 +1,45 @@
 """The spool: a blob being written, in a temporary file named after its writer.
 
-Both stores write through it (the local store renames the sealed file into place, the
-S3 store uploads it), and the archive and safetensors checks read the sealed file.
-A partial file whose writer died is found by its name and removed at start-up.
+Both raw stores write through it (the local store renames the sealed file into place,
+the S3 store uploads it). What is spooled is already ciphertext (the sealed writer,
+:mod:`storage.blobs.sealed`, encrypts before it writes): no upload's plaintext ever
+reaches the disk. A partial file whose writer died is found by its name and removed at
+start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 from datetime import datetime
 from pathlib import Path
 
+from storage.blobs.base import BLOB_KEY
 from storage.system.claim_holder import file_holder_gone, file_tag
 
 
 class SpoolWriter:
-    """Writes a blob to a temporary file in ``tmp_dir``, hashing on the way; a
-    subclass's ``commit`` moves the sealed file into its store."""
+    """Writes a blob to a temporary file in ``tmp_dir``; a subclass's ``commit`` moves
+    the sealed file into its store under ``key``."""
 
-    def __init__(self, tmp_dir: Path):
+    def __init__(self, tmp_dir: Path, key: str):
+        if not BLOB_KEY.match(key):
+            raise ValueError("malformed blob key")
+        self.key = key
         # Named after the writing process: a partial file whose writer died is removed
         # at once (at the next start-up sweep), not an hour later.
         self._tmp = tmp_dir / f"{file_tag()}~{secrets.token_hex(16)}.part"
-        self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
-        self._hash = hashlib.sha256()
+        self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in seal/abort
         self.size = 0
 
     @property
     def temp_path(self) -> Path:
         return self._tmp
 
-    async def write(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        self.size += len(chunk)
-        await asyncio.to_thread(self._file.write, chunk)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+    def write_sync(self, data: bytes) -> None:
+        self._file.write(data)
+        self.size += len(data)
 
     async def seal(self) -> None:
         def _seal() -> None:

@@ -1,2 +1,2 @@
 """Configuration: the variables (one table), their value formats, the settings built from them, the
-README tables."""
+docs/configuration.md tables."""

@@ -3,13 +3,18 @@
 A parser takes the variable's name and its raw text and returns the value, or raises
 :class:`ConfigError` with one line naming the variable, so the process can stop with
 exactly that line. The formatters are their inverse (``short_duration``), the wording
-used in messages (``describe_duration``), and the masks that hide secrets.
+used in messages (``describe_duration``), and the masks that hide secrets; and
+:class:`Variable`, how a variable is declared with its parser and mask (the tables:
+:mod:`storage.config.variables`, :mod:`storage.config.limits`).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE_UNITS = {
@@ -145,13 +150,29 @@ def parse_database_url(name: str, raw: str) -> str:
         raise ConfigError(
             f"{name} must start with sqlite:// or postgres:// (got {url.split('://')[0]!r})"
         )
+    _check_authority(name, url)
     return url
+
+
+def _check_authority(name: str, url: str) -> None:
+    """Refuse a URL whose host or port cannot be read (a password holding an unescaped
+    "/", "?", "#" or "@" cuts the URL in the wrong place), naming it masked."""
+    try:
+        urlsplit(url).port  # noqa: B018  (reading it is the check)
+    except ValueError:
+        raise ConfigError(
+            f"{name}: the host and port cannot be read from {mask_url(url)!r}; "
+            'percent-encode "/", "?", "#", "@" and ":" in a user name or password '
+            "(e.g. %2F for /)"
+        ) from None
 
 
 def parse_redis_url(name: str, raw: str) -> str | None:
     url = raw.strip()
     if url and not re.match(r"^rediss?://", url):
         raise ConfigError(f"{name} must start with redis:// or rediss://")
+    if url:
+        _check_authority(name, url)
     return url or None
 
 
@@ -180,7 +201,7 @@ def parse_blob_url(name: str, raw: str) -> str:
         bucket, prefix = parse_s3_url(name, url)
         return f"s3://{bucket}/{prefix}".rstrip("/")
     if not url.startswith("file://"):
-        raise ConfigError(f"{name}: use file:///path or s3://bucket/prefix (got {url!r})")
+        raise ConfigError(f"{name}: use file:///path or s3://bucket/prefix (got {mask_url(url)!r})")
     return url
 
 
@@ -191,8 +212,87 @@ def parse_public_url(name: str, raw: str) -> str:
     return url
 
 
+def parse_smtp_url(name: str, raw: str) -> str:
+    """``smtp://user:pass@host:port`` (STARTTLS, required) or ``smtps://…`` (TLS from the
+    first byte); empty for no e-mail. The user and password are optional (percent-encode
+    special characters)."""
+    url = raw.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigError(f"{name} must start with smtp:// (STARTTLS) or smtps:// (TLS)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}: the port is not a number") from None
+    if not parts.hostname:
+        raise ConfigError(f"{name} names no host (use smtp://user:password@host:587)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{name}: use smtp://user:password@host:port, nothing after the port")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{name}: the port must be between 1 and 65535")
+    return url
+
+
+_ADDRESS = re.compile(r"[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+")
+
+
+def is_email_address(value: str) -> bool:
+    """A plain address (``name@example.com``): one ``@``, a dot in the domain, nothing a
+    header could be split or steered by."""
+    return len(value) <= 254 and bool(_ADDRESS.fullmatch(value)) and value.isprintable()
+
+
+def parse_mail_from(name: str, raw: str) -> str:
+    """The sender: ``noreply@example.com`` or ``lorashelf <noreply@example.com>``."""
+    value = raw.strip()
+    if not value:
+        return ""
+    address = value
+    match = re.fullmatch(r"([^<>\r\n]*)<([^<>]+)>", value)
+    if match:
+        address = match.group(2).strip()
+    if not is_email_address(address) or "\n" in value or "\r" in value:
+        raise ConfigError(
+            f"{name}={raw!r} is not a sender address (use noreply@example.com or "
+            "'lorashelf <noreply@example.com>')"
+        )
+    return value
+
+
 def parse_text(name: str, raw: str) -> str:
     return raw.strip()
+
+
+def parse_master_keys(name: str, raw: str) -> tuple[bytes, ...]:
+    """One or more base64 keys of 32 bytes, comma-separated: the first wraps new data
+    keys, the others are only read (while ``lorashelf rotate-master-key`` re-wraps)."""
+    import base64
+    import binascii
+
+    keys = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        url_safe = "-" in part or "_" in part
+        try:
+            key = base64.b64decode(
+                part + "=" * (-len(part) % 4), altchars=b"-_" if url_safe else None, validate=True
+            )
+        except (binascii.Error, ValueError):
+            raise ConfigError(
+                f"{name}: a key is not base64 (make one: openssl rand -base64 32)"
+            ) from None
+        if len(key) != 32:
+            raise ConfigError(
+                f"{name}: a key must be 32 bytes, base64 (this one is {len(key)} bytes; "
+                "make one: openssl rand -base64 32)"
+            )
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"{name}: no key given")
+    return tuple(keys)
 
 
 LOG_FORMATS = ("text", "json")
@@ -225,15 +325,94 @@ def describe_duration(seconds: int) -> str:
 MASK = "********"
 
 
+# Query parameters shown as they are: connection options known to carry no secret.
+# Every other parameter's value is masked (``?password=…``, ``?sslpassword=…``, a
+# token under any name): what a URL may hide in its query is open-ended, so the
+# list says what is safe to show rather than what is not.
+SHOWN_URL_PARAMETERS = frozenset(
+    {
+        "sslmode",
+        "ssl",
+        "ssl_cert_reqs",
+        "connect_timeout",
+        "application_name",
+        "target_session_attrs",
+        "db",
+        "timeout",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "health_check_interval",
+        "decode_responses",
+        "protocol",
+        "region",
+        "endpoint",
+        "max_size",
+        "min_size",
+        "maxsize",
+        "minsize",
+        "schema",
+        "options",
+    }
+)
+
+
 def mask_url(url: str) -> str:
-    """A URL with the password in it (``postgres://user:secret@host``) replaced by a mask."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+    """A URL with every secret-bearing part masked: the password of its userinfo
+    (``postgres://user:secret@host``), the value of every query parameter not known
+    to be harmless (``redis://host?password=secret``), and any fragment."""
+    scheme, sep, rest = url.partition("://")
+    userinfo = None
+    if sep and "@" in rest and not rest.startswith("/"):
+        # The userinfo ends at the last "@", whatever it holds: a password with an
+        # unescaped "/", "?", "#" or "@" in it (which urlsplit would take for the path,
+        # the query or the fragment) is masked all the same; only a plain user name is
+        # shown.
+        found, _, rest = rest.rpartition("@")
+        user, colon, _ = found.partition(":")
+        plain = not any(c in user for c in "/?#")
+        userinfo = (f"{user}:{MASK}" if colon else user) if plain else MASK
+    parts = urlsplit(f"{scheme}{sep}{rest}")
+    query = parts.query
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, value = pair.partition("=")
+            shown = unquote_plus(name).strip().lower() in SHOWN_URL_PARAMETERS
+            pairs.append(pair if shown else f"{name}={MASK}" if eq else MASK)
+        query = "&".join(pairs)
+    fragment = MASK if parts.fragment else ""
+    if (query, fragment) == (parts.query, parts.fragment):
+        masked = f"{scheme}{sep}{rest}"  # no re-spelling: sqlite:///path stays as it is
+    else:
+        masked = urlunsplit(parts._replace(query=query, fragment=fragment))
+    if userinfo is None:
+        return masked
+    return f"{scheme}{sep}{userinfo}@{masked[len(scheme) + len(sep) :]}"
 
 
 def mask_all(value: str) -> str:
     return MASK if value else value
+
+
+def mask_email(address: str | None) -> str:
+    """An e-mail address as logs show it: ``a***@e***.com`` (personal data never reaches
+    a log whole)."""
+    if not address:
+        return "(none)"
+    local, _, domain = address.partition("@")
+    name, dot, tld = domain.rpartition(".")
+    return f"{local[:1]}***@{name[:1]}***{dot}{tld}" if dot else f"{local[:1]}***@***"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One configuration variable: declared once, loaded and documented from here."""
+
+    field: str  # the Settings (or Limits) attribute it fills
+    name: str  # the environment variable
+    parse: Callable[[str, str], Any]
+    default: str | None  # raw text, parsed like a set value; None: computed at load
+    meaning: str
+    table: str = "settings"  # its table in docs/configuration.md: "settings" or "limits"
+    shown_default: str | None = None  # how the docs show a computed default
+    mask: Callable[[str], str] | None = None  # hides secrets wherever a value is shown

@@ -11,13 +11,14 @@ import difflib
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage.config.parse import ConfigError, describe_duration, short_duration
-from storage.config.variables import VARIABLES, Variable
+from storage.config.parse import ConfigError, Variable, describe_duration, short_duration
+from storage.config.variables import VARIABLES
 
 log = logging.getLogger("lorashelf.config")
 
@@ -47,10 +48,16 @@ class Limits:
     max_depth: int
     max_aliases: int
     max_directives: int
+    max_errors: int
+    parsed_documents_bytes: int
+    public_cache_bytes: int
+    persisted_queries_bytes: int
     max_cost: int
     body_timeout: int
     upload_min_rate: int
     upload_grace: int
+    download_min_rate: int
+    download_grace: int
     max_requests_per_address: int
     max_subscriptions_per_user: int
     max_field_repeats: int
@@ -58,6 +65,8 @@ class Limits:
     login_rate_username_slowdown: str
     login_rate_address: str
     signup_rate_address: str
+    report_rate: str
+    email_rate: str
     zip_max_ratio: int
     max_datasets_per_user: int
     max_models_per_user: int
@@ -73,6 +82,7 @@ class Settings:
     data_dir: Path
     database_url: str
     database_pool_size: int
+    database_busy_timeout: int
     redis_url: str | None
     secret_key: str
     private_retention: int
@@ -91,11 +101,18 @@ class Settings:
     public_url: str
     trusted_proxies: tuple[str, ...]
     token_lifetime: int
+    smtp_url: str = ""
+    mail_from: str = ""
+    mail_retry_for: int = 2 * 86400
     log_format: str = "text"
+    master_key: tuple[bytes, ...] | None = None  # None: the key file in the data dir
+    username_quarantine: int = 30 * 86400
+    export_retention: int = 7 * 86400
     limits: Limits = field(default_factory=lambda: load_limits({}))
     upload_url_lifetime: int = 3600
     download_url_lifetime: int = 300
     public_cache: int = 10
+    start_patience: int = 60
 
     @property
     def blob_dir(self) -> Path:
@@ -131,6 +148,39 @@ def _secret_key(data_dir: Path, configured: str | None, *, create: bool) -> str:
     return key
 
 
+# What a process that writes lorashelf's data creates: files 0600, directories 0700
+# (serve, worker and migrate set it as they start: graph/cli.py).
+UMASK = 0o077
+
+
+def keep_private(path: Path, variable: str) -> None:
+    """A directory holding lorashelf's data must not be open to other local users: one
+    that is (any permission for "others") is closed to them, with a warning; one that
+    cannot be is refused. Group permissions are left as the operator set them (0750 for
+    a backup group, as PostgreSQL allows); lorashelf creates its directories 0700."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o007:
+        return
+    try:
+        path.chmod(mode & ~0o007)
+    except OSError as exc:
+        raise ConfigError(
+            f"{variable}: {path} is open to every local user (mode {mode:04o}) and cannot be "
+            f"closed ({exc.strerror}); run: chmod o-rwx {path}"
+        ) from exc
+    log.warning(
+        "%s: %s was open to every local user (mode %04o); it is now %04o. "
+        "Private datasets live there: keep it 0700.",
+        variable,
+        path,
+        mode,
+        mode & ~0o007,
+    )
+
+
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
     """One line for each ``LORASHELF_*`` variable that is not in :data:`VARIABLES` (a
     misspelling would otherwise be ignored), naming the closest known one."""
@@ -157,6 +207,22 @@ def _check_reminders(reminders: tuple[int, ...], retention: int) -> None:
         )
 
 
+def _check_mail(values: Mapping[str, Any]) -> None:
+    """E-mail needs a sender, and absolute links (verification, unsubscribe)."""
+    if not values["smtp_url"]:
+        return
+    if not values["mail_from"]:
+        raise ConfigError(
+            "LORASHELF_MAIL_FROM must be set with LORASHELF_SMTP_URL (the sender of e-mail, "
+            "e.g. 'lorashelf <noreply@example.com>')"
+        )
+    if not values["public_url"]:
+        raise ConfigError(
+            "LORASHELF_PUBLIC_URL must be set with LORASHELF_SMTP_URL: the links in e-mail "
+            "(address verification, unsubscribe) are absolute"
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) -> Settings:
     """Read and validate every variable; with ``create`` make the data dir and key file.
     Unknown ``LORASHELF_*`` variables are logged, one warning each."""
@@ -170,10 +236,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
         values["reminders"] = tuple(
             r for r in values["reminders"] if r < values["private_retention"]
         )
+    _check_mail(values)
     data_dir = Path(values["data_dir"]).resolve()
     if create:
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"LORASHELF_DATA_DIR={str(data_dir)!r} cannot be created: {exc.strerror}"
@@ -181,6 +248,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, create: bool = True) 
     values["data_dir"] = data_dir
     values["database_url"] = values["database_url"] or f"sqlite://{data_dir / 'lorashelf.sqlite3'}"
     values["blob_url"] = values["blob_url"] or f"file://{data_dir / 'blobs'}"
+    if create:  # every local directory that holds data: the data dir, blobs, SQLite's
+        keep_private(data_dir, "LORASHELF_DATA_DIR")
+        if values["blob_url"].startswith("file://"):
+            keep_private(Path(values["blob_url"].removeprefix("file://")), "LORASHELF_BLOB_URL")
+        if values["database_url"].startswith("sqlite://"):
+            database = Path(values["database_url"].removeprefix("sqlite://"))
+            keep_private(database.parent, "LORASHELF_DATABASE_URL")
     values["secret_key"] = _secret_key(data_dir, values["secret_key"], create=create)
     return Settings(**values, limits=load_limits(env))
 
@@ -202,6 +276,7 @@ def effective(
                 "database_url": settings.database_url,
                 "blob_url": settings.blob_url,
                 "secret_key": f"(generated into {settings.data_dir / 'secret_key'})",
+                "master_key": f"(generated into {settings.data_dir / 'master_key'})",
             }.get(variable.field, "")
         elif variable.mask is not None:
             raw = variable.mask(raw)

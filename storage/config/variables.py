@@ -1,16 +1,15 @@
 """The configuration variables, declared once: the settings field each fills, its
 name, its parser, its default and what it means. The same table loads the settings
-(:mod:`storage.config.settings`) and writes the README's tables
-(:mod:`storage.config.readme`). A declarative table: add a row here for a new variable.
+(:mod:`storage.config.settings`) and writes docs/configuration.md's tables
+(:mod:`storage.config.readme`). A declarative table: add a row here for a new variable
+(a limit on abuse: in :mod:`storage.config.limits`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
+from storage.config.limits import LIMITS
 from storage.config.parse import (
+    Variable,
     mask_all,
     mask_url,
     parse_blob_url,
@@ -21,32 +20,19 @@ from storage.config.parse import (
     parse_duration_or_off,
     parse_durations,
     parse_log_format,
+    parse_mail_from,
+    parse_master_keys,
     parse_names,
     parse_origins,
     parse_public_url,
-    parse_rate,
     parse_redis_url,
     parse_size,
+    parse_smtp_url,
     parse_sweep_interval,
     parse_text,
 )
 
-
-@dataclass(frozen=True)
-class Variable:
-    """One configuration variable: declared once, loaded and documented from here."""
-
-    field: str  # the Settings (or Limits) attribute it fills
-    name: str  # the environment variable
-    parse: Callable[[str, str], Any]
-    default: str | None  # raw text, parsed like a set value; None: computed at load
-    meaning: str
-    table: str = "settings"  # which README table documents it: "settings" or "limits"
-    shown_default: str | None = None  # how the README shows a computed default
-    mask: Callable[[str], str] | None = None  # hides secrets wherever a value is shown
-
-
-VARIABLES: tuple[Variable, ...] = (
+SETTINGS: tuple[Variable, ...] = (
     Variable(
         "data_dir",
         "LORASHELF_DATA_DIR",
@@ -71,6 +57,23 @@ VARIABLES: tuple[Variable, ...] = (
         "PostgreSQL: most connections each process opens (asyncpg pool; SQLite has one)",
     ),
     Variable(
+        "start_patience",
+        "LORASHELF_START_PATIENCE",
+        parse_duration,
+        "60s",
+        "how long `serve`, `worker` and `migrate` wait at start for a database or object "
+        "store that is briefly away (starting up, out of connection slots) before giving up",
+    ),
+    Variable(
+        "database_busy_timeout",
+        "LORASHELF_DATABASE_BUSY_TIMEOUT",
+        parse_duration,
+        "15s",
+        "how long a write waits for another process's lock (SQLite's busy timeout, "
+        "PostgreSQL's `lock_timeout`) before the request answers `TRY_AGAIN`, having "
+        "changed nothing",
+    ),
+    Variable(
         "redis_url",
         "LORASHELF_REDIS_URL",
         parse_redis_url,
@@ -86,6 +89,16 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "signs upload/download URLs (16+ characters)",
         shown_default="generated once into the data dir (mode 0600)",
+        mask=mask_all,
+    ),
+    Variable(
+        "master_key",
+        "LORASHELF_MASTER_KEY",
+        parse_master_keys,
+        None,
+        "wraps every blob's data key: base64 of 32 bytes (`openssl rand -base64 32`); "
+        "rotating, several, the new one first ([Erasure](erasure.md))",
+        shown_default="generated once into the data dir (`master_key`, mode 0600)",
         mask=mask_all,
     ),
     Variable(
@@ -109,6 +122,20 @@ VARIABLES: tuple[Variable, ...] = (
         parse_duration,
         "30d",
         "lifetime of a private dataset whose version is never published, from its upload",
+    ),
+    Variable(
+        "username_quarantine",
+        "LORASHELF_USERNAME_QUARANTINE",
+        parse_duration,
+        "30d",
+        "how long the username of a deleted account cannot be signed up again",
+    ),
+    Variable(
+        "export_retention",
+        "LORASHELF_EXPORT_RETENTION",
+        parse_duration,
+        "7d",
+        "how long a data export can be downloaded once ready; then it is shredded",
     ),
     Variable(
         "worker_grace",
@@ -192,8 +219,9 @@ VARIABLES: tuple[Variable, ...] = (
         parse_blob_url,
         None,
         "where dataset and weights file bytes live: `file:///path`, or `s3://bucket/prefix` "
-        "for an S3-compatible store (see [Object store (S3)](#object-store-s3))",
+        "for an S3-compatible store (see [Object store (S3)](deployment.md#object-store-s3))",
         shown_default="`file://<data dir>/blobs`",
+        mask=mask_url,
     ),
     Variable(
         "public_url",
@@ -201,8 +229,9 @@ VARIABLES: tuple[Variable, ...] = (
         parse_public_url,
         "",
         "the origin (and path prefix) clients reach lorashelf at, e.g. `https://api.example.com`; "
-        "upload and download links are built from it, never from the request's `Host`",
-        shown_default="unset (links are relative)",
+        "upload and download links are absolute URLs built from it, never from the request's "
+        "`Host`. Set it behind a proxy, or when `serve` listens on every interface",
+        shown_default="the address `serve` listens on (`http://127.0.0.1:8000`)",
     ),
     Variable(
         "trusted_proxies",
@@ -227,168 +256,36 @@ VARIABLES: tuple[Variable, ...] = (
         "30d",
         "how long a bearer token from `signUp`/`logIn` is valid",
     ),
-    # Abuse limits.
     Variable(
-        "max_body_bytes",
-        "LORASHELF_MAX_BODY_BYTES",
-        parse_size,
-        "100000",
-        "a `/graphql` request body or GET query string (413/414 before parsing)",
-        table="limits",
+        "smtp_url",
+        "LORASHELF_SMTP_URL",
+        parse_smtp_url,
+        "",
+        "e-mail: `smtp://user:password@host:587` (STARTTLS, required) or "
+        "`smtps://user:password@host:465` (TLS); reminders, deletion and moderation notices "
+        "and address verification are then also sent by e-mail (see "
+        "[Operating a site](operating.md)); unset: no e-mail at all",
+        shown_default="unset",
+        mask=mask_url,
     ),
     Variable(
-        "max_tokens",
-        "LORASHELF_MAX_TOKENS",
-        parse_count,
-        "2000",
-        "tokens in a document (the parser stops there)",
-        table="limits",
+        "mail_from",
+        "LORASHELF_MAIL_FROM",
+        parse_mail_from,
+        "",
+        "the sender of e-mail, e.g. `lorashelf <noreply@example.com>` (needed with "
+        "`LORASHELF_SMTP_URL`)",
+        shown_default="unset",
     ),
     Variable(
-        "max_depth",
-        "LORASHELF_MAX_DEPTH",
-        parse_count,
-        "10",
-        "selection depth (introspection has its own bound, 15)",
-        table="limits",
-    ),
-    Variable(
-        "max_aliases",
-        "LORASHELF_MAX_ALIASES",
-        parse_count,
-        "30",
-        "aliases per operation, fragments included",
-        table="limits",
-    ),
-    Variable(
-        "max_directives",
-        "LORASHELF_MAX_DIRECTIVES",
-        parse_count,
-        "50",
-        "directives per document",
-        table="limits",
-    ),
-    Variable(
-        "max_cost",
-        "LORASHELF_MAX_COST",
-        parse_count,
-        "20000",
-        "objects that can come back (scalars free), a list counting `first` items "
-        "or its default size",
-        table="limits",
-    ),
-    Variable(
-        "body_timeout",
-        "LORASHELF_BODY_TIMEOUT",
+        "mail_retry_for",
+        "LORASHELF_MAIL_RETRY_FOR",
         parse_duration,
-        "10s",
-        "time a `/graphql` request body may take to arrive (408 after it)",
-        table="limits",
-    ),
-    Variable(
-        "upload_min_rate",
-        "LORASHELF_UPLOAD_MIN_RATE",
-        parse_size,
-        "16KiB",
-        "bytes a second an upload body must average after its grace period (408 below it)",
-        table="limits",
-    ),
-    Variable(
-        "upload_grace",
-        "LORASHELF_UPLOAD_GRACE",
-        parse_duration,
-        "60s",
-        "seconds an upload body may take before the minimum rate applies",
-        table="limits",
-    ),
-    Variable(
-        "max_requests_per_address",
-        "LORASHELF_MAX_REQUESTS_PER_ADDRESS",
-        parse_count,
-        "32",
-        "requests one client address may have in flight at once (429 beyond)",
-        table="limits",
-    ),
-    Variable(
-        "max_subscriptions_per_user",
-        "LORASHELF_MAX_SUBSCRIPTIONS_PER_USER",
-        parse_count,
-        "10",
-        "live subscriptions (`notificationAdded`, `datasetChanged`) one user may hold open "
-        "at once on one API process (`TOO_MANY_SUBSCRIPTIONS` beyond)",
-        table="limits",
-    ),
-    Variable(
-        "max_field_repeats",
-        "LORASHELF_MAX_FIELD_REPEATS",
-        parse_count,
-        "20",
-        "copies of one field in one selection set (checked before validation)",
-        table="limits",
-    ),
-    Variable(
-        "login_rate_username",
-        "LORASHELF_LOGIN_RATE_PER_USERNAME",
-        parse_rate,
-        "10/minute",
-        "`logIn` attempts per username from one client address (`RATE_LIMITED` past it)",
-        table="limits",
-    ),
-    Variable(
-        "login_rate_username_slowdown",
-        "LORASHELF_LOGIN_SLOWDOWN_PER_USERNAME",
-        parse_rate,
-        "100/minute",
-        "`logIn` attempts per username from all addresses before they are slowed down "
-        "(one at a time, a second each), never refused: nobody can lock an owner out",
-        table="limits",
-    ),
-    Variable(
-        "login_rate_address",
-        "LORASHELF_LOGIN_RATE_PER_ADDRESS",
-        parse_rate,
-        "30/minute",
-        "`logIn` attempts per client address",
-        table="limits",
-    ),
-    Variable(
-        "signup_rate_address",
-        "LORASHELF_SIGNUP_RATE_PER_ADDRESS",
-        parse_rate,
-        "10/hour",
-        "`signUp` per client address",
-        table="limits",
-    ),
-    Variable(
-        "zip_max_ratio",
-        "LORASHELF_ZIP_MAX_RATIO",
-        parse_count,
-        "100",
-        "uncompressed size of an upload over its size (zip bombs)",
-        table="limits",
-    ),
-    Variable(
-        "max_datasets_per_user",
-        "LORASHELF_MAX_DATASETS_PER_USER",
-        parse_count,
-        "200",
-        "datasets a user holds (deleted ones don't count)",
-        table="limits",
-    ),
-    Variable(
-        "max_models_per_user",
-        "LORASHELF_MAX_MODELS_PER_USER",
-        parse_count,
-        "100",
-        "models a user keeps (deleted ones don't count)",
-        table="limits",
-    ),
-    Variable(
-        "max_bytes_per_user",
-        "LORASHELF_MAX_BYTES_PER_USER",
-        parse_size,
-        "50GiB",
-        "bytes a user's datasets and weights files hold together",
-        table="limits",
+        "2d",
+        "how long an e-mail the SMTP server does not take is retried (with back-off) "
+        "before it becomes a dead letter (counted in `/metrics`)",
     ),
 )
+
+# Every variable: the settings, then the abuse limits (storage/config/limits.py).
+VARIABLES: tuple[Variable, ...] = (*SETTINGS, *LIMITS)

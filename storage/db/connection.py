@@ -23,6 +23,8 @@ from tortoise.migrations.executor import MigrationExecutor
 from tortoise.migrations.migration import Migration
 
 MODELS_MODULE = "storage.db.models"
+SITE_MODELS_MODULE = "storage.db.site"  # reports, the audit trail, outgoing e-mail
+KEY_TABLES_MODULE = "storage.db.key_tables"
 MIGRATIONS_MODULE = "storage.migrations"
 
 
@@ -35,10 +37,26 @@ def _normalise(url: str) -> str:
 
 
 DEFAULT_POOL_SIZE = 10
+IDLE_CONNECTION_LIFETIME = 30.0  # seconds a pooled PostgreSQL connection may sit idle
+DEFAULT_BUSY_TIMEOUT = 15  # seconds a write waits for a lock (LORASHELF_DATABASE_BUSY_TIMEOUT)
 
 # PostgreSQL errors where a retry can succeed: serialization failure, deadlock (the
-# server rolled one transaction back), a lock not available, too many connections.
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300"})
+# server rolled one transaction back), a lock not available, too many connections, and
+# the server going away or coming back: an administrator's or a crash's shutdown, "the
+# database system is starting up" (cannot connect now), and every connection exception
+# (class 08: refused, lost, never established).
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"})
+_RETRYABLE_SQLSTATE_CLASSES = ("08",)
+
+# What asyncpg says, without a SQL state, about a connection that a restarted server
+# closed under it: an InterfaceError (other InterfaceErrors are our mistakes), or an
+# InternalClientError from a connection whose session was ended mid-operation and that
+# went back to the pool in that state (MagicStack/asyncpg#1069).
+_LOST_CONNECTION = {
+    "InterfaceError": ("connection is closed", "connection was closed", "pool is closing"),
+    "InternalClientError": ("another operation",),
+}
+_LOST_SQLSTATES = frozenset({"57P01", "57P02"})
 
 # Held (pg_advisory_lock) while migrations run, so processes starting together on one
 # PostgreSQL database apply them one after another, never twice at once.
@@ -49,46 +67,109 @@ def is_postgres(database_url: str) -> bool:
     return _normalise(database_url).startswith("asyncpg://")
 
 
-def _connection(database_url: str, pool_size: int) -> str | dict[str, Any]:
+def _connection(database_url: str, pool_size: int, busy_timeout: int) -> str | dict[str, Any]:
     """PostgreSQL through asyncpg with a pool of at most ``pool_size`` connections;
     SQLite through ``storage.db.sqlite`` (write transactions begin IMMEDIATE and wait for
-    other processes' writes)."""
+    other processes' writes). Either waits ``busy_timeout`` seconds for a lock another
+    process holds, then fails (``is_busy``: the request answers TRY_AGAIN)."""
     url = _normalise(database_url)
     info = expand_db_url(url)
     if url.startswith("sqlite://"):
-        return {"engine": "storage.db.sqlite", "credentials": info["credentials"]}
+        credentials = {**info["credentials"], "busy_timeout": busy_timeout * 1000}
+        return {"engine": "storage.db.sqlite", "credentials": credentials}
     credentials = dict(info["credentials"])
     credentials.setdefault("minsize", 1)
     credentials["maxsize"] = pool_size
+    # Connections idle this long are closed (asyncpg keeps them 300 s by default): after
+    # a burst, a quiet process gives its slots back for new processes to start.
+    credentials.setdefault("max_inactive_connection_lifetime", IDLE_CONNECTION_LIFETIME)
+    settings = dict(credentials.get("server_settings") or {})
+    settings["lock_timeout"] = str(busy_timeout * 1000)
+    credentials["server_settings"] = settings
     return {"engine": info["engine"], "credentials": credentials}
 
 
 def is_busy(exc: BaseException) -> bool:
-    """Whether an error means the database could not take this write now and a retry
+    """Whether an error means the database could not take this request now and a retry
     can succeed (SQLite: another writer held it past the busy timeout; PostgreSQL: a
-    serialization failure, a deadlock or a lock not available): the caller answers
-    TRY_AGAIN, never an internal error."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the error and what it wraps (Tortoise wraps asyncpg's)
-        if seen is None:
-            break
-        if getattr(seen, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+    serialization failure, a deadlock, a lock not available, too many connections, or
+    the server shutting down, starting up, refusing or dropping the connection): the
+    caller answers TRY_AGAIN, never an internal error.
+
+    After a connection was lost, every pooled connection is replaced when next taken or
+    given back, so none left broken by the same restart answers later requests."""
+    if connection_lost(exc):
+        replace_pooled_connections()
+        return True
+    for seen in _chain(exc):
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate in _RETRYABLE_SQLSTATES:
             return True
         text = str(seen).lower()
         if "database is locked" in text or "database is busy" in text:
             return True
-        seen = seen.__cause__ or (
-            seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        )
     return False
 
 
-def tortoise_config(database_url: str, pool_size: int = DEFAULT_POOL_SIZE) -> dict[str, Any]:
+def connection_lost(exc: BaseException) -> bool:
+    """Whether an error says the connection to PostgreSQL went (the server shut down or
+    crashed, the TCP connection was refused, reset or timed out, asyncpg found it
+    closed), as opposed to the server answering with an error. A statement that failed
+    this way may or may not have run: a ``COMMIT`` may have committed."""
+    for seen in _chain(exc):
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate in _LOST_SQLSTATES or sqlstate.startswith(_RETRYABLE_SQLSTATE_CLASSES)
+        ):
+            return True
+        if isinstance(seen, (ConnectionError, TimeoutError)):
+            return True
+        if any(m in str(seen).lower() for m in _LOST_CONNECTION.get(type(seen).__name__, ())):
+            return True
+    return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The error and what it wraps (Tortoise wraps asyncpg's), at most 8 deep."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or (
+            seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        )
+    return chain
+
+
+def replace_pooled_connections() -> None:
+    """Have asyncpg replace every connection of the pool at its next acquire or release
+    (``Pool.expire_connections``); nothing on SQLite or outside an event loop."""
+    try:
+        loop = asyncio.get_running_loop()
+        client = get_connection("default")
+    except Exception:  # noqa: BLE001 - no loop or no database: nothing pooled to replace
+        return
+    pool = getattr(client, "_pool", None)
+    expire = getattr(pool, "expire_connections", None)
+    if expire is not None:
+        task = loop.create_task(expire())
+        _expiring.add(task)  # held until done (the loop keeps only a weak reference)
+        task.add_done_callback(_expiring.discard)
+
+
+_expiring: set[asyncio.Task[None]] = set()
+
+
+def tortoise_config(
+    database_url: str,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    busy_timeout: int = DEFAULT_BUSY_TIMEOUT,
+) -> dict[str, Any]:
     return {
-        "connections": {"default": _connection(database_url, pool_size)},
+        "connections": {"default": _connection(database_url, pool_size, busy_timeout)},
         "apps": {
             "models": {
-                "models": [MODELS_MODULE],
+                "models": [MODELS_MODULE, SITE_MODELS_MODULE, KEY_TABLES_MODULE],
                 "default_connection": "default",
                 "migrations": MIGRATIONS_MODULE,
             }
@@ -98,8 +179,18 @@ def tortoise_config(database_url: str, pool_size: int = DEFAULT_POOL_SIZE) -> di
     }
 
 
+def _console_config() -> dict[str, Any]:
+    """For the ``tortoise`` console script: the configured database, or an in-memory one
+    when its URL cannot be read (importing this module never fails, nor prints a URL:
+    lorashelf's own configuration says what is wrong with it, masked)."""
+    try:
+        return tortoise_config(os.environ.get("LORASHELF_DATABASE_URL") or "sqlite://:memory:")
+    except Exception:
+        return tortoise_config("sqlite://:memory:")
+
+
 # For the `tortoise` console script (makemigrations): see [tool.tortoise] in pyproject.toml.
-TORTOISE_ORM = tortoise_config(os.environ.get("LORASHELF_DATABASE_URL") or "sqlite://:memory:")
+TORTOISE_ORM = _console_config()
 
 
 def _not_shutdown(record: logging.LogRecord) -> bool:
@@ -290,15 +381,25 @@ def _forget_statements() -> None:
     EXECUTOR_CACHE.clear()
 
 
-async def connect(database_url: str, pool_size: int = DEFAULT_POOL_SIZE) -> TortoiseContext:
+async def connect(
+    database_url: str,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    busy_timeout: int = DEFAULT_BUSY_TIMEOUT,
+) -> TortoiseContext:
     _forget_statements()
     return await Tortoise.init(
-        config=tortoise_config(database_url, pool_size), _enable_global_fallback=True
+        config=tortoise_config(database_url, pool_size, busy_timeout),
+        _enable_global_fallback=True,
     )
 
 
-async def disconnect() -> None:
-    await Tortoise.close_connections()
+async def disconnect(*, quietly: bool = False) -> None:
+    """Close the connections (``quietly``: without Tortoise's "shutdown" line, for a
+    check made before a process really starts)."""
+    if quietly:
+        await _close_quietly()
+    else:
+        await Tortoise.close_connections()
 
 
 async def ping() -> bool:

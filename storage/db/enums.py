@@ -28,6 +28,8 @@ class DeletionReason(StrEnum):
     EXPIRED = "EXPIRED"
     OWNER_REQUEST = "OWNER_REQUEST"
     MODEL_DELETED = "MODEL_DELETED"
+    TAKEN_DOWN = "TAKEN_DOWN"  # an operator's takedown destroyed the private data
+    ACCOUNT_DELETED = "ACCOUNT_DELETED"  # with its account: nobody sees the tombstone
 
 
 class LoraType(StrEnum):
@@ -62,6 +64,18 @@ class ModelSort(StrEnum):
 class NotificationKind(StrEnum):
     DATASET_EXPIRING = "DATASET_EXPIRING"
     DATASET_DELETED = "DATASET_DELETED"
+    CONTENT_TAKEN_DOWN = "CONTENT_TAKEN_DOWN"
+    CONTENT_RESTORED = "CONTENT_RESTORED"
+    ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"
+    ACCOUNT_REINSTATED = "ACCOUNT_REINSTATED"
+    EXPORT_READY = "EXPORT_READY"
+
+
+class ExportStatus(StrEnum):
+    PENDING = "PENDING"
+    BUILDING = "BUILDING"  # a job holds the claim and writes the archive
+    READY = "READY"
+    EXPIRED = "EXPIRED"  # shredded: key destroyed, bytes deleted
 
 
 class EventKind(StrEnum):
@@ -74,3 +88,49 @@ class EventKind(StrEnum):
     REMINDED = "REMINDED"
     DELETED = "DELETED"
     HEADER_ERASED = "HEADER_ERASED"
+
+
+class ReportReason(StrEnum):
+    """Why somebody reports an object."""
+
+    COPYRIGHT = "COPYRIGHT"
+    PRIVACY = "PRIVACY"
+    ILLEGAL = "ILLEGAL"
+    SPAM = "SPAM"
+    IMPERSONATION = "IMPERSONATION"
+    OTHER = "OTHER"
+
+
+class ReportStatus(StrEnum):
+    OPEN = "OPEN"
+    ACTIONED = "ACTIONED"  # an operator acted on the subject (takedown, suspension)
+    DISMISSED = "DISMISSED"
+
+
+class AuditAction(StrEnum):
+    """What an operator (or the command line) did: one append-only audit row each."""
+
+    TAKE_DOWN = "TAKE_DOWN"
+    RESTORE = "RESTORE"
+    SUSPEND_USER = "SUSPEND_USER"
+    UNSUSPEND_USER = "UNSUSPEND_USER"
+    DISMISS_REPORT = "DISMISS_REPORT"
+    GRANT_OPERATOR = "GRANT_OPERATOR"
+    REVOKE_OPERATOR = "REVOKE_OPERATOR"
+
+
+class MailKind(StrEnum):
+    """What an outgoing e-mail is (and which preference, if any, may stop it)."""
+
+    VERIFY_ADDRESS = "VERIFY_ADDRESS"
+    REMINDER = "REMINDER"  # preference: reminders
+    DELETION = "DELETION"  # preference: deletions
+    MODERATION = "MODERATION"  # takedowns, restorations, suspensions: always sent
+
+
+class MailStatus(StrEnum):
+    PENDING = "PENDING"  # waiting for its next attempt
+    SENDING = "SENDING"  # claimed by a sender
+    SENT = "SENT"
+    DEAD = "DEAD"  # given up after the retry window: a dead letter
+    DROPPED = "DROPPED"  # no longer wanted (address changed or removed, opted out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import ClassVar
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -13,6 +14,7 @@ from storage.db.enums import (
     DatasetStatus,
     DeletionReason,
     EventKind,
+    ExportStatus,
     LoraType,
     NotificationKind,
     VersionStatus,
@@ -26,21 +28,22 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-class OrderedJSONField(fields.JSONField):  # type: ignore[type-arg,misc]
-    """A JSON field whose objects keep their keys' order: on PostgreSQL ``json`` (the text
-    as written), not ``jsonb`` (keys re-sorted). Safetensors metadata is shown in the
-    order its header has it."""
-
-    class _db_postgres:
-        SQL_TYPE = "JSON"
-
-
 class User(Model):
     id = fields.IntField(primary_key=True)
     public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
     username = fields.CharField(max_length=32, unique=True)
     password_hash = fields.CharField(max_length=255)
     created_at = fields.DatetimeField()
+    is_operator = fields.BooleanField(default=False)  # from the CLI only (storage.operators)
+    suspended_at = fields.DatetimeField(null=True)  # no sign-in, public content hidden
+    suspension_reason = fields.TextField(null=True)
+    # Its owner's only (storage.email_addresses); the nonce: the latest link's, single-use.
+    email = fields.CharField(max_length=254, null=True)
+    email_verified_at = fields.DatetimeField(null=True)
+    email_nonce = fields.CharField(max_length=32, null=True)
+    email_reminders = fields.BooleanField(default=True)
+    email_deletions = fields.BooleanField(default=True)
+    deleting_at = fields.DatetimeField(null=True)  # deletion started; the row goes last
 
     class Meta:
         table = "users"
@@ -57,6 +60,9 @@ class AuthToken(Model):
     revoked_at = fields.DatetimeField(null=True)
 
     user_id: int
+    # Not a column: whether the user owned anything only they see when the token was
+    # read (storage.accounts.authenticate); unknown counts as yes.
+    owns_unshared: bool = True
 
     class Meta:
         table = "auth_tokens"
@@ -80,6 +86,9 @@ class LoraModel(Model):
     # What catalogue search matches: public text only (name, description, tags, the
     # trained words of published versions, the owner's name); kept by storage.search.
     search_text = fields.TextField(default="")
+    # Hidden by an operator (storage.takedowns): only the owner and operators see it.
+    taken_down_at = fields.DatetimeField(null=True)
+    taken_down_reason = fields.TextField(null=True)
 
     owner_id: int
 
@@ -121,6 +130,8 @@ class ModelVersion(Model):
     base_model = fields.CharEnumField(BaseModel, max_length=16, default=BaseModel.OTHER)
     trained_words: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     download_count = fields.BigIntField(default=0)
+    taken_down_at = fields.DatetimeField(null=True)
+    taken_down_reason = fields.TextField(null=True)
 
     model_id: int
     owner_id: int
@@ -160,6 +171,12 @@ class TrainingDataset(Model):
     deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
     created_at = fields.DatetimeField()
     uploaded_at = fields.DatetimeField(null=True)
+    # When its data key was destroyed (storage.retention.deletion), and the signed
+    # receipt its tombstone carries (storage.crypto.receipts).
+    key_destroyed_at = fields.DatetimeField(null=True)
+    receipt_payload = fields.TextField(null=True)
+    receipt_signature = fields.CharField(max_length=128, null=True)
+    receipt_key_id = fields.CharField(max_length=32, null=True)
 
     version_id: int
     owner_id: int
@@ -228,8 +245,11 @@ class ModelFile(Model):
     The bytes live in three blobs: the header as uploaded (``header_key``), the header
     without the withheld training-data keys (``public_header_key``; the same blob when
     nothing was withheld) and the tensor data (``data_key``). A download is a header
-    followed by the data. Withheld values are never stored in the database: only in
-    the original header blob, which is deleted at ``header_expires_at``.
+    followed by the data. The header's metadata is kept parsed: what anybody may read in
+    the database (:class:`ModelFileMetadata`), all of it, withheld keys included, in a
+    fourth blob (``owner_metadata_key``) while they are not erased. Withheld values, and
+    anything derived from them, are never stored in the database: only in the original
+    header and owner's metadata blobs, both deleted at ``header_expires_at``.
     """
 
     id = fields.IntField(primary_key=True)
@@ -260,26 +280,34 @@ class ModelFile(Model):
     public_sha256 = fields.CharField(max_length=64, null=True, db_index=True)
     public_auto_v2 = fields.CharField(max_length=10, null=True, db_index=True)
     auto_v3 = fields.CharField(max_length=64, null=True, db_index=True)
-    public_metadata: dict[str, str] = OrderedJSONField(default=dict)  # type: ignore[assignment]
     withheld_keys: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    # The whole metadata, withheld keys included (a JSON object): the owner's view.
+    owner_metadata_key = fields.CharField(max_length=64, null=True)
+    owner_metadata_size = fields.BigIntField(null=True)
+    # The withheld list the public header was made with (header_firewall.fingerprint).
+    withheld_list = fields.CharField(max_length=16, null=True)
     # When the original header (with the withheld keys) is erased; null: never.
     header_expires_at = fields.DatetimeField(null=True)
     header_erased_at = fields.DatetimeField(null=True)
-    network_module = fields.CharField(max_length=256, null=True)
-    network_dim = fields.IntField(null=True)
-    network_alpha = fields.FloatField(null=True)
-    base_model_version = fields.CharField(max_length=256, null=True)
-    modelspec_architecture = fields.CharField(max_length=256, null=True)
-    algo = fields.CharField(max_length=256, null=True)
-    suggested_base_model = fields.CharEnumField(BaseModel, max_length=16, null=True)
-    suggested_type = fields.CharEnumField(LoraType, max_length=16, null=True)
     created_at = fields.DatetimeField()
     uploaded_at = fields.DatetimeField(null=True)
     deleted_at = fields.DatetimeField(null=True)
     deletion_reason = fields.CharEnumField(DeletionReason, max_length=16, null=True)
+    # The original header's erasure: when its key was destroyed, and the signed receipt.
+    header_key_destroyed_at = fields.DatetimeField(null=True)
+    header_receipt_payload = fields.TextField(null=True)
+    header_receipt_signature = fields.CharField(max_length=128, null=True)
+    header_receipt_key_id = fields.CharField(max_length=32, null=True)
 
     version_id: int
     owner_id: int
+
+    # The columns naming the file's blobs: every one is destroyed with the file.
+    BLOB_COLUMNS: ClassVar = ("header_key", "public_header_key", "owner_metadata_key", "data_key")
+
+    def blob_keys(self) -> set[str]:
+        """The keys of the blobs it holds now (its two headers may be one blob)."""
+        return {key for column in self.BLOB_COLUMNS if (key := getattr(self, column))}
 
     class Meta:
         table = "model_files"
@@ -288,6 +316,24 @@ class ModelFile(Model):
             Index(fields=("status", "header_expires_at"), name="file_status_header"),
             Index(fields=("owner_id", "status"), name="file_owner"),
         )
+
+
+class ModelFileMetadata(Model):
+    """A weights file's header metadata as anybody may read it: without the withheld
+    keys, a JSON object in header order, kept apart from the file's row so that only
+    a read of the metadata loads it."""
+
+    id = fields.IntField(primary_key=True)
+    file: fields.OneToOneRelation[ModelFile] = fields.OneToOneField(
+        "models.ModelFile", related_name="metadata", on_delete=fields.CASCADE
+    )
+    entries = fields.TextField()
+    size = fields.BigIntField()  # of ``entries``, in UTF-8 bytes
+
+    file_id: int
+
+    class Meta:
+        table = "model_file_metadata"
 
 
 class DownloadLink(Model):
@@ -299,33 +345,48 @@ class DownloadLink(Model):
     kind = fields.CharField(max_length=1)  # storage.signing.Kind: "d" dataset, "f" file
     object_id = fields.IntField()
     first_used_at = fields.DatetimeField(db_index=True)
-    from_start = fields.BooleanField(default=False)  # it served the first byte
-    counted = fields.BooleanField(default=False)  # a full download through it was counted
+    counted = fields.BooleanField(default=False)  # its spans covered the whole file
+    # The bytes it served, as JSON [[start, end), ...] (sorted, disjoint), of a file
+    # ``size`` bytes long (storage.downloads.served).
+    spans = fields.TextField(null=True)
+    size = fields.BigIntField(null=True)
 
     class Meta:
         table = "download_links"
 
 
-class ClockMark(Model):
-    """The latest instant any process has seen (storage.clock): time as lorashelf sees
-    it never goes back, across processes and restarts, even if a wall clock does.
-
-    (The first line is stored as the table's description: kept as written when the
-    table was made, though the clock is now storage.system.clock.)"""
-
-    name = fields.CharField(max_length=32, primary_key=True)
-    at = fields.DatetimeField()
-
-    class Meta:
-        table = "clock_marks"
-
-
-class PublicGeneration(Model):
-    """A counter that goes up with every write that can change what anonymous viewers
-    see (storage.db.public_generation): cached anonymous answers are valid for one value of it."""
+class DataExport(Model):
+    """A zip of everything a user owns (storage.exports): built by a job, sealed like any
+    blob, downloadable until ``expires_at``, then shredded."""
 
     id = fields.IntField(primary_key=True)
-    value = fields.BigIntField(default=0)
+    public_id = fields.CharField(max_length=24, unique=True, null=True, default=new_public_id)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="data_exports", on_delete=fields.CASCADE
+    )
+    status = fields.CharEnumField(ExportStatus, max_length=16)
+    blob_key = fields.CharField(max_length=64, null=True)
+    size_bytes = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField()
+    claimed_at = fields.DatetimeField(null=True)
+    claimed_by = fields.CharField(max_length=128, null=True)
+    ready_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+    shredded_at = fields.DatetimeField(null=True)
+
+    owner_id: int
 
     class Meta:
-        table = "public_generation"
+        table = "data_exports"
+        indexes = (
+            Index(fields=("owner_id", "id"), name="export_owner"),
+            Index(fields=("status", "expires_at"), name="export_status_expires"),
+        )
+
+
+# Kept in storage/db/bookkeeping.py, found by Tortoise here (the app lists this module).
+from storage.db.bookkeeping import BlobRemoval as BlobRemoval  # noqa: E402
+from storage.db.bookkeeping import ClockMark as ClockMark  # noqa: E402
+from storage.db.bookkeeping import IdempotencyKey as IdempotencyKey  # noqa: E402
+from storage.db.bookkeeping import PublicGeneration as PublicGeneration  # noqa: E402
+from storage.db.bookkeeping import UsernameHold as UsernameHold  # noqa: E402

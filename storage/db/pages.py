@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -12,6 +12,7 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from storage.db.reads import Fixed
 from storage.errors import ServiceError
 
 M = TypeVar("M", bound=Model)
@@ -79,6 +80,31 @@ async def newest_first(
     if size == 0:
         return Page([], False, position)
     rows = await query.order_by("-id").limit(size + 1)
+    return Page(rows[:size], len(rows) > size, position)
+
+
+def newest(query: QuerySet[M], before: int | None, limit: int) -> QuerySet[M]:
+    """``query``'s rows newest (highest id) first, below ``before``, at most ``limit``."""
+    if before is not None:
+        query = query.filter(id__lt=before)
+    return query.order_by("-id").limit(limit)
+
+
+async def newest_first_read(
+    read: Callable[..., Awaitable[list[M]]],
+    *args: Any,
+    tag: str,
+    first: int | None,
+    after: str | None,
+) -> Page[M]:
+    """:func:`newest_first` for a prepared read (storage/db/reads.py) of ``*args``,
+    then the position below which (or None) and a fixed limit: see :func:`newest`."""
+    size = page_size(first)
+    before = cursor_number(decode_position(after, tag)) if after is not None else None
+    position: Callable[[M], str] = lambda row: f"{tag}:{row.pk}"  # noqa: E731
+    if size == 0:
+        return Page([], False, position)
+    rows = await read(*args, before, Fixed(size + 1))
     return Page(rows[:size], len(rows) > size, position)
 
 

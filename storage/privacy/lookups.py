@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from dataclasses import field as attribute
 from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
 from tortoise.models import Model
 
+from storage.db import reads
 from storage.db.enums import VersionStatus
 from storage.db.models import (
     LoraModel,
@@ -42,10 +44,32 @@ class Kind(Generic[M]):
     owned: Callable[[int], Q]
     missing: str  # the not-found message
     field: str  # the input field an id of this kind arrives in
+    moderated: Callable[[], Q] = access.moderated_users_q  # what operators may act on
+    owner_key: str = "owner_id"  # the column naming whose it is
+
+    def __post_init__(self) -> None:
+        # The visible-lookups, prepared once per shape (storage/db/reads.py).
+        model, visible = self.model, self.visible
+        by_ids = reads.Read(model, lambda viewer, ids: model.filter(visible(viewer), id__in=ids))
+        by_public_ids = reads.Read(
+            model, lambda viewer, ids: model.filter(visible(viewer), public_id__in=ids)
+        )
+        object.__setattr__(self, "by_ids", by_ids)
+        object.__setattr__(self, "by_public_ids", by_public_ids)
+
+    by_ids: reads.Read[M] = attribute(init=False, repr=False, compare=False)
+    by_public_ids: reads.Read[M] = attribute(init=False, repr=False, compare=False)
 
 
 USER: Kind[User] = Kind(
-    "User", User, access.visible_users_q, lambda owner: Q(id=owner), "No such user.", "userId"
+    "User",
+    User,
+    access.visible_users_q,
+    lambda owner: Q(id=owner),
+    "No such user.",
+    "userId",
+    access.moderated_users_q,
+    "id",
 )
 MODEL: Kind[LoraModel] = Kind(
     "Model",
@@ -54,6 +78,7 @@ MODEL: Kind[LoraModel] = Kind(
     access.owned_models_q,
     "No such model.",
     "modelId",
+    access.moderated_models_q,
 )
 VERSION: Kind[ModelVersion] = Kind(
     "ModelVersion",
@@ -62,6 +87,7 @@ VERSION: Kind[ModelVersion] = Kind(
     access.owned_versions_q,
     "No such model version.",
     "versionId",
+    access.moderated_versions_q,
 )
 DATASET: Kind[TrainingDataset] = Kind(
     "TrainingDataset",
@@ -70,6 +96,7 @@ DATASET: Kind[TrainingDataset] = Kind(
     access.owned_datasets_q,
     "No such training dataset.",
     "datasetId",
+    access.moderated_datasets_q,
 )
 FILE: Kind[ModelFile] = Kind(
     "ModelFile",
@@ -78,6 +105,7 @@ FILE: Kind[ModelFile] = Kind(
     access.owned_files_q,
     "No such model file.",
     "fileId",
+    access.moderated_files_q,
 )
 NOTIFICATION: Kind[Notification] = Kind(
     "Notification",
@@ -86,10 +114,14 @@ NOTIFICATION: Kind[Notification] = Kind(
     access.owned_notifications_q,
     "No such notification.",
     "ids",
+    lambda: access.NOTHING,  # nobody moderates an inbox
+    "user_id",
 )
 
 KINDS: tuple[Kind[Any], ...] = (USER, MODEL, VERSION, DATASET, FILE, NOTIFICATION)
 """Every kind of object, in the order the API lists them."""
+
+BY_NAME: dict[str, Kind[Any]] = {kind.name: kind for kind in KINDS}
 
 
 def require_viewer(viewer: access.ViewerId) -> int:
@@ -105,8 +137,14 @@ async def visible(kind: Kind[M], viewer: access.ViewerId, pk: int) -> M | None:
 
 async def visible_many(kind: Kind[M], viewer: access.ViewerId, pks: Iterable[int]) -> dict[int, M]:
     """Those of ``pks`` the viewer may see, by key: one query (DataLoaders batch here)."""
-    rows = await kind.model.filter(kind.visible(viewer), id__in=list(pks))
+    rows = await kind.by_ids(viewer, list(pks))
     return {row.pk: row for row in rows}
+
+
+async def seen_by_anybody(kind: Kind[M], pk: int) -> bool:
+    """Whether anonymous viewers see this object now: the rule for nobody signed in
+    (whether a change to it is public, storage/db/public_generation.py)."""
+    return bool(await kind.model.filter(kind.visible(None), id=pk).exists())
 
 
 async def visible_public(
@@ -115,7 +153,7 @@ async def visible_public(
     """Those of the public ids the viewer may see, by public id: one query, the same
     whether an id is hidden from the viewer, missing or malformed."""
     wanted = [p if p is not None else "" for p in public_ids]
-    rows = await kind.model.filter(kind.visible(viewer), public_id__in=wanted)
+    rows = await kind.by_public_ids(viewer, wanted)
     found: dict[str, M] = {}
     for row in rows:
         public_id: str = row.public_id  # type: ignore[attr-defined]  # every Kind has one
@@ -132,6 +170,21 @@ async def owned(kind: Kind[M], viewer: access.ViewerId, public_id: str | None) -
     if row is None:
         raise NotFound(kind.missing, field=kind.field)
     return row
+
+
+async def moderated(kind: Kind[M], public_id: str | None) -> M | None:
+    """An object an operator may act on, by its public id (the caller has checked that
+    the viewer is an operator): public, or public but hidden (taken down, suspended).
+    Never a draft or a private dataset: those answer as a missing id, after the same
+    query."""
+    return await kind.model.filter(kind.moderated(), public_id=public_id or "").first()
+
+
+async def moderated_many(kind: Kind[M], pks: Iterable[int]) -> dict[int, M]:
+    """Those of ``pks`` operators may act on, by key: one query (the queue and the
+    trail name their subjects with it)."""
+    rows = await kind.model.filter(kind.moderated(), id__in=list(pks))
+    return {row.pk: row for row in rows}
 
 
 async def locked_draft(version_id: int, *, field: str = VERSION.field) -> ModelVersion:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.queryset import QuerySet
 
-from storage.db.enums import DatasetStatus, Visibility
-from storage.db.models import ModelFile, TrainingDataset
+from storage.db.enums import DatasetStatus, ExportStatus, Visibility
+from storage.db.models import DataExport, ModelFile, TrainingDataset
 from storage.retention import header_firewall
 from storage.retention.deletion import dataset_by_id, published
 from storage.retention.policy import next_reminder
@@ -163,14 +163,16 @@ async def discard_upload(
 
 
 async def referenced_blob_keys(keys: Iterable[str]) -> set[str]:
-    """Which of ``keys`` a dataset or a weights file still refers to."""
+    """Which of ``keys`` a dataset, a weights file or a data export still refers to."""
     wanted = list(keys)
     found: set[str] = set()
     rows = await TrainingDataset.filter(blob_key__in=wanted).values_list("blob_key", flat=True)
     found.update(str(k) for k in rows if k is not None)
-    for column in ("header_key", "public_header_key", "data_key"):
+    for column in ModelFile.BLOB_COLUMNS:
         rows = await ModelFile.filter(**{f"{column}__in": wanted}).values_list(column, flat=True)
         found.update(str(k) for k in rows if k is not None)
+    rows = await DataExport.filter(blob_key__in=wanted).values_list("blob_key", flat=True)
+    found.update(str(k) for k in rows if k is not None)
     return found
 
 
@@ -180,8 +182,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def next_due(now: datetime) -> datetime | None:
-    """The earliest instant at which an expiry, a reminder or a header erasure falls
-    due (maybe past)."""
+    """The earliest instant at which an expiry, a reminder, a header erasure or the end
+    of a data export falls due (maybe past)."""
     # "After the epoch" rather than "not null": a range the (status, instant) indexes
     # seek to, where "not null" walks past every row without one (public datasets).
     available = TrainingDataset.filter(status=DatasetStatus.AVAILABLE)
@@ -198,12 +200,18 @@ async def next_due(now: datetime) -> datetime | None:
         .order_by("header_expires_at")
         .first()
     )
+    export = (
+        await DataExport.filter(status=ExportStatus.READY, expires_at__gt=EPOCH)
+        .order_by("expires_at")
+        .first()
+    )
     candidates = [
         t
         for t in (
             expiry.expires_at if expiry else None,
             reminder.next_reminder_at if reminder else None,
             header.header_expires_at if header else None,
+            export.expires_at if export else None,
         )
         if t is not None
     ]

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tortoise.expressions import Subquery
 
+from storage.db import reads
 from storage.db.enums import EventKind
 from storage.db.models import DatasetEvent
 from storage.privacy import access
@@ -49,7 +50,14 @@ async def events_by_dataset_ids(
     """Each dataset's history (at most ``HISTORY_LIMIT`` events), oldest first, for its
     owner (anybody else gets none): one query for a whole page of datasets."""
     grouped: dict[int, list[DatasetEvent]] = defaultdict(list)
-    rows = DatasetEvent.filter(access.visible_events_q(viewer), dataset_id__in=list(ids))
-    for event in await rows.order_by("at", "id"):
+    for event in await _EVENTS_OF(viewer, list(ids)):
         grouped[event.dataset_id].append(event)
     return grouped
+
+
+_EVENTS_OF = reads.Read(
+    DatasetEvent,
+    lambda viewer, ids: DatasetEvent.filter(
+        access.visible_events_q(viewer), dataset_id__in=ids
+    ).order_by("at", "id"),
+)

@@ -3,8 +3,10 @@ the notice after it, with their wording.
 
 A notice is stored in the same transaction as the change it reports: the stored row
 *is* the in-app notification and the record that it was sent (a unique constraint
-makes it once per dataset, kind, offset and window, ever). Listing, counting and
-marking read are the inbox's (:mod:`storage.notifications`).
+makes it once per dataset, kind, offset and window, ever). Its e-mail, if the owner
+has a confirmed address and wants it, is queued in that same transaction
+(:mod:`storage.mail.outbox`). Listing, counting and marking read are the inbox's
+(:mod:`storage.notifications`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.config.parse import describe_duration
-from storage.db.enums import EventKind, NotificationKind
+from storage.config.settings import Settings
+from storage.db.enums import DeletionReason, EventKind, NotificationKind
 from storage.db.models import LoraModel, ModelVersion, Notification, TrainingDataset
+from storage.mail import outbox
 from storage.retention import history
 
 
@@ -31,7 +35,12 @@ async def _names(dataset: TrainingDataset) -> tuple[str, str]:
 
 
 async def record_reminder(
-    dataset: TrainingDataset, *, offset: int, now: datetime, late: bool = False
+    settings: Settings,
+    dataset: TrainingDataset,
+    *,
+    offset: int,
+    now: datetime,
+    late: bool = False,
 ) -> Notification | None:
     """Store the reminder for this dataset, offset and window, once ever (a unique
     constraint), with its history entry. None if it was already sent."""
@@ -59,20 +68,43 @@ async def record_reminder(
             await history.record(
                 dataset.id, EventKind.REMINDED, now, f"{describe_duration(offset)} before deletion"
             )
+            await outbox.enqueue_notice(settings, notification, now=now)
     except IntegrityError:
         return None
     return notification
 
 
-async def record_deletion(dataset: TrainingDataset, *, now: datetime) -> Notification:
-    """The owner's notice that a private dataset was deleted at the end of its window
-    (inside the transaction that writes the tombstone)."""
-    model, version = await _names(dataset)
-    message = (
+DELETED_BECAUSE = {
+    DeletionReason.EXPIRED: "its retention window ended.",
+    DeletionReason.TAKEN_DOWN: (
+        "the operators of this site took the version down and the law required its removal."
+    ),
+}
+"""The deletions the owner is told about (they did not ask for them), and why."""
+
+
+def _deleted_message(
+    dataset: TrainingDataset, model: str, version: str, *, now: datetime, reason: DeletionReason
+) -> str:
+    return (
         f'Your private training dataset "{dataset.filename}" for {model} {version} was '
-        f"deleted on {_when(now)}: its retention window ended."
+        f"deleted on {_when(now)}: {DELETED_BECAUSE[reason]}"
     )
-    return await Notification.create(
+
+
+async def record_deletion(
+    settings: Settings,
+    dataset: TrainingDataset,
+    *,
+    now: datetime,
+    reason: DeletionReason = DeletionReason.EXPIRED,
+) -> Notification:
+    """The owner's notice that a private dataset was deleted without their asking: at
+    the end of its window, or by a takedown (inside the transaction that writes the
+    tombstone)."""
+    model, version = await _names(dataset)
+    message = _deleted_message(dataset, model, version, now=now, reason=reason)
+    notification = await Notification.create(
         user_id=dataset.owner_id,
         dataset_id=dataset.id,
         kind=NotificationKind.DATASET_DELETED,
@@ -81,3 +113,52 @@ async def record_deletion(dataset: TrainingDataset, *, now: datetime) -> Notific
         message=message,
         created_at=now,
     )
+    await outbox.enqueue_notice(settings, notification, now=now)
+    return notification
+
+
+async def record_deletions(
+    settings: Settings,
+    datasets: list[TrainingDataset],
+    *,
+    when: dict[int, datetime],
+    reasons: dict[int, DeletionReason],
+) -> list[Notification]:
+    """:func:`record_deletion` for a batch of datasets (inside the transaction that
+    writes their tombstones): their names in two queries, the notices in one ``INSERT``
+    (read back in one more), each e-mail queued as :func:`record_deletion` does."""
+    if not datasets:
+        return []
+    versions = {v.id: v for v in await ModelVersion.filter(id__in={d.version_id for d in datasets})}
+    models = {
+        m.id: m.name for m in await LoraModel.filter(id__in={v.model_id for v in versions.values()})
+    }
+    made = []
+    for dataset in datasets:
+        version = versions[dataset.version_id]
+        now = when[dataset.id]
+        made.append(
+            Notification(
+                user_id=dataset.owner_id,
+                dataset_id=dataset.id,
+                kind=NotificationKind.DATASET_DELETED,
+                offset_seconds=0,
+                window_end=dataset.expires_at or now,
+                message=_deleted_message(
+                    dataset,
+                    models[version.model_id],
+                    version.name,
+                    now=now,
+                    reason=reasons[dataset.id],
+                ),
+                created_at=now,
+            )
+        )
+    await Notification.bulk_create(made)
+    stored = await Notification.filter(
+        dataset_id__in=[d.id for d in datasets], kind=NotificationKind.DATASET_DELETED
+    ).order_by("id")
+    if settings.smtp_url:
+        for notification in stored:
+            await outbox.enqueue_notice(settings, notification, now=notification.created_at)
+    return list(stored)

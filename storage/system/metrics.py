@@ -13,7 +13,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from tortoise.functions import Count
 
-from storage.db.enums import DatasetStatus, DeletionReason, Visibility
+from storage.db.enums import DatasetStatus, DeletionReason, MailKind, Visibility
 from storage.db.models import TrainingDataset
 
 # Seconds between a window's end and its dataset's deletion: on time is under a second.
@@ -50,12 +50,39 @@ class Metrics:
         )
         for late in ("false", "true"):
             self.reminders.labels(late)
+        self.mails = Counter(
+            "lorashelf_mail_sent",
+            "E-mail this process handed to the SMTP server, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in MailKind:
+            self.mails.labels(kind.value)
+        self.mail_failures = Counter(
+            "lorashelf_mail_failed_attempts",
+            "Attempts to send e-mail that failed (each is retried with back-off).",
+            registry=self.registry,
+        )
+        self.mail_dead_letters = Counter(
+            "lorashelf_mail_dead_letters",
+            "E-mail this process gave up on (refused for good, or its retry window ended).",
+            registry=self.registry,
+        )
         self.sweep_duration = Histogram(
             "lorashelf_sweep_duration_seconds",
             "How long this process's sweeps took.",
             buckets=SWEEP_BUCKETS,
             registry=self.registry,
         )
+
+    def mail_sent(self, kind: MailKind) -> None:
+        self.mails.labels(kind.value).inc()
+
+    def mail_failed(self) -> None:
+        self.mail_failures.inc()
+
+    def mail_dead(self) -> None:
+        self.mail_dead_letters.inc()
 
     def deleted(self, reason: DeletionReason, *, lateness: float | None) -> None:
         self.deletions.labels(reason.value).inc()

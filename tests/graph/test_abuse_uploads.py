@@ -138,9 +138,8 @@ async def pending(api: Api, owner: Person, size: int) -> dict[str, Any]:
 async def assert_refused_and_nothing_kept(
     api: Api, settings: Settings, owner: Person, payload: dict[str, Any], response: Any
 ) -> None:
-    state = await dataset_state(api, owner, payload["dataset"]["id"])
-    assert state["status"] == "PENDING_UPLOAD", response.text
-    assert state["sha256"] is None
+    """The refused upload left nothing: neither bytes nor the dataset's record."""
+    assert await dataset_state(api, owner, payload["dataset"]["id"]) is None, response.text
     assert files_under(settings.blob_dir) == []
 
 
@@ -445,9 +444,9 @@ async def test_replayed_url_after_a_refused_bomb_is_gone(api: Api, settings: Set
     assert (await api.put(payload["uploadUrl"], bomb)).status_code == 422
     # when it is replayed
     response = await api.put(payload["uploadUrl"], bomb)
-    # then it is gone too: each URL takes one attempt
-    assert response.status_code == 410
-    assert response.json()["error"] == "UPLOAD_URL_USED"
+    # then it finds nothing: each URL takes one attempt, and a refused one leaves nothing
+    assert response.status_code == 404
+    assert response.json()["error"] == "NOT_FOUND"
     await assert_refused_and_nothing_kept(api, settings, alice, payload, response)
 
 

@@ -43,7 +43,7 @@ VERSION = f"query($id: ID!) {{ node(id: $id) {{ ... on ModelVersion {{ {VERSION_
 MODELS = """
 query(
   $first: Int, $after: String, $ownerId: ID, $query: String, $tag: String,
-  $baseModel: BaseModel, $type: ModelType, $sort: ModelSort! = NEWEST,
+  $baseModel: BaseModelName, $type: ModelType, $sort: ModelSort! = NEWEST,
   $includeNsfw: Boolean! = false
 ) {
   models(

@@ -4,6 +4,7 @@ and a refused preflight says why and what to set."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,8 @@ from tests.graph.test_downloads import download_url
 from tests.live import PROTOCOL
 from tests.processes import Owner, serve
 
+pytestmark = pytest.mark.backend_independent(reason="CORS headers at the edge")
+
 APP = "http://localhost:5173"
 EXPOSED = {
     "content-range",
@@ -23,10 +26,12 @@ EXPOSED = {
     "accept-ranges",
     "content-length",
     "www-authenticate",
+    "idempotent-replayed",
+    "retry-after",
 }
 PREFLIGHT = {
     "access-control-request-method": "POST",
-    "access-control-request-headers": "authorization, content-type",
+    "access-control-request-headers": "authorization, content-type, idempotency-key",
 }
 
 
@@ -73,6 +78,7 @@ async def test_a_preflight_from_the_configured_origin_is_allowed(api: Api) -> No
     assert response.headers["access-control-allow-origin"] == APP
     allowed = response.headers["access-control-allow-headers"].lower()
     assert "authorization" in allowed and "content-type" in allowed
+    assert "idempotency-key" in allowed  # a web app may retry its mutations safely
 
 
 @pytest.mark.env(LORASHELF_CORS_ORIGINS="https://app.example")
@@ -111,7 +117,7 @@ async def test_without_configured_origins_a_preflight_says_how_to_allow_one(
     assert "access-control-allow-origin" not in response.headers
     body = response.json()
     assert body["error"] == "CORS_REFUSED"
-    assert f"LORASHELF_CORS_ORIGINS={APP}" in body["message"]
+    assert APP in body["message"] and "LORASHELF_CORS_ORIGINS" in body["message"]
 
 
 async def test_without_configured_origins_nothing_is_exposed(api: Api) -> None:
@@ -145,3 +151,42 @@ def test_the_web_apps_origin_may_open_the_subscriptions_websocket(tmp_path: Path
                 url, subprotocols=[PROTOCOL], origin="http://elsewhere.example", timeout=5
             )
         assert refused.value.status_code == 403
+
+
+def test_a_refused_preflight_never_tells_which_origins_are_allowed(tmp_path: Path) -> None:
+    # given a server that allows two origins an attacker would like to know (an internal
+    # admin app, a staging host)
+    allowed = "https://admin.internal.example,https://staging.example"
+    preflight = ["-H", "Access-Control-Request-Method: POST", "-X", "OPTIONS"]
+    answers = []
+    for origins in (allowed, ""):
+        env = {"LORASHELF_DATA_DIR": str(tmp_path / f"var{len(origins)}")}
+        if origins:
+            env["LORASHELF_CORS_ORIGINS"] = origins
+        with serve(env, cwd=tmp_path) as server:
+            # when any page sends a preflight from its own origin, as curl can
+            out = subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-w",
+                    "\n%{http_code}",
+                    *preflight,
+                    "-H",
+                    "Origin: https://evil.example",
+                    f"{server.url}/graphql",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            body, _, status = out.rpartition("\n")
+            answers.append((status, body))
+    # then it is refused, naming the variable, and none of the allowed origins
+    for status, body in answers:
+        assert status == "403"
+        assert "LORASHELF_CORS_ORIGINS" in body and "evil.example" in body
+        assert "admin.internal" not in body and "staging" not in body
+    # and the refusal reads the same whether origins are configured or not
+    assert answers[0] == answers[1]

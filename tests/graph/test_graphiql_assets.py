@@ -17,6 +17,8 @@ import pytest
 from graph.http import graphiql
 from graph.http.graphiql import FetchError, File, Package
 
+pytestmark = pytest.mark.backend_independent(reason="GraphiQL's pinned static files")
+
 
 def tarball(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()

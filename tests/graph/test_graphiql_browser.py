@@ -32,6 +32,10 @@ from selenium.webdriver.common.by import By
 from graph.http import graphiql
 from tests.processes import ROOT, Owner, serve, wait_for
 
+pytestmark = pytest.mark.backend_independent(
+    reason="GraphiQL in a browser; the API beneath it is tested on both databases"
+)
+
 # The committed picture (README) is rewritten only when asked: UPDATE_SCREENSHOTS=1.
 SCREENSHOT = (
     ROOT / "docs" / "graphiql.png"

@@ -27,6 +27,8 @@ from tests.conftest import (
     MutableClock,
     Person,
     at,
+    blob_files,
+    blob_plaintext,
     database_contents,
     make_safetensors,
     make_zip,
@@ -105,7 +107,7 @@ FILE = """
 query($id: ID!) {
   node(id: $id) {
     ... on ModelFile {
-      id status sha256 autoV2 autoV3 sizeBytes
+      id status sha256 autoV2 autoV3 sizeBytes publicSha256 publicSizeBytes
       headerMetadata { key value }
       withheldKeys headerExpiresAt headerErasedAt originalSha256 downloadUrl
     }
@@ -294,13 +296,19 @@ async def test_private_dataset_keys_are_the_owners_alone(api: Api) -> None:
     assert [e["key"] for e in anonymous_view["headerMetadata"]] == public_order
     assert [e["key"] for e in owner_view["headerMetadata"]] == original_order
 
-    # and for everybody the hashes and size describe the public file
+    # and each viewer's hashes and size describe the file that viewer downloads (the
+    # owner's the original), with the public file's beside them for everybody
     public_sha = sha(anonymous_bytes)
     assert public_sha != sha(LORA)
-    for view in (anonymous_view, bob_view, owner_view):
+    assert (owner_view["sha256"], owner_view["sizeBytes"]) == (sha(LORA), len(LORA))
+    assert owner_view["autoV2"] == sha(LORA)[:10]
+    for view in (anonymous_view, bob_view):
         assert view["sha256"] == public_sha
         assert view["autoV2"] == public_sha[:10]
         assert view["sizeBytes"] == len(anonymous_bytes)
+    for view in (anonymous_view, bob_view, owner_view):
+        assert view["publicSha256"] == public_sha
+        assert view["publicSizeBytes"] == len(anonymous_bytes)
         assert view["autoV3"] == sha(LORA[header_end(LORA) :])
         assert view["autoV3"] == sha(anonymous_bytes[header_end(anonymous_bytes) :])
 
@@ -324,13 +332,13 @@ async def test_the_files_of_a_version_show_the_same_firewall(api: Api) -> None:
     assert [sorted(e["key"] for e in f["headerMetadata"]) for f in owner] == [
         sorted({**PUBLIC_METADATA, **TRAINING_METADATA})
     ]
-    assert anonymous[0]["sha256"] == owner[0]["sha256"] != sha(LORA)
+    assert anonymous[0]["sha256"] != owner[0]["sha256"] == sha(LORA)
 
 
 # 2. The end of the window ------------------------------------------------------
 
 
-async def test_secret_values_live_only_in_the_original_header_blob(
+async def test_secret_values_live_only_in_the_owners_two_blobs(
     api: Api, settings: Settings
 ) -> None:
     # given alice's published version with a private dataset, looked at and downloaded
@@ -342,13 +350,19 @@ async def test_secret_values_live_only_in_the_original_header_blob(
         await download(api, file_id, who)
     # when every file under the data directory is searched for the secret values
     holding = files_holding_secrets(settings)
-    # then exactly one holds them: the original header, nothing more (not the database,
-    # its journal, the public header or the tensor data)
-    assert len(holding) == 1, holding
-    (path,) = holding
-    assert path.read_bytes() == LORA[: header_end(LORA)]
+    # then none holds them as stored: every blob is sealed (not the database, its
+    # journal, a blob or a temp file)
+    assert holding == {}, holding
     for held in database_bytes(settings):
         assert secrets_in(held) == []
+    # and decrypted, exactly two blobs hold them: the original header and the owner's
+    # copy of the metadata, nothing more (not the public header or the tensor data)
+    plain = {path: blob_plaintext(path) or b"" for path in blob_files(settings.blob_dir)}
+    decrypted = [path for path, data in plain.items() if secrets_in(data)]
+    assert len(decrypted) == 2, decrypted
+    contents = sorted((plain[path] for path in decrypted), key=len, reverse=True)
+    assert contents[0] == LORA[: header_end(LORA)]
+    assert json.loads(contents[1]) == metadata_in(LORA)
 
 
 async def test_access_to_the_keys_ends_at_the_window_not_when_the_job_runs(

@@ -1,5 +1,5 @@
 """The withheld-key list applies to files already stored: at start, a key listed since a
-file was uploaded is withheld from it (``header_firewall.withhold_listed_keys``), with
+file was uploaded is withheld from it (``header_firewall.settle_stored_files``), with
 the same firewall as for a new upload. (tests/graph/test_header_keys_e2e.py restarts a
 real ``lorashelf serve`` with a longer list.)"""
 
@@ -13,9 +13,9 @@ from jobs.assembly import assemble
 from jobs.tasks import erase_header
 from storage.blobs.local import LocalBlobStore
 from storage.config.settings import load_settings
-from storage.retention.header_firewall import TRAINING_DATA_KEYS, withhold_listed_keys
+from storage.retention.header_firewall import TRAINING_DATA_KEYS, settle_stored_files
 from storage.runtime import NoScheduler, Runtime
-from tests.conftest import Api, MutableClock, blob_files, make_safetensors, raw_id
+from tests.conftest import Api, MutableClock, blob_files, blob_plaintext, make_safetensors, raw_id
 from tests.graph.test_header_firewall import (
     PUBLIC_METADATA,
     RETENTION,
@@ -46,7 +46,9 @@ def restarted(
 
 
 def blobs_holding(root: Path, value: str) -> list[Path]:
-    return [path for path in blob_files(root) if value.encode() in path.read_bytes()]
+    """The blobs whose plaintext holds ``value`` (none holds it as stored: sealed)."""
+    assert not [path for path in blob_files(root) if value.encode() in path.read_bytes()]
+    return [path for path in blob_files(root) if value.encode() in (blob_plaintext(path) or b"")]
 
 
 async def test_a_newly_listed_key_joins_the_keys_already_withheld(
@@ -58,7 +60,7 @@ async def test_a_newly_listed_key_joins_the_keys_already_withheld(
     assert metadata_of(await file_view(api, file_id, None))[NEW_KEY] == NEW_VALUE
 
     # when a process starts with that key listed
-    changed = await withhold_listed_keys(restarted(env, clock, store, NEW_KEY))
+    changed = await settle_stored_files(restarted(env, clock, store, NEW_KEY))
 
     # then the file is the only one changed, and anybody else gets it without the key
     assert changed == 1
@@ -74,10 +76,11 @@ async def test_a_newly_listed_key_joins_the_keys_already_withheld(
     assert owner["withheldKeys"] == sorted([*TRAINING_DATA_KEYS, NEW_KEY])
     assert metadata_of(owner)[NEW_KEY] == NEW_VALUE
     assert await download(api, file_id, alice) == BODY
-    # and only the original header still holds the value (the old public one is gone)
-    assert len(blobs_holding(store.root, NEW_VALUE)) == 1
+    # and only the original header and the owner's copy of the metadata still hold the
+    # value (the old public header is gone)
+    assert len(blobs_holding(store.root, NEW_VALUE)) == 2
     # and a second start finds nothing left to do
-    assert await withhold_listed_keys(restarted(env, clock, store, NEW_KEY)) == 0
+    assert await settle_stored_files(restarted(env, clock, store, NEW_KEY)) == 0
 
 
 async def test_a_file_with_nothing_withheld_gets_a_window_for_the_new_key(
@@ -91,7 +94,7 @@ async def test_a_file_with_nothing_withheld_gets_a_window_for_the_new_key(
     assert (await file_view(api, file_id, alice))["headerExpiresAt"] is None
 
     # when the key is listed
-    await withhold_listed_keys(restarted(env, clock, store, f"{NEW_KEY},unused_key"))
+    await settle_stored_files(restarted(env, clock, store, f"{NEW_KEY},unused_key"))
 
     # then it is withheld from everybody else, and erased when the window ends
     public = await download(api, file_id, None)
@@ -119,7 +122,7 @@ async def test_a_file_erased_already_loses_the_new_key_for_everybody(
     assert metadata_of(await file_view(api, file_id, alice))[NEW_KEY] == NEW_VALUE
 
     # when the key is listed afterwards
-    assert await withhold_listed_keys(restarted(env, clock, store, NEW_KEY)) == 1
+    assert await settle_stored_files(restarted(env, clock, store, NEW_KEY)) == 1
 
     # then nobody sees it any more, the owner included, and no byte of it is left
     for who in (None, alice):

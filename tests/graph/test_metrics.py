@@ -3,7 +3,7 @@ database, and never names a user, a dataset or a file."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -12,11 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from graph.http.app import create_app
-from graph.http.metrics import MAX_OPERATIONS
+from graph.http.metrics import MAX_OPERATIONS, metrics_app
 from jobs.tasks import expire_dataset, sweep
 from storage.config.settings import Settings
 from storage.runtime import NoScheduler
-from tests.conftest import Api, MutableClock, make_zip, raw_id
+from tests.conftest import Api, MutableClock, make_zip, raw_id, set_visibility
 
 RETENTION = 3600
 pytestmark = pytest.mark.env(
@@ -43,8 +43,23 @@ def job_ctx(app: Starlette) -> dict[str, Any]:
     return {"runtime": app.state.services.runtime}
 
 
-async def scrape(api: Api) -> str:
-    response = await api.http.get("/metrics")
+Scrape = Callable[[], Awaitable[str]]
+
+
+@pytest.fixture
+def scrape(app: Starlette) -> Scrape:
+    """``/metrics`` of the ``api`` fixture's app, as its metrics port serves it."""
+
+    async def scraped() -> str:
+        return await scrape_app(app)
+
+    return scraped
+
+
+async def scrape_app(app: Starlette) -> str:
+    transport = httpx.ASGITransport(app=metrics_app(app.state.services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as http:
+        response = await http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return response.text
@@ -68,16 +83,18 @@ def label_values(text: str, name: str, label: str) -> set[str]:
     }
 
 
-async def test_a_named_query_is_counted_and_timed_by_its_operation_name(api: Api) -> None:
+async def test_a_named_query_is_counted_and_timed_by_its_operation_name(
+    api: Api, scrape: Scrape
+) -> None:
     # given a signed-in client
     alice = await api.sign_up()  # (an unnamed mutation)
-    before = await scrape(api)
+    before = await scrape()
     # when it runs a named query twice and an unnamed one once
     for _ in range(2):
         await api.gql("query WhoAmI { viewer { id } }", token=alice.token)
     await api.gql("{ viewer { id } }", token=alice.token)
     # then each is counted under its name, and timed
-    text = await scrape(api)
+    text = await scrape()
     assert value(text, "lorashelf_graphql_requests_total", operation="WhoAmI") == 2
     unnamed = [
         value(t, "lorashelf_graphql_requests_total", operation="anonymous") for t in (before, text)
@@ -86,21 +103,23 @@ async def test_a_named_query_is_counted_and_timed_by_its_operation_name(api: Api
     assert value(text, "lorashelf_graphql_request_duration_seconds_count", operation="WhoAmI") == 2
 
 
-async def test_operation_names_are_bounded_the_rest_counted_as_other(api: Api) -> None:
+async def test_operation_names_are_bounded_the_rest_counted_as_other(
+    api: Api, scrape: Scrape
+) -> None:
     # given a client that names every operation differently
     alice = await api.sign_up()
     extra = 10
     for n in range(MAX_OPERATIONS + extra):
         await api.gql(f"query Op{n} {{ viewer {{ id }} }}", token=alice.token)
     # when scraped
-    text = await scrape(api)
+    text = await scrape()
     # then only the first names are labels; the others are one "other"
     names = label_values(text, "lorashelf_graphql_requests_total", "operation")
     assert len(names - {"other", "anonymous"}) == MAX_OPERATIONS
     assert value(text, "lorashelf_graphql_requests_total", operation="other") >= extra
 
 
-async def test_errors_are_counted_by_their_code(api: Api) -> None:
+async def test_errors_are_counted_by_their_code(api: Api, scrape: Scrape) -> None:
     # given a malformed cursor, a query that does not validate and a revoked token
     alice = await api.sign_up()
     bad = await api.raw(
@@ -115,15 +134,17 @@ async def test_errors_are_counted_by_their_code(api: Api) -> None:
     )
     assert refused.status_code == 401
     # when scraped
-    text = await scrape(api)
+    text = await scrape()
     # then each is counted under its code ("NONE" when it has none)
     assert value(text, "lorashelf_graphql_errors_total", code="INVALID_CURSOR") == 1
     assert value(text, "lorashelf_graphql_errors_total", code="NONE") == 1
     assert value(text, "lorashelf_graphql_errors_total", code="UNAUTHENTICATED") == 1
 
 
-async def test_upload_and_download_bytes_are_counted_by_kind(api: Api) -> None:
-    # given a private dataset uploaded by its owner
+async def test_uploads_are_counted_without_their_sizes_and_private_bytes_never(
+    api: Api, scrape: Scrape
+) -> None:
+    # given a private dataset and a weights file uploaded by their owner
     alice = await api.sign_up()
     model_id = await api.create_model(alice)
     version_id = await api.create_version(alice, model_id)
@@ -131,7 +152,7 @@ async def test_upload_and_download_bytes_are_counted_by_kind(api: Api) -> None:
     dataset_id = await api.upload(alice, version_id, body=body)
     weights = await api.upload_file(alice, version_id)
     assert weights
-    # when the owner downloads it
+    # when the owner downloads the private dataset
     found = await api.gql(
         "query($id: ID!) { node(id: $id) { ... on TrainingDataset { downloadUrl } } }",
         {"id": dataset_id},
@@ -139,34 +160,47 @@ async def test_upload_and_download_bytes_are_counted_by_kind(api: Api) -> None:
     )
     download = await api.http.get(found["node"]["downloadUrl"])
     assert download.status_code == 200
-    # then both directions are counted, by kind
-    text = await scrape(api)
-    assert value(text, "lorashelf_upload_bytes_total", kind="dataset") == len(body)
-    assert value(text, "lorashelf_upload_bytes_total", kind="file") > 0
+    # then the uploads and the private download are counted, none by its size
+    text = await scrape()
+    assert value(text, "lorashelf_uploads_total", kind="dataset") == 1
+    assert value(text, "lorashelf_uploads_total", kind="file") == 1
+    assert value(text, "lorashelf_private_downloads_total", kind="dataset") == 1
+    assert value(text, "lorashelf_download_bytes_total", kind="dataset") == 0
+    assert "lorashelf_upload_bytes" not in text
+    # when the version is published with the dataset made public, and anybody
+    # downloads it
+    await api.publish(alice, version_id)
+    await set_visibility(api, alice, dataset_id, "PUBLIC")
+    link = await api.gql(
+        "query($id: ID!) { node(id: $id) { ... on TrainingDataset { downloadUrl } } }",
+        {"id": dataset_id},
+    )
+    assert (await api.http.get(link["node"]["downloadUrl"])).content == body
+    # then those bytes (anybody's to download) are counted
+    text = await scrape()
     assert value(text, "lorashelf_download_bytes_total", kind="dataset") == len(body)
-    assert value(text, "lorashelf_download_bytes_total", kind="file") == 0
 
 
 async def test_backlog_deletions_and_lateness_after_an_expiry(
-    api: Api, clock: MutableClock, job_ctx: dict[str, Any]
+    api: Api, clock: MutableClock, job_ctx: dict[str, Any], scrape: Scrape
 ) -> None:
     # given a published private dataset
     alice = await api.sign_up()
     _, _, dataset_id = await api.model_with_dataset(alice)
-    text = await scrape(api)
+    text = await scrape()
     assert value(text, "lorashelf_datasets", status="AVAILABLE") == 1
     assert value(text, "lorashelf_retention_overdue_datasets") == 0
     # when its window ends and nothing has deleted it yet (no runner here)
     late = 42
     clock.advance(RETENTION + late)
     # then the backlog shows it, and the reminder that was never sent
-    text = await scrape(api)
+    text = await scrape()
     assert value(text, "lorashelf_retention_overdue_datasets") == 1
     assert value(text, "lorashelf_retention_due_reminders") == 1
     # when the expiry job runs in this process
     assert await expire_dataset(job_ctx, await raw_id(dataset_id))
     # then the deletion is counted with how late it came, and the backlog is empty
-    text = await scrape(api)
+    text = await scrape()
     assert value(text, "lorashelf_retention_overdue_datasets") == 0
     assert value(text, "lorashelf_datasets", status="DELETED") == 1
     assert value(text, "lorashelf_dataset_deletions_total", reason="EXPIRED") == 1
@@ -177,7 +211,7 @@ async def test_backlog_deletions_and_lateness_after_an_expiry(
 
 
 async def test_reminders_and_sweeps_are_counted(
-    api: Api, clock: MutableClock, job_ctx: dict[str, Any]
+    api: Api, clock: MutableClock, job_ctx: dict[str, Any], scrape: Scrape
 ) -> None:
     # given a published private dataset whose reminder is due
     alice = await api.sign_up()
@@ -187,7 +221,7 @@ async def test_reminders_and_sweeps_are_counted(
     done = await sweep(job_ctx)
     assert done.get("reminded") == 1
     # then the reminder (on time) and the sweep are counted; none is due any more
-    text = await scrape(api)
+    text = await scrape()
     assert value(text, "lorashelf_reminders_sent_total", late="false") == 1
     assert value(text, "lorashelf_reminders_sent_total", late="true") == 0
     assert value(text, "lorashelf_sweep_duration_seconds_count") == 1
@@ -195,7 +229,7 @@ async def test_reminders_and_sweeps_are_counted(
 
 
 async def test_metrics_name_no_user_dataset_or_file(
-    api: Api, clock: MutableClock, job_ctx: dict[str, Any]
+    api: Api, clock: MutableClock, job_ctx: dict[str, Any], scrape: Scrape
 ) -> None:
     # given (the attack) a user, a model, a private dataset and a file with distinctive
     # names, used in every way the metrics count: operations named after them too
@@ -217,7 +251,7 @@ async def test_metrics_name_no_user_dataset_or_file(
     clock.advance(RETENTION + 1)
     await expire_dataset(job_ctx, await raw_id(dataset_id))
     # when /metrics is scraped, as anybody could if it were exposed
-    text = await scrape(api)
+    text = await scrape()
     # then no name, id or filename from that user appears in it
     secrets = [
         username,
@@ -241,15 +275,17 @@ async def test_metrics_name_no_user_dataset_or_file(
 async def test_readyz_checks_the_object_store(api: Api) -> None:
     # when readiness is asked
     response = await api.http.get("/readyz")
-    # then the object store is among the checks (no Redis configured: not checked)
+    # then the object store is among the checks (no Redis configured: not checked), and
+    # nothing but words: no number that moves with anybody's uploads
     assert response.status_code == 200
-    checks = response.json()["checks"]
-    assert checks["objectStore"] == "ok"
-    assert "redis" not in checks
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "disk": "ok", "objectStore": "ok"},
+    }
 
 
 async def test_each_app_has_its_own_registry(
-    settings: Settings, clock: MutableClock, api: Api
+    settings: Settings, clock: MutableClock, api: Api, scrape: Scrape
 ) -> None:
     # given a second app in the same process
     other = create_app(settings, clock=clock, scheduler=NoScheduler(), manage_database=False)
@@ -257,8 +293,6 @@ async def test_each_app_has_its_own_registry(
     # when the first one answers a named query
     await api.gql("query OnlyHere { viewer { id } }", token=alice.token)
     # then only its registry counted it
-    transport = httpx.ASGITransport(app=other)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        elsewhere = (await http.get("/metrics")).text
-    assert value(await scrape(api), "lorashelf_graphql_requests_total", operation="OnlyHere") == 1
+    elsewhere = await scrape_app(other)
+    assert value(await scrape(), "lorashelf_graphql_requests_total", operation="OnlyHere") == 1
     assert value(elsewhere, "lorashelf_graphql_requests_total", operation="OnlyHere") == 0

@@ -1,5 +1,7 @@
-"""The privacy matrix: every path x {owner, other user, anonymous} x
-{public, private, draft, deleted}, each with its exact expected answer."""
+"""The privacy matrix: every path x {owner, other user, operator, anonymous} x
+{public, private, draft, deleted}, each with its exact expected answer. An operator of
+the site is a viewer like any other signed-in user: every expectation below treats
+"operator" exactly as "other"."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, MutableClock, Person, missing_id
+from storage import operators
+from tests.conftest import START, Api, MutableClock, Person, missing_id
 
-VIEWERS = ("owner", "other", "anonymous")
+VIEWERS = ("owner", "other", "operator", "anonymous")
 STATES = ("public", "private", "draft", "deleted")
 
 
@@ -18,18 +21,25 @@ STATES = ("public", "private", "draft", "deleted")
 class World:
     owner: Person
     other: Person
+    operator: Person
     model_id: str
     version_id: str
     dataset_id: str
 
     def token(self, viewer: str) -> str | None:
-        return {"owner": self.owner.token, "other": self.other.token, "anonymous": None}[viewer]
+        tokens = {"owner": self.owner, "other": self.other, "operator": self.operator}
+        person = tokens.get(viewer)
+        return person.token if person is not None else None
 
 
 async def given_world(api: Api, state: str) -> World:
-    """Alice owns one model, one version, one dataset in `state`; Bob is another user."""
+    """Alice owns one model, one version, one dataset in `state`; Bob is another user;
+    Olga is an operator of the site (granted as the command line grants it)."""
     owner = await api.sign_up("alice")
     other = await api.sign_up("bob")
+    operator = await api.sign_up("olga")
+    _, changed = await operators.grant("olga", now=START)
+    assert changed
     visibility = "PRIVATE" if state == "private" else "PUBLIC"
     model_id, version_id, dataset_id = await api.model_with_dataset(
         owner, visibility, publish=state != "draft"
@@ -42,7 +52,7 @@ async def given_world(api: Api, state: str) -> World:
             {"i": {"datasetId": dataset_id}},
             owner.token,
         )
-    return World(owner, other, model_id, version_id, dataset_id)
+    return World(owner, other, operator, model_id, version_id, dataset_id)
 
 
 def sees_dataset(viewer: str, state: str) -> bool:
@@ -243,8 +253,9 @@ ID_TYPE = {"dataset": "TrainingDataset", "version": "ModelVersion", "model": "Mo
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 @pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("actor", ("other", "operator"))
 async def test_mutations_by_others_answer_as_for_missing_ids(
-    api: Api, mutation: str, state: str
+    api: Api, mutation: str, state: str, actor: str
 ) -> None:
     # given Alice's object, and ids that do not exist, are malformed or of another type
     world = await given_world(api, state)
@@ -255,8 +266,8 @@ async def test_mutations_by_others_answer_as_for_missing_ids(
     wrong_type = world.owner.id
     answers = []
     for candidate in (real[target], missing, "not-an-id", wrong_type):
-        # when Bob tries the mutation
-        data = await api.gql(document, {"i": {field: candidate, **extra}}, world.other.token)
+        # when Bob (or Olga, an operator) tries the mutation
+        data = await api.gql(document, {"i": {field: candidate, **extra}}, world.token(actor))
         answers.append(data[mutation])
     # then every answer is the same NOT_FOUND, with nothing to tell them apart
     first = answers[0]
@@ -264,15 +275,16 @@ async def test_mutations_by_others_answer_as_for_missing_ids(
     assert all(answer == first for answer in answers)
 
 
-async def test_guessing_global_ids_reveals_nothing(api: Api) -> None:
+@pytest.mark.parametrize("viewer", ("other", "operator"))
+async def test_guessing_global_ids_reveals_nothing(api: Api, viewer: str) -> None:
     # given Alice's private dataset among others
     world = await given_world(api, "private")
     guesses = [missing_id("TrainingDataset") for _ in range(19)] + [world.dataset_id]
-    # when Bob looks every guess up
+    # when Bob (or Olga, an operator) looks every guess up
     results = []
     for guess in guesses:
         answer = await api.gql(
-            "query($id: ID!) { node(id: $id) { id } }", {"id": guess}, world.other.token
+            "query($id: ID!) { node(id: $id) { id } }", {"id": guess}, world.token(viewer)
         )
         results.append(answer["node"])
     # then

@@ -184,15 +184,17 @@ async def test_another_user_is_unaffected(api: Api) -> None:
 
 
 @pytest.mark.env(LORASHELF_MAX_DATASETS_PER_USER="1")
-async def test_refused_bytes_leave_the_quota_used(api: Api) -> None:
+async def test_refused_bytes_give_the_quota_back(api: Api) -> None:
     # given alice's only allowed dataset, whose PUT was refused (not a zip)
     alice = await api.sign_up("alice")
     payload = await start(api, alice, 10)
     assert (await api.put(payload["uploadUrl"], b"not a zip!")).status_code == 415
     # when she starts an upload for another version
     other = await start(api, alice, 10)
-    # then the pending dataset still counts: she restarts it or deletes it
-    assert errors(other) == [(None, "QUOTA_DATASETS")]
+    # then the refused one counts no more (it was not kept)
+    assert errors(other) == []
+    # while a dataset still waiting for its bytes does count
+    assert errors(await start(api, alice, 10)) == [(None, "QUOTA_DATASETS")]
 
 
 @pytest.mark.env(LORASHELF_MAX_BYTES_PER_USER="3GiB")

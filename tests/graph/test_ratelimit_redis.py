@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,15 +11,9 @@ from graph.http.app import create_app
 from storage.config.settings import Settings, load_settings
 from storage.runtime import NoScheduler
 from tests.conftest import MutableClock
-from tests.processes import RedisServer, redis_server
+from tests.processes import RedisServer
 
 LOG_IN = "mutation($i: LogInInput!) { logIn(input: $i) { token userErrors { code message } } }"
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Api, MutableClock, Person
+from tests.conftest import Api, MutableClock, Person, set_visibility
 from tests.graph.test_front_page import counting
 from tests.processes import Owner, gql, serve
 
@@ -73,7 +74,8 @@ async def test_a_repeated_anonymous_page_is_served_without_running_it_again(
     assert second.content == first.content and names(second) == ["Cats"]
     assert first_time.count >= 3 and again.count <= 1, (first_time.count, again.count)
     assert second.headers["etag"] == first.headers["etag"]
-    assert second.headers["cache-control"].startswith("public, max-age=")
+    # (the page shows training datasets: only the asker's own browser may keep it)
+    assert second.headers["cache-control"].startswith("private, max-age=")
     assert int(second.headers["cache-control"].rsplit("=", 1)[1]) <= 10
     assert second.headers["vary"] == "Authorization"
 
@@ -131,7 +133,8 @@ async def test_a_signed_in_answer_is_never_stored_nor_served_from_the_anonymous_
         assert "etag" not in answer.headers
     # and the anonymous viewer never does, though it was asked right after the owner
     assert private_id not in json.dumps(anonymous.json())
-    assert anonymous.headers["cache-control"].startswith("public")
+    assert anonymous.headers["cache-control"].startswith("private, max-age=")  # its own
+    assert "etag" in anonymous.headers
 
 
 async def test_if_none_match_gets_a_304_until_the_answer_changes(
@@ -191,7 +194,7 @@ async def test_get_with_automatic_persisted_queries(
     # and the hash alone is enough from then on, with caching headers
     by_hash = await api.http.get("/graphql", params=apq(PAGE))
     assert by_hash.status_code == 200 and names(by_hash) == ["Cats"]
-    assert by_hash.headers["cache-control"].startswith("public, max-age=")
+    assert by_hash.headers["cache-control"].startswith("private, max-age=")
     assert by_hash.headers["etag"] == registered.headers["etag"]
     # with variables too
     query = "query($n: Int) { models(first: $n) { edges { node { name } } } }"
@@ -313,3 +316,208 @@ async def test_private_work_does_not_move_the_cache_an_observer_could_time(
     with counting() as again:
         answer = await post(api, PAGE)
     assert names(answer) == ["Cats"] and again.count <= 1, again.count
+
+
+async def test_texts_that_differ_by_comments_and_spaces_share_one_answer(
+    api: Api, published: tuple[Person, str, str, str]
+) -> None:
+    # given the front page asked for once
+    first = await post(api, PAGE)
+    # when it is asked for again under a comment, with other spacing and commas
+    variant = "# a comment of the client's own\n" + PAGE.replace(" ", "\n  ,") + "  # more"
+    with counting() as again:
+        second = await post(api, variant)
+    # then it is the same answer, from the same entry: the key is the normal form
+    assert again.count <= 1, again.count
+    assert second.content == first.content and second.headers["etag"] == first.headers["etag"]
+
+
+async def test_only_documents_that_validate_are_persisted(api: Api) -> None:
+    # when a document that does not validate is sent with its hash
+    document = "{ noSuchField }"
+    answer = await api.http.get("/graphql", params={**apq(document), "query": document})
+    # then the answer says why, and the hash is still unknown
+    assert answer.json()["errors"][0]["message"].startswith("Cannot query field 'noSuchField'")
+    unknown = await api.http.get("/graphql", params=apq(document))
+    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+
+
+@pytest.mark.env(LORASHELF_PERSISTED_QUERIES_BYTES="64KiB")
+async def test_persisted_documents_are_kept_in_normal_form_within_their_budget(
+    api: Api,
+) -> None:
+    # given a document registered padded with 30 kB of comments
+    padded = "{ __typename } # " + "x" * 30_000
+    await api.http.get("/graphql", params={**apq(padded), "query": padded})
+    # when 200 others are registered (a budget of 64 KiB: about 100 small documents)
+    for i in range(200):
+        other = f"query Q{i} {{ __typename }}"
+        await api.http.get("/graphql", params={**apq(other), "query": other})
+    # then the latest are known by hash, the oldest were let go
+    latest = "query Q199 { __typename }"
+    assert (await api.http.get("/graphql", params=apq(latest))).json() == {
+        "data": {"__typename": "Query"}
+    }
+    gone = await api.http.get("/graphql", params=apq(padded))
+    assert gone.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+
+
+def test_an_unpaired_surrogate_is_a_clear_400_and_one_log_line(tmp_path: Path) -> None:
+    with serve({"LORASHELF_DATA_DIR": str(tmp_path / "var")}, tmp_path) as server:
+        # when a persisted query, a document, a variable and an operation name each
+        # carry an unpaired UTF-16 surrogate (JSON's \ud800 escape)
+        bodies = [
+            '{"query": "{ __typename } # \\ud800", "extensions": {"persistedQuery": '
+            '{"version": 1, "sha256Hash": "00"}}}',
+            '{"query": "{ models(query: \\"\\ud800\\") { edges { cursor } } }"}',
+            '{"query": "query($q: String) { models(query: $q) { edges { cursor } } }", '
+            '"variables": {"q": "\\ud800"}}',
+            '{"query": "{ __typename }", "operationName": "\\ud800"}',
+        ]
+        answers = [
+            httpx.post(
+                f"{server.url}/graphql",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+            for body in bodies
+        ]
+        answers.append(
+            httpx.get(
+                f"{server.url}/graphql",
+                params={
+                    "query": "{ __typename }",
+                    "extensions": '{"persistedQuery": {"version": 1, "sha256Hash": "\\ud800"}}',
+                },
+            )
+        )
+        log = server.log.read_text()
+    # then each is a 400 that says what is wrong, with a stable code
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        [error] = answer.json()["errors"]
+        assert error["extensions"]["code"] == "INVALID_UNICODE"
+        assert "unpaired UTF-16 surrogate" in error["message"]
+    # and the log holds one access line each, no traceback
+    assert "Traceback" not in log and "UnicodeEncodeError" not in log
+    assert log.count('"POST /graphql HTTP/1.1" 400') == 4
+    assert log.count("GET /graphql?") == 1
+
+
+def test_an_unpaired_surrogate_over_a_websocket_closes_it_with_4400_and_no_traceback(
+    tmp_path: Path,
+) -> None:
+    from tests.live import Closed, over_network
+
+    subscribe = '{"id": "s", "type": "subscribe", "payload": %s}'
+    messages = [
+        subscribe % '{"query": "subscription { notificationAdded { id } } # \\ud800"}',
+        subscribe % '{"query": "subscription { notificationAdded(x: \\"\\ud800\\") { id } }"}',
+        subscribe
+        % (
+            '{"query": "subscription($id: ID!) { datasetChanged(id: $id) { id } }", '
+            '"variables": {"id": "\\ud800"}}'
+        ),
+        subscribe
+        % '{"query": "subscription { notificationAdded { id } }", "operationName": "\\ud800"}',
+    ]
+    closes = []
+    with serve({"LORASHELF_DATA_DIR": str(tmp_path / "var")}, tmp_path) as server:
+        token = Owner.sign_up(server.url).token
+        # when a signed-in client's subscription carries an unpaired UTF-16 surrogate in
+        # its document, a string in it, a variable, its operation name
+        for message in messages:
+            live, sock = over_network(server.url)
+            try:
+                live.init({"Authorization": f"Bearer {token}"})
+                sock.send(message)
+                with pytest.raises(Closed) as closed:
+                    live.message("s", timeout=5)
+                closes.append((closed.value.code, closed.value.reason))
+            finally:
+                sock.close()
+        log = server.log.read_text()
+    # then the socket is closed as the protocol says for a message it cannot read
+    assert closes == [(4400, "WebSocket message must be valid JSON")] * len(messages)
+    # and nothing went wrong inside
+    assert "Traceback" not in log and "INTERNAL_ERROR" not in log
+
+
+def test_operations_pipelined_after_one_that_closes_the_socket_leave_no_traceback(
+    tmp_path: Path,
+) -> None:
+    from tests.live import over_network
+
+    with serve({"LORASHELF_DATA_DIR": str(tmp_path / "var")}, tmp_path) as server:
+        token = Owner.sign_up(server.url).token
+        # when clients send three subscriptions at once whose documents do not parse
+        # (the first closes the socket with 4400; the others find it closed)
+        for _ in range(3):
+            live, sock = over_network(server.url)
+            try:
+                live.init({"Authorization": f"Bearer {token}"})
+                for i in range(3):
+                    live.subscribe(f"broken{i}", "subscription { notificationAdded { id } ")
+                time.sleep(0.3)
+            finally:
+                sock.close()
+        time.sleep(0.5)
+        log = server.log.read_text()
+    # then the log holds their connections and nothing went wrong inside
+    assert log.count('"WebSocket /graphql" [accepted]') == 3
+    assert "Traceback" not in log and "Exception in worker task" not in log
+
+
+CATALOGUE = "{ models(first: 20) { edges { node { id name versions { name } } } } }"
+TRAINING_DATA = (
+    "{ models(first: 20) { edges { node { versions { files { headerMetadata { key value } } "
+    "} } } } }"
+)
+
+
+async def test_answers_a_datasets_visibility_governs_are_left_to_no_shared_cache(
+    api: Api, published: tuple[Person, str, str, str]
+) -> None:
+    owner, _, _, dataset_id = published
+    # when anonymous viewers ask for the catalogue, for the header's training-data keys
+    # (shown while the dataset is public), for the dataset, and for a file by its hash
+    catalogue = await post(api, CATALOGUE)
+    governed = [
+        await post(api, TRAINING_DATA),
+        await post(
+            api,
+            "{ models(first: 1) { edges { node { versions { files { architecture "
+            "{ networkDim } } } } } } }",
+        ),
+        await post(api, PAGE),
+        await post(
+            api, '{ modelVersionByHash(hash: "0123456789") { id } retentionPolicy { notice } }'
+        ),
+        await post(
+            api,
+            "fragment F on ModelVersion { trainingDataset { id } } "
+            "{ models(first: 1) { edges { node { versions { ...F } } } } }",
+        ),
+    ]
+    # then the catalogue may be kept by a CDN; the others only by the asker's browser,
+    # so that making the dataset private ends them everywhere at once
+    assert catalogue.headers["cache-control"].startswith("public, max-age=")
+    for answer in governed:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["cache-control"].startswith("private, max-age="), answer.text
+    # and lorashelf's own cache answers the change at once
+    await set_visibility(api, owner, dataset_id, "PRIVATE")
+    after = await post(api, PAGE)
+    assert datasets(after) == [None]
+
+
+def test_every_shareable_field_is_a_field_of_its_type() -> None:
+    from graphql import GraphQLObjectType, build_schema
+
+    from graph.schema.documents import SHAREABLE_FIELDS
+
+    schema = build_schema((Path(__file__).parents[2] / "schema.graphql").read_text())
+    for type_name, fields in SHAREABLE_FIELDS.items():
+        type_ = schema.get_type(type_name)
+        assert isinstance(type_, GraphQLObjectType), type_name
+        assert fields <= set(type_.fields), (type_name, fields - set(type_.fields))

@@ -201,6 +201,61 @@ async def test_directive_overloading_is_refused(api: Api) -> None:
     assert error["extensions"] == {"code": "TOO_MANY_DIRECTIVES", "limit": 50, "actual": 51}
 
 
+async def test_a_repeated_unknown_directive_is_one_error_not_one_per_copy(api: Api) -> None:
+    # given graphql-cop's directive overloading: one unknown directive repeated 660 times
+    # (each copy would be a validation error of its own)
+    document = "query { __typename " + "@aa" * 660 + " }"
+    # when it is sent
+    response = await api.http.post("/graphql", json={"query": document})
+    # then it is refused before validation with one error, and the answer stays small
+    body = response.json()
+    assert body["errors"] == [
+        {
+            "message": "The document has 660 directives; at most 50 allowed.",
+            "extensions": {"code": "TOO_MANY_DIRECTIVES", "limit": 50, "actual": 660},
+        }
+    ]
+    assert len(response.content) < 500
+
+
+async def test_validation_errors_stop_at_the_limit_with_one_too_many_errors(api: Api) -> None:
+    # given a document under every other limit with 40 unknown directives and 25
+    # unknown fields
+    document = "{ __typename " + "@aa" * 40 + " " + " ".join(f"f{i}" for i in range(25)) + " }"
+    # when it is sent
+    body = await api.raw(document)
+    # then 20 errors come back, and one that says the rest were left out
+    errors = body["errors"]
+    assert len(errors) == 21
+    assert errors[-1] == {
+        "message": "More than 20 errors; the rest are left out.",
+        "extensions": {"code": "TOO_MANY_ERRORS", "limit": 20},
+    }
+
+
+async def test_errors_met_while_executing_stop_at_the_limit_too(api: Api) -> None:
+    # given a valid document whose 25 aliased fields each fail (a cursor lorashelf did
+    # not make), each under a nullable field so that every failure is reported
+    alice = await api.sign_up("alice")
+    fields = " ".join(
+        f'a{i}: viewer {{ notifications(first: 1, after: "x{i}") {{ edges {{ cursor }} }} }}'
+        for i in range(25)
+    )
+    # when it runs
+    body = await api.raw("{ " + fields + " }", token=alice.token)
+    # then the answer holds 20 of the errors and one TOO_MANY_ERRORS
+    codes = [e["extensions"]["code"] for e in body["errors"]]
+    assert codes == ["INVALID_CURSOR"] * 20 + ["TOO_MANY_ERRORS"]
+
+
+@pytest.mark.env(LORASHELF_MAX_ERRORS="3", LORASHELF_MAX_DIRECTIVES="5")
+async def test_the_directive_and_error_limits_are_configurable(api: Api) -> None:
+    assert refused(await api.raw("{ __typename " + "@aa" * 6 + " }"))["extensions"]["limit"] == 5
+    errors = (await api.raw("{ f1 f2 f3 f4 f5 }"))["errors"]
+    assert [e.get("extensions", {}).get("code") for e in errors][-1] == "TOO_MANY_ERRORS"
+    assert len(errors) == 4
+
+
 def nested(depth: int) -> str:
     """A query `depth` levels deep: models > edges > node > versions > model > ... > id."""
     names = ["versions" if k % 2 == 0 else "model" for k in range(depth - 4)]

@@ -77,9 +77,9 @@ def test_serve_keeps_bytes_in_s3_and_leaves_none_after_expiry_and_deletion(
             {"i": {"versionId": version_id}},
         )
         # the bytes are in the bucket, under the prefix: the dataset, and the file's
-        # data, original header and public header
+        # data, original header, public header and the owner's copy of its metadata
         stored = s3.everything_in(bucket)
-        assert len(stored) == 4 and all(name.startswith("lorashelf/") for name in stored)
+        assert len(stored) == 5 and all(name.startswith("lorashelf/") for name in stored)
         # and nothing is kept locally: the upload spool is empty, there is no blob directory
         assert list((tmp_path / "var" / "spool").iterdir()) == []
         assert not (tmp_path / "var" / "blobs").exists()

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+import pytest
+
 from graph.schema import enums
 from graph.schema.mutation import Mutation
 from graph.schema.mutations.payload import PAYLOAD_MUTATION
 from graph.schema.types import datasets, files, models, notifications, relay, users, versions
 from graph.schema.types.relay import NODE_TYPES
 from storage.db import enums as db
+
+pytestmark = pytest.mark.backend_independent(reason="declarations in the schema's source")
 
 
 def test_every_mutation_turns_expected_failures_into_user_errors() -> None:
@@ -38,7 +42,6 @@ def test_api_enums_take_their_values_from_the_storage_enums() -> None:
     pairs: list[tuple[type[StrEnum], type[StrEnum]]] = [
         (enums.VersionStatus, db.VersionStatus),
         (enums.Visibility, db.Visibility),
-        (enums.DeletionReason, db.DeletionReason),
         (enums.NotificationKind, db.NotificationKind),
         (enums.DatasetEventKind, db.EventKind),
     ]
@@ -49,3 +52,15 @@ def test_api_enums_take_their_values_from_the_storage_enums() -> None:
     assert {enums.shown_status(s) for s in db.DatasetStatus} == {
         db.DatasetStatus(m.value) for m in enums.DatasetStatus
     }
+    # a dataset deleted with its account is shown (to nobody: the owner is gone) as the
+    # owner's request; an export being built is pending
+    assert [m.value for m in enums.DeletionReason] == [
+        "EXPIRED",
+        "OWNER_REQUEST",
+        "MODEL_DELETED",
+        "TAKEN_DOWN",
+    ]
+    assert {enums.shown_reason(r) for r in db.DeletionReason} == {
+        db.DeletionReason(m.value) for m in enums.DeletionReason
+    }
+    assert [m.value for m in enums.DataExportStatus] == ["PENDING", "READY", "EXPIRED"]

@@ -6,23 +6,14 @@ it through Redis pub/sub. Windows are seconds long.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from tests.live import DATASET_CHANGED, NOTIFICATION_ADDED, over_network
-from tests.processes import Owner, RedisServer, parse_time, redis_server, serve, worker
+from tests.processes import Owner, RedisServer, parse_time, serve, worker
 
 RETENTION = 6  # seconds (the subscriptions are open long before the reminder)
 REMINDER = 2  # seconds before deletion
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 def test_changes_written_by_other_processes_arrive_through_redis(

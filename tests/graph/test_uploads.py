@@ -121,7 +121,7 @@ async def test_put_with_the_declared_zip_makes_the_dataset_available(api: Api) -
         pytest.param(lambda: zip_with_entry("/abs"), 0, 422, "UNSAFE_ARCHIVE", id="absolute"),
     ],
 )
-async def test_rejected_body_leaves_dataset_pending_and_no_bytes(
+async def test_rejected_body_leaves_no_dataset_and_no_bytes(
     api: Api, settings: Settings, make_body: Any, declared_delta: int, status: int, code: str
 ) -> None:
     # given a pending dataset whose declared size differs from the body by declared_delta
@@ -135,10 +135,8 @@ async def test_rejected_body_leaves_dataset_pending_and_no_bytes(
     # then it is refused with the documented status and code
     assert response.status_code == status
     assert response.json()["error"] == code
-    # and the dataset still waits for its bytes, none of which were kept
-    state = await dataset_state(api, alice, payload["dataset"]["id"])
-    assert state["status"] == "PENDING_UPLOAD"
-    assert state["sha256"] is None
+    # and nothing is kept: neither the bytes nor the dataset's record
+    assert await dataset_state(api, alice, payload["dataset"]["id"]) is None
     assert files_under(settings.blob_dir) == []
 
 
@@ -164,7 +162,7 @@ async def test_second_put_after_success_is_refused(api: Api, settings: Settings)
     assert state["sha256"] == hashlib.sha256(body).hexdigest()
 
 
-async def test_failed_put_uses_up_the_url_and_a_fresh_one_works(api: Api) -> None:
+async def test_a_failed_put_leaves_nothing_and_a_new_upload_works(api: Api) -> None:
     # given an upload URL whose first attempt failed (body too short)
     alice = await api.sign_up("alice")
     version_id = await draft_version(api, alice)
@@ -173,14 +171,14 @@ async def test_failed_put_uses_up_the_url_and_a_fresh_one_works(api: Api) -> Non
     assert (await api.put(first["uploadUrl"], body[:-1])).status_code == 400
     # when the same URL is tried again with the right bytes
     retry = await api.put(first["uploadUrl"], body)
-    # then it is refused as used
-    assert retry.status_code == 410
-    assert retry.json()["error"] == "UPLOAD_URL_USED"
-    # when a new upload is started for the same pending version
+    # then it finds nothing: the refused upload was not kept
+    assert retry.status_code == 404
+    assert retry.json()["error"] == "NOT_FOUND"
+    # when a new upload is started for the same version
     second = await api.start_upload(alice, version_id, len(body))
-    # then the same dataset gets a fresh URL that takes the bytes
+    # then a new dataset gets a fresh URL that takes the bytes
     assert second["userErrors"] == []
-    assert second["dataset"]["id"] == first["dataset"]["id"]
+    assert second["dataset"]["id"] != first["dataset"]["id"]
     assert second["uploadUrl"] != first["uploadUrl"]
     response = await api.put(second["uploadUrl"], body)
     assert response.status_code == 200

@@ -315,7 +315,7 @@ def local(moment: datetime) -> datetime:
 
 # Run once, on the default backend: the app sees only the API, which the rest of the
 # suite runs on both databases; a browser story costs CI half a minute.
-pytestmark = pytest.mark.sqlite_only(
+pytestmark = pytest.mark.backend_independent(
     reason="a browser story of the web app; the API beneath it is tested on both databases"
 )
 

@@ -17,12 +17,14 @@ from jobs.tasks import (
     ORPHAN_AGE,
     collect_orphan_blobs,
     expire_dataset,
+    runtime_of,
     send_reminder,
     sweep,
 )
 from storage import uploads
 from storage.blobs.local import LocalBlobStore
 from storage.config.settings import Settings
+from storage.crypto import keystore
 from storage.db.enums import DeletionReason
 from storage.db.models import TrainingDataset
 from storage.retention import deletion as retention
@@ -609,7 +611,7 @@ async def test_orphan_blobs_and_stale_temp_files_are_collected(
     written = clock.now().timestamp()
 
     async def orphan() -> str:
-        writer = store.writer()
+        writer = runtime_of(ctx).blobs.writer()
         await writer.write(b"x")
         return await writer.commit()
 
@@ -638,5 +640,8 @@ async def test_orphan_blobs_and_stale_temp_files_are_collected(
     assert young_orphan.exists()
     assert young_temp.exists()
     assert blob_files(settings.blob_dir) == referenced | {young_orphan}
+    # and the old orphan's key is gone with it, the young one's kept
+    assert await keystore.load(runtime_of(ctx).master, old_orphan.name) is None
+    assert await keystore.load(runtime_of(ctx).master, young_orphan.name) is not None
     # and a second run finds nothing
     assert await collect_orphan_blobs(ctx) == 0

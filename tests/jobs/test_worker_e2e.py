@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import dataset_blobs
 from tests.processes import (
@@ -26,7 +24,6 @@ from tests.processes import (
     lorashelf,
     now_utc,
     parse_time,
-    redis_server,
     serve,
     sleep_until,
     wait_for,
@@ -43,12 +40,6 @@ REMINDER = 2  # seconds before deletion
 class Site:
     data_dir: Path
     env: dict[str, str]
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 def site(tmp_path: Path, redis: RedisServer, sweep: str) -> Site:

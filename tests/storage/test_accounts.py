@@ -188,15 +188,16 @@ async def test_log_out_without_token_is_unauthenticated(api: Api) -> None:
     ["Bearer ", "Basic YWxpY2U6cGFzc3dvcmQ="],
     ids=["empty", "other-scheme"],
 )
-async def test_an_authorization_header_without_a_bearer_token_means_anonymous(
+async def test_an_authorization_header_without_a_bearer_token_is_refused(
     api: Api, header: str
 ) -> None:
     # given a request whose Authorization header holds no bearer token
     response = await post_viewer(api, header)
-    # then it is simply anonymous (a bearer token that does not work is a 401 instead:
-    # tests/graph/test_auth_errors.py)
-    assert response.status_code == 200
-    assert response.json() == {"data": {"viewer": None}}
+    # then it is refused, naming the right form (never taken as anonymous: the mistake
+    # would go unseen; tests/graph/test_auth_errors.py tries it against a real server)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_request"'
+    assert response.json()["errors"][0]["extensions"] == {"code": "INVALID_AUTHORIZATION"}
 
 
 async def test_token_expires_after_thirty_days(api: Api, clock: MutableClock) -> None:

@@ -24,6 +24,8 @@ from storage.formats.archives import directory, inflation, refusal
 from storage.formats.archives.check import MAX_ENTRIES, ArchiveReport, check_archive
 from storage.formats.archives.refusal import ArchiveRejected
 
+pytestmark = pytest.mark.backend_independent(reason="a file-format parser over bytes")
+
 MiB = 1 << 20
 BOMB_ZEROS = 50 * MiB
 RANDOM = random.Random(7).randbytes(4000)  # incompressible, the same every run

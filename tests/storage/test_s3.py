@@ -1,21 +1,26 @@
-"""What only the S3 store does (storage/s3.py), against moto's S3 server: multipart
-uploads, ranged GETs, deletes that leave no version, versioned buckets refused, stale
-multipart uploads aborted, and the bucket checked before `lorashelf serve` starts."""
+"""What only the S3 raw store does (storage/blobs/s3.py), against moto's S3 server:
+multipart uploads, ranged GETs, deletes that leave no version (a versioned bucket
+accepted, with a note), stale multipart uploads aborted, and the bucket checked before
+`lorashelf serve` starts."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from storage.blobs.base import put, read_all
+from storage.blobs.base import StoreUnavailable
 from storage.blobs.s3 import PART, S3BlobStore, S3Location
+from storage.blobs.s3_client import CONTACT
 from storage.config.parse import ConfigError
 from storage.config.settings import load_settings
-from tests.processes import S3Server, free_port, lorashelf
+from tests.processes import S3Server, free_port
 
 
 def s3_store(tmp_path: Path, bucket: str, prefix: str = "blobs") -> S3BlobStore:
@@ -43,18 +48,31 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+async def put(store: S3BlobStore, data: bytes) -> str:
+    """Store raw bytes under a new key (what the sealed store does with ciphertext)."""
+    writer = store.writer(secrets.token_hex(16))
+    writer.write_sync(data)
+    await writer.commit()
+    return writer.key
+
+
+async def read_all(store: S3BlobStore, key: str) -> bytes:
+    return await collect(store.read(key))
+
+
 async def test_an_object_over_one_part_is_sent_as_a_multipart_upload(
     store: S3BlobStore, s3: S3Server, bucket: str
 ) -> None:
     # given more than one part's worth of bytes, streamed through a writer
     data = hashlib.sha256(b"seed").digest() * ((PART + 100_000) // 32)
     assert len(data) > PART
-    writer = store.writer()
+    writer = store.writer(secrets.token_hex(16))
     for start in range(0, len(data), 1 << 20):
-        await writer.write(data[start : start + (1 << 20)])
+        writer.write_sync(data[start : start + (1 << 20)])
 
     # when it is committed
-    key = await writer.commit()
+    await writer.commit()
+    key = writer.key
 
     # then the object was assembled from two parts (a multipart ETag ends in -<parts>)
     head = s3.client().head_object(Bucket=bucket, Key=f"blobs/{key}")
@@ -70,8 +88,8 @@ async def test_a_multipart_upload_that_fails_is_aborted(
     store: S3BlobStore, s3: S3Server, bucket: str
 ) -> None:
     # given a sealed writer of more than one part whose spool file is gone before commit
-    writer = store.writer()
-    await writer.write(b"x" * (PART + 1))
+    writer = store.writer(secrets.token_hex(16))
+    writer.write_sync(b"x" * (PART + 1))
     await writer.seal()
     writer.temp_path.unlink()
 
@@ -109,6 +127,21 @@ async def test_a_ranged_read_asks_the_store_for_that_range_only(
     assert ranged["ContentRange"] == f"bytes 1000-1999/{len(data)}"
 
 
+async def test_a_read_in_progress_is_not_cut_by_the_bound_on_its_first_contact(
+    store: S3BlobStore,
+) -> None:
+    # given a blob of several pieces, read by a reader slower than the bound on a call
+    data = secrets.token_bytes(3 * 256 * 1024)
+    key = await put(store, data)
+    received = []
+    async for chunk in store.read(key, piece=256 * 1024):
+        received.append(chunk)
+        if len(received) == 1:
+            await asyncio.sleep(CONTACT + 1)  # the transfer in progress waits on its reader
+    # then every byte arrives: only the answer and its first chunk are bounded as a whole
+    assert b"".join(received) == data
+
+
 async def test_delete_leaves_no_version_and_no_marker(
     store: S3BlobStore, s3: S3Server, bucket: str
 ) -> None:
@@ -125,21 +158,24 @@ async def test_delete_leaves_no_version_and_no_marker(
 
 
 @pytest.mark.parametrize("status", ["Enabled", "Suspended"])
-async def test_a_bucket_that_keeps_versions_is_refused(
-    tmp_path: Path, s3: S3Server, status: str
+async def test_a_bucket_that_keeps_versions_is_accepted_with_a_note(
+    tmp_path: Path, s3: S3Server, status: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a bucket whose versioning is on (or suspended: old versions may still be kept)
     versioned = s3.new_bucket(versioning=status)
     store = s3_store(tmp_path, versioned)
 
-    # then the store refuses to start, saying why
-    with pytest.raises(ConfigError) as refused:
+    # when the store starts, it says that deleted blobs lose every version too
+    with caplog.at_level(logging.INFO, logger="lorashelf.blobs"):
         await store.connect()
-    message = str(refused.value)
-    assert f"LORASHELF_BLOB_URL=s3://{versioned}/blobs" in message
-    assert status in message and "noncurrent version" in message
-    # and nothing was written to it on the way
+    notes = [r.getMessage() for r in caplog.records if r.name == "lorashelf.blobs"]
+    assert any(status in n and "every version and delete marker" in n for n in notes), notes
+    # and a blob written twice (two versions), then deleted, leaves nothing at all
+    key = await put(store, b"ciphertext")
+    s3.client().put_object(Bucket=versioned, Key=f"blobs/{key}", Body=b"ciphertext again")
+    await store.delete(key)
     assert s3.everything_in(versioned) == []
+    await store.close()
 
 
 async def test_a_missing_bucket_is_refused(tmp_path: Path, s3: S3Server) -> None:
@@ -148,7 +184,7 @@ async def test_a_missing_bucket_is_refused(tmp_path: Path, s3: S3Server) -> None
         await store.connect()
 
 
-async def test_an_endpoint_that_does_not_answer_is_refused(
+async def test_an_endpoint_that_does_not_answer_is_unavailable_not_misconfigured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given an endpoint where nothing listens
@@ -156,8 +192,8 @@ async def test_an_endpoint_that_does_not_answer_is_refused(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     store = s3_store(tmp_path, "lorashelf-anything")
 
-    # then connecting is a configuration error naming where it looked
-    with pytest.raises(ConfigError, match="does not answer at http://127.0.0.1:"):
+    # then connecting fails as "unavailable" (a start waits for it), naming where it looked
+    with pytest.raises(StoreUnavailable, match="does not answer at http://127.0.0.1:"):
         await store.connect()
 
 
@@ -200,29 +236,3 @@ def test_s3_urls_are_parsed_and_bad_ones_refused(tmp_path: Path) -> None:
     for bad in ("s3://My_Bucket/x", "s3://ab", "s3://bucket/a//b", "gs://bucket"):
         with pytest.raises(ConfigError, match="LORASHELF_BLOB_URL"):
             load_settings({**env, "LORASHELF_BLOB_URL": bad})
-
-
-@pytest.mark.parametrize("command", ["serve", "worker"])
-def test_serve_and_worker_refuse_a_versioned_bucket(
-    tmp_path: Path, s3: S3Server, command: str
-) -> None:
-    # given a deployment pointed at a versioned bucket
-    versioned = s3.new_bucket(versioning="Enabled")
-    env = {
-        "LORASHELF_DATA_DIR": str(tmp_path / "var"),
-        "LORASHELF_BLOB_URL": f"s3://{versioned}/blobs",
-        "LORASHELF_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # never reached
-    }
-
-    # when the process starts
-    args = ["serve", "--port", str(free_port())] if command == "serve" else ["worker"]
-    done = lorashelf(*args, env=env, cwd=tmp_path)
-
-    # then it stops at once with a configuration error naming the reason, as its last line
-    # (serve says nothing else; the worker has logged its start-up before)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("lorashelf: configuration error: LORASHELF_BLOB_URL=")
-    assert "versioning is Enabled" in lines[-1] and "noncurrent version" in lines[-1]
-    if command == "serve":
-        assert len(lines) == 1

@@ -23,19 +23,21 @@ from safetensors.numpy import load, save
 from storage.formats.safetensors.header import (
     ERROR_CODES,
     MAX_HEADER_SIZE,
+    MAX_METADATA_ENTRIES,
     SafetensorsError,
-    metadata_of,
-    parse_header,
-    public_header_of,
 )
+from storage.formats.safetensors.keys import KeyMatcher
 from storage.formats.safetensors.kohya import (
     Architecture,
     architecture_of,
     suggest_base_model,
     suggest_type,
 )
+from storage.formats.safetensors.parts import decode, encode, request, split, split_request
 from storage.formats.safetensors.stream import SafetensorsInfo, SafetensorsStream
 from storage.retention.header_firewall import TRAINING_DATA_KEYS
+
+pytestmark = pytest.mark.backend_independent(reason="a file-format parser over bytes")
 
 CHUNK_SIZES = [1, 7, 64 * 1024, None]  # None: the whole file in one chunk
 
@@ -213,7 +215,7 @@ def test_no_metadata_and_no_tensors() -> None:
     info = stream(original, 7)
     assert info.metadata == {}
     assert info.public_header_bytes == info.header_bytes
-    assert info.architecture == Architecture()
+    assert architecture_of(info.metadata) == Architecture()
 
     empty = save({})
     info = stream(empty, 1)
@@ -297,32 +299,47 @@ def test_data_bytes_are_not_kept() -> None:
 # --- Stored headers -----------------------------------------------------------------
 
 
-def test_stored_header_gives_metadata_and_public_header() -> None:
+def text_of(header_bytes: bytes | bytearray) -> bytes:
+    return bytes(header_bytes[8:])
+
+
+def test_a_header_splits_into_what_is_stored() -> None:
     original = save(lora_tensors(), metadata=KOHYA_METADATA)
     info = stream(original)
-    assert metadata_of(info.header_bytes) == KOHYA_METADATA
-    assert public_header_of(info.header_bytes, TRAINING_DATA_KEYS) == info.public_header_bytes
-    assert public_header_of(info.header_bytes, ()) == info.header_bytes
-    header = parse_header(info.header_bytes, withheld_keys=TRAINING_DATA_KEYS)
-    assert header.data_size == info.data_size
-    assert header.data_offset == info.data_offset
-    assert header.tensor_count == info.tensor_count
-    assert header.withheld == info.withheld
-    assert header.architecture == info.architecture
-    # The public header is itself a valid stored header with nothing left to withhold.
-    public = parse_header(info.public_header_bytes, withheld_keys=TRAINING_DATA_KEYS)
-    assert public.withheld == ()
-    assert public.public_header_bytes == info.public_header_bytes
+    matcher = KeyMatcher(TRAINING_DATA_KEYS)
+    parts = split(text_of(info.header_bytes), data_size=None, matcher=matcher)
+    assert parts == info.parts
+    assert parts.public_header == info.public_header_bytes
+    assert parts.metadata(owner=True) == KOHYA_METADATA
+    public = {k: v for k, v in KOHYA_METADATA.items() if k not in TRAINING_DATA_KEYS}
+    assert parts.metadata(owner=False) == public
+    assert json.loads(parts.public_metadata) == public
+    in_header = json.loads(text_of(info.header_bytes))["__metadata__"]
+    assert list(json.loads(parts.public_metadata)) == [k for k in in_header if k in public]
+    assert parts.owner_metadata is not None
+    for secret in WITHHELD_SECRETS:
+        assert secret not in parts.public_metadata.encode()
+        assert secret in parts.owner_metadata
+    # Nothing withheld: the public header is the original, no owner's copy is kept.
+    plain = split(text_of(info.header_bytes), data_size=None, matcher=KeyMatcher(()))
+    assert plain.public_header is None and plain.owner_metadata is None
+    assert json.loads(plain.public_metadata) == KOHYA_METADATA
+    # The public header is itself a valid header with nothing left to withhold.
+    again = split(text_of(info.public_header_bytes), data_size=None, matcher=matcher)
+    assert again.withheld == () and again.public_header is None
+    assert again.data_size == parts.data_size and again.tensor_count == parts.tensor_count
 
+
+def test_the_split_crosses_a_process_boundary_intact() -> None:
+    original = save(lora_tensors(), metadata=KOHYA_METADATA)
+    text = text_of(stream(original).header_bytes)
+    parts = split(text, data_size=None, matcher=KeyMatcher(TRAINING_DATA_KEYS))
+    assert decode(encode(parts)) == parts
+    asked = request(data_size=None, keys=TRAINING_DATA_KEYS) + text
+    assert decode(split_request(asked)) == parts
     with pytest.raises(SafetensorsError) as error:
-        parse_header(info.header_bytes + b"\0", withheld_keys=TRAINING_DATA_KEYS)
-    assert error.value.code == "TRAILING_DATA"
-    with pytest.raises(SafetensorsError) as error:
-        parse_header(info.header_bytes[:-1], withheld_keys=TRAINING_DATA_KEYS)
-    assert error.value.code == "TRUNCATED"
-    with pytest.raises(SafetensorsError) as error:
-        metadata_of(info.header_bytes[:5])
-    assert error.value.code == "TRUNCATED"
+        decode(split_request(request(data_size=0, keys=()) + b'{"a":1}'))
+    assert error.value.code == "BAD_HEADER"
 
 
 # --- Malformed files ----------------------------------------------------------------
@@ -354,42 +371,54 @@ def torch_like_zip() -> bytes:
 
 VALID = raw({"a": f32(0, 8), "b": f32(8, 12)}, b"\0" * 12)
 
-# (id, file bytes, declared size or None for len(file), expected code, raised by feed or finish)
+# (id, file bytes, declared size or None for len(file), expected code, raised by feed or finish:
+# what compares the file with its declared size waits for the whole body, see below)
 # fmt: off
 MALFORMED: list[tuple[str, bytes, int | None, str, str]] = [
     ("truncated in the length", VALID[:5], None, "TRUNCATED", "finish"),
     ("truncated in the length, declared longer", VALID[:5], len(VALID), "TRUNCATED", "finish"),
     ("truncated in the header", VALID[:20], len(VALID), "TRUNCATED", "finish"),
     ("truncated in the data", VALID[:-3], len(VALID), "TRUNCATED", "finish"),
-    ("tensors end past the declared size", VALID[:-3], None, "TRUNCATED", "feed"),
+    ("a whole file, declared longer", VALID, len(VALID) + 5, "TRUNCATED", "finish"),
+    ("bytes after the tensors, declared longer", VALID + b"\0", len(VALID) + 5, "TRUNCATED", "finish"),
+    ("tensors end past the declared size", VALID[:-3], None, "TRUNCATED", "finish"),
     ("empty upload", b"", None, "TRUNCATED", "finish"),
-    ("header length above 100 MiB", (MAX_HEADER_SIZE + 1).to_bytes(8, "little"), 2 * MAX_HEADER_SIZE, "HEADER_TOO_LARGE", "feed"),
-    ("header length above the declared size", raw(b"{}", length=1000), None, "HEADER_TOO_LARGE", "feed"),
-    ("header length just above the declared size", VALID, len(VALID) - 13, "HEADER_TOO_LARGE", "feed"),
+    ("header length above the limit", (MAX_HEADER_SIZE + 1).to_bytes(8, "little"), 2 * MAX_HEADER_SIZE, "HEADER_TOO_LARGE", "feed"),
+    ("header length above the declared size", raw(b"{}", length=1000), None, "HEADER_TOO_LARGE", "finish"),
+    ("header length just above the declared size", VALID[:-13], None, "HEADER_TOO_LARGE", "finish"),
+    ("more bytes than declared, the header not fitting", VALID, len(VALID) - 13, "TRAILING_DATA", "feed"),
     ("header length 0", raw(b"", length=0) + b"{}", None, "BAD_HEADER", "feed"),
     ("header length 1", raw(b"{"), None, "BAD_HEADER", "feed"),
     ("non-JSON header", raw(b"{this is not json}"), None, "BAD_HEADER", "feed"),
     ("header not UTF-8", raw(b'{"\xff\xfe": 1}'), None, "BAD_HEADER", "feed"),
     ("JSON array header", raw([f32(0, 4)], b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("JSON string header", raw(b'"hello"'), None, "BAD_HEADER", "feed"),
-    ("leading whitespace", raw(b'  {"a":' + json.dumps(f32(0, 4)).encode() + b"}", b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("junk after the JSON", raw(b'{"a":' + json.dumps(f32(0, 4)).encode() + b"}\0\0", b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("NaN in the header", raw(b'{"a":{"dtype":"F32","shape":[NaN],"data_offsets":[0,4]}}', b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("unpaired surrogate", raw(b'{"__metadata__":{"k":"\\ud800"}}'), None, "BAD_HEADER", "feed"),
     ("deep nesting", raw(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), None, "BAD_HEADER", "feed"),
-    ("duplicate tensor names", raw(b'{"a":' + json.dumps(f32(0, 4)).encode() + b',"a":' + json.dumps(f32(4, 8)).encode() + b"}", b"\0" * 8), None, "BAD_HEADER", "feed"),
-    ("duplicate metadata keys", raw(b'{"__metadata__":{"k":"1","k":"2"}}'), None, "BAD_HEADER", "feed"),
+    ("tensor named twice, the last out of place", raw(b'{"a":' + json.dumps(f32(0, 4)).encode() + b',"a":' + json.dumps(f32(4, 8)).encode() + b"}", b"\0" * 8), None, "BAD_OFFSETS", "feed"),
+    ("tensor named twice, the first unreadable", raw(b'{"a":{"dtype":"X"},"a":' + json.dumps(f32(0, 4)).encode() + b"}", b"\0" * 4), None, "BAD_HEADER", "feed"),
+    ("metadata key twice, the first not a string", raw(b'{"__metadata__":{"k":1,"k":"2"}}'), None, "BAD_METADATA", "feed"),
+    ("leading byte order mark", raw("\ufeff".encode() + b'{}'), None, "BAD_HEADER", "feed"),
+    ("padded with a form feed", raw(b'{}\x0c'), None, "BAD_HEADER", "feed"),
+    ("huge dimension beside a zero", raw(b'{"a":{"dtype":"F32","shape":[99999999999999999999999,0],"data_offsets":[0,0]}}'), None, "BAD_TENSOR", "feed"),
+    ("overflow before a zero", raw({"a": f32(0, 0, [2**63, 4, 0])}), None, "BAD_TENSOR", "feed"),
+    ("minus zero dimension", raw(b'{"a":{"dtype":"F32","shape":[-0],"data_offsets":[0,0]}}'), None, "BAD_TENSOR", "feed"),
+    ("sub-byte dtype off a byte boundary", raw({"a": {"dtype": "F4", "shape": [1], "data_offsets": [0, 1]}}, b"\0"), None, "BAD_TENSOR", "feed"),
+    ("number out of range in an ignored field", raw(b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1e400}}', b"\0"), None, "BAD_HEADER", "feed"),
+    ("unpaired surrogate in an ignored field", raw(b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":["\\udc00"]}}', b"\0"), None, "BAD_HEADER", "feed"),
+    ("ignored field nested past the limit", raw(b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":' + b"[" * 126 + b"]" * 126 + b"}}", b"\0"), None, "BAD_HEADER", "feed"),
+    ("too many metadata entries", raw({"__metadata__": {str(i): "" for i in range(MAX_METADATA_ENTRIES + 1)}}), None, "BAD_METADATA", "feed"),
     ("duplicate __metadata__", raw(b'{"__metadata__":{},"__metadata__":{}}'), None, "BAD_HEADER", "feed"),
     ("duplicate key in a tensor entry", raw(b'{"a":{"dtype":"F32","dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("tensor entry not an object", raw({"a": [0, 4]}, b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("tensor entry without shape", raw({"a": {"dtype": "F32", "data_offsets": [0, 4]}}, b"\0" * 4), None, "BAD_HEADER", "feed"),
-    ("tensor entry with an extra key", raw({"a": {**f32(0, 4), "extra": 1}}, b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("dtype not a string", raw({"a": {**f32(0, 4), "dtype": 4}}, b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("shape not a list", raw({"a": {**f32(0, 4), "shape": 1}}, b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("three offsets", raw({"a": {**f32(0, 4), "data_offsets": [0, 4, 4]}}, b"\0" * 4), None, "BAD_HEADER", "feed"),
     ("unknown dtype", raw({"a": {**f32(0, 4), "dtype": "F128"}}, b"\0" * 4), None, "UNKNOWN_DTYPE", "feed"),
     ("lowercase dtype", raw({"a": {**f32(0, 4), "dtype": "f32"}}, b"\0" * 4), None, "UNKNOWN_DTYPE", "feed"),
-    ("sub-byte dtype", raw({"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}, b"\0"), None, "UNKNOWN_DTYPE", "feed"),
     ("wrong dtype size", raw({"a": {**f32(0, 8), "dtype": "F16"}}, b"\0" * 8), None, "BAD_TENSOR", "feed"),
     ("shape too small for the span", raw({"a": f32(0, 8, [1])}, b"\0" * 8), None, "BAD_TENSOR", "feed"),
     ("scalar with a span of two elements", raw({"a": f32(0, 8, [])}, b"\0" * 8), None, "BAD_TENSOR", "feed"),
@@ -405,13 +434,12 @@ MALFORMED: list[tuple[str, bytes, int | None, str, str]] = [
     ("same span twice", raw({"a": f32(0, 4), "b": f32(0, 4)}, b"\0" * 4), None, "BAD_OFFSETS", "feed"),
     ("gap between tensors", raw({"a": f32(0, 4), "b": f32(8, 12)}, b"\0" * 12), None, "BAD_OFFSETS", "feed"),
     ("offsets not starting at 0", raw({"a": f32(4, 8)}, b"\0" * 8), None, "BAD_OFFSETS", "feed"),
-    ("trailing bytes after the last tensor", raw({"a": f32(0, 8)}, b"\0" * 12), None, "TRAILING_DATA", "feed"),
+    ("trailing bytes after the last tensor", raw({"a": f32(0, 8)}, b"\0" * 12), None, "TRAILING_DATA", "finish"),
     ("bytes beyond the declared size", VALID + b"\0", len(VALID), "TRAILING_DATA", "feed"),
-    ("data but no tensors", raw({}, b"\0"), None, "TRAILING_DATA", "feed"),
+    ("data but no tensors", raw({}, b"\0"), None, "TRAILING_DATA", "finish"),
     ("non-string metadata value", raw({"__metadata__": {"ss_network_dim": 16}}), None, "BAD_METADATA", "feed"),
     ("nested metadata value", raw({"__metadata__": {"ss_tag_frequency": {"a": {"b": 1}}}}), None, "BAD_METADATA", "feed"),
     ("metadata not an object", raw({"__metadata__": "ss_network_dim=16"}), None, "BAD_METADATA", "feed"),
-    ("metadata null", raw({"__metadata__": None}), None, "BAD_METADATA", "feed"),
     ("metadata a list", raw({"__metadata__": [["k", "v"]]}), None, "BAD_METADATA", "feed"),
     ("pickle", pickle.dumps({"a": 1}), None, "NOT_SAFETENSORS", "feed"),
     ("pickle protocol 2", pickle.dumps({"state_dict": {"w": [0.5] * 100}}, protocol=2), None, "NOT_SAFETENSORS", "feed"),
@@ -434,7 +462,9 @@ def test_malformed_files_are_refused(
     data: bytes, declared: int | None, code: str, stage: str, size: int | None
 ) -> None:
     assert code in ERROR_CODES
-    s = SafetensorsStream(declared_size=len(data) if declared is None else declared, withheld_keys=TRAINING_DATA_KEYS)
+    s = SafetensorsStream(
+        declared_size=len(data) if declared is None else declared, withheld_keys=TRAINING_DATA_KEYS
+    )
     raised_by = "finish"
     with pytest.raises(SafetensorsError) as error:
         for chunk in chunks(data, size):
@@ -499,7 +529,7 @@ def test_bad_arguments() -> None:
 
 def test_kohya_architecture() -> None:
     info = stream(save(lora_tensors(), metadata=KOHYA_METADATA), 7)
-    arch = info.architecture
+    arch = architecture_of(info.metadata)
     assert arch == Architecture(
         network_module="networks.lora",
         network_dim=16,
@@ -524,7 +554,7 @@ def test_lycoris_locon() -> None:
         "ss_base_model_version": "sd_v1",
         "ss_sd_model_name": "v1-5-pruned-emaonly.safetensors",
     }
-    arch = stream(save(lora_tensors(), metadata=metadata)).architecture
+    arch = architecture_of(stream(save(lora_tensors(), metadata=metadata)).metadata)
     assert arch.network_module == "lycoris.kohya"
     assert arch.algo == "locon"
     assert arch.network_dim == 32
@@ -548,7 +578,7 @@ def test_dora() -> None:
         "ss_base_model_version": "flux1",
         "modelspec.architecture": "flux-1-schnell/lora",
     }
-    arch = stream(save(lora_tensors(), metadata=metadata), 64 * 1024).architecture
+    arch = architecture_of(stream(save(lora_tensors(), metadata=metadata), 64 * 1024).metadata)
     assert arch.dora_wd is True
     assert suggest_type(arch) == "DORA"
     assert suggest_base_model(arch) == "FLUX_1_S"
@@ -689,3 +719,125 @@ def test_numeric_values() -> None:
     arch = architecture_of({"ss_network_dim": "8.0", "ss_network_alpha": "1e1"})
     assert (arch.network_dim, arch.network_alpha) == (8, 10.0)
     assert architecture_of({"ss_network_dim": "8.5"}).network_dim is None
+
+
+# --- Keys as people read them -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ss_tag_frequency",
+        "SS_TAG_FREQUENCY",
+        "Ss_Tag_Frequency",
+        "ss_tag_frequency ",
+        "  ss_tag_frequency",
+        "ss_tag_frequency\u00a0",  # no-break space, trimmed after NFKC
+        "ss_tag_frequency\u3000",  # ideographic space
+        "ｓｓ＿ｔａｇ＿ｆｒｅｑｕｅｎｃｙ",  # fullwidth
+        "ＳＳ_ＴＡＧ_ＦＲＥＱＵＥＮＣＹ",
+        "ss_tag_frequency\u200b",  # zero-width space
+        "ss_tag\u200dfrequency",  # zero-width joiner: invisible, withheld whatever it spells
+        "\ufeffss_tag_frequency",  # byte order mark
+        "ss_tag_frequency\t",
+        "ss_tag_frequency\n",
+        "ss_tag_frequency\u00ad",  # soft hyphen
+        "ss_tag_frequency\u2060",  # word joiner
+        "ss_tag_frequency\ufe0f",  # variation selector
+        "ss_tag_frequency\U000e0041",  # tag character
+        "\u202ess_tag_frequency",  # right-to-left override
+        "unrelated\u200bkey",
+        "ss_\u3164tag",  # Hangul filler
+        "MODELSPEC.TITLE",  # a listed key, in another case
+        "ﬁle_name_listed",  # a ligature NFKC unfolds into a listed key
+    ],
+)
+def test_keys_are_matched_as_people_read_them(key: str) -> None:
+    matcher = KeyMatcher([*TRAINING_DATA_KEYS, "modelspec.title", "file_name_listed"])
+    assert matcher.withholds(key), repr(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ss_network_dim",
+        "ss_tag frequency",
+        "sstagfrequency",
+        "ss_tag_frequencies",
+        "ss-tag-frequency",
+        "modelspec.architecture",
+        "日本語のキー",
+        "clé",
+        "emoji_😀",
+    ],
+)
+def test_other_keys_are_not_withheld(key: str) -> None:
+    matcher = KeyMatcher([*TRAINING_DATA_KEYS, "modelspec.title"])
+    assert not matcher.withholds(key), repr(key)
+
+
+def test_a_matcher_takes_a_collection_of_keys() -> None:
+    with pytest.raises(TypeError):
+        KeyMatcher("ss_tag_frequency")
+
+
+@pytest.mark.parametrize("size", CHUNK_SIZES)
+def test_a_caller_may_keep_and_parse_the_header_itself(size: int | None) -> None:
+    original = save(lora_tensors(), metadata=KOHYA_METADATA)
+    expected = stream(original)
+    s = SafetensorsStream(
+        declared_size=len(original), withheld_keys=TRAINING_DATA_KEYS, buffer_header=False
+    )
+    kept = bytearray()
+    for chunk in chunks(original, size):
+        view = memoryview(chunk)
+        if s.header is None and s.header_size is None:
+            head = view[: max(0, 8 - s.received)]
+            kept += head
+            s.feed(head)
+            view = view[len(head) :]
+        if s.header is None and s.header_size is not None:
+            kept += view[: max(0, 8 + s.header_size - s.received)]
+        s.feed(view)
+        if s.awaiting_header:
+            # the stream kept nothing of the header: the caller has it all
+            assert bytes(kept) == original[: expected.data_offset]
+            with pytest.raises(RuntimeError):
+                s.feed(b"")
+            parts = split(bytes(kept[8:]), data_size=None, matcher=s.matcher)
+            s.accept(parts)
+            s.forget_header()
+    info = s.finish()
+    assert (info.sha256, info.public_sha256, info.auto_v3) == (
+        expected.sha256,
+        expected.public_sha256,
+        expected.auto_v3,
+    )
+    assert info.withheld == expected.withheld and info.data_offset == expected.data_offset
+    assert info.header_bytes == b""
+
+
+def test_a_header_an_earlier_release_stored_splits_without_todays_tensor_rules() -> None:
+    # given a header an earlier lorashelf accepted and today's rules refuse
+    text = (
+        b'{"__metadata__":{"ss_tag_frequency":"zq_secret","ss_network_dim":"4"},'
+        b'"w":{"dtype":"F32","shape":[99999999999999999999999,0],"data_offsets":[0,0]}}'
+    )
+    matcher = KeyMatcher(TRAINING_DATA_KEYS)
+    with pytest.raises(SafetensorsError) as error:
+        split(text, data_size=0, matcher=matcher)
+    assert error.value.code == "BAD_TENSOR"
+    # then it still splits for storage (its JSON and metadata read as today), so a key
+    # listed since can be withheld from it
+    parts = split(text, data_size=None, matcher=matcher, check_tensors=False)
+    assert parts.withheld == ("ss_tag_frequency",) and parts.tensor_count == 1
+    assert parts.public_header is not None and b"zq_secret" not in parts.public_header
+    assert b"99999999999999999999999" in parts.public_header  # its tensors as they were
+    assert (
+        decode(
+            split_request(
+                request(data_size=None, keys=TRAINING_DATA_KEYS, check_tensors=False) + text
+            )
+        )
+        == parts
+    )

@@ -1,9 +1,9 @@
 // Names people read for the schema's enums. Each table is a Record over the generated
 // type, so a value added to the schema fails the build until it has a name here.
-import type { BaseModel, ModelSort, ModelType } from "./gql/graphql";
+import type { BaseModelName, ModelSort, ModelType } from "./gql/graphql";
 
-// The schema's base-model enum (to be renamed BaseModelName: change this import only).
-export type BaseModelValue = BaseModel;
+// The schema's base-model enum.
+export type BaseModelValue = BaseModelName;
 
 export const BASE_MODELS: Record<BaseModelValue, string> = {
   SD_1_5: "SD 1.5",

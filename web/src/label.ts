@@ -16,6 +16,7 @@ const REASONS: Record<DeletionReason, string> = {
   EXPIRED: "expired",
   OWNER_REQUEST: "deleted by its owner",
   MODEL_DELETED: "its model or version was deleted",
+  TAKEN_DOWN: "its model version was taken down",
 };
 
 type Dataset = Pick<

@@ -1,7 +1,8 @@
-"""Account mutations: sign up, log in, log out, change the password."""
+"""Account mutations: sign up, log in, log out, change the password, delete the account."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import strawberry
@@ -14,8 +15,9 @@ from graph.schema.mutations.payload import (
     payload_mutation,
     user_errors_field,
 )
+from graph.schema.types.receipts import AccountDeletionReceiptType, DeletionReceiptType
 from graph.schema.types.users import UserType
-from storage import accounts
+from storage import account_deletion, accounts
 from storage.errors import ServiceError, Unauthenticated
 from storage.privacy import lookups
 
@@ -42,6 +44,11 @@ class LogInInput:
 class ChangePasswordInput:
     current_password: str = strawberry.field(description="Your password now.")
     new_password: str = strawberry.field(description="The new one: 10 to 1,024 characters.")
+
+
+@strawberry.input(description="Delete your account and everything in it, for good.")
+class DeleteAccountInput:
+    password: str = strawberry.field(description="Your password, checked again.")
 
 
 BEARER = "A bearer token: send it as `Authorization: Bearer <token>`."
@@ -76,7 +83,16 @@ class LogOutPayload:
     user_errors: list[UserError] = user_errors_field()
 
 
-@payload_mutation("Create an account and sign in to it.", public=False)
+@strawberry.type(description="The result of deleteAccount.")
+class DeleteAccountPayload:
+    receipt: AccountDeletionReceiptType | None = null_field(
+        "The signed receipt of the deletion, with each dataset's: the account is gone, so "
+        "keep it (it is not shown again)."
+    )
+    user_errors: list[UserError] = user_errors_field()
+
+
+@payload_mutation("Create an account and sign in to it.")
 async def sign_up(info: Info, input: Annotated[SignUpInput, INPUT]) -> SignUpPayload:
     ctx = info.context
     if not await ctx.services.limiter.allow_signup(address=ctx.client_address):
@@ -86,11 +102,14 @@ async def sign_up(info: Info, input: Annotated[SignUpInput, INPUT]) -> SignUpPay
         password=input.password,
         now=ctx.now(),
         token_lifetime=ctx.services.settings.token_lifetime,
+        held=lambda name: account_deletion.is_held(
+            ctx.services.settings.secret_key, name, now=ctx.now()
+        ),
     )
     return SignUpPayload(token=token, user=UserType.of(user))
 
 
-@payload_mutation("Sign in; returns a new bearer token.", public=False)
+@payload_mutation("Sign in; returns a new bearer token.")
 async def log_in(info: Info, input: Annotated[LogInInput, INPUT]) -> LogInPayload:
     ctx = info.context
     allowed = await ctx.services.limiter.allow_login(
@@ -107,7 +126,7 @@ async def log_in(info: Info, input: Annotated[LogInInput, INPUT]) -> LogInPayloa
     return LogInPayload(token=token, user=UserType.of(user))
 
 
-@payload_mutation("Revoke the bearer token this request was sent with.", public=False)
+@payload_mutation("Revoke the bearer token this request was sent with.")
 async def log_out(info: Info) -> LogOutPayload:
     token = info.context.token
     if token is None:
@@ -119,7 +138,6 @@ async def log_out(info: Info) -> LogOutPayload:
 @payload_mutation(
     "Change your password. Every sign-in of the account ends (and the download links "
     "made for them stop working); the answer carries a new token.",
-    public=False,
 )
 async def change_password(
     info: Info, input: Annotated[ChangePasswordInput, INPUT]
@@ -140,3 +158,34 @@ async def change_password(
         token_lifetime=ctx.services.settings.token_lifetime,
     )
     return ChangePasswordPayload(token=token, user=UserType.of(user))
+
+
+@payload_mutation(
+    "Delete your account: the password is checked again; every dataset's key is destroyed "
+    "at once (each gets a receipt), then every model, version, file, dataset, "
+    "notification, export and sign-in goes. The username stays taken for a while "
+    "(LORASHELF_USERNAME_QUARANTINE). Not undone; a wrong password changes nothing."
+)
+async def delete_account(
+    info: Info, input: Annotated[DeleteAccountInput, INPUT]
+) -> DeleteAccountPayload:
+    ctx = info.context
+    lookups.require_viewer(ctx.viewer_id)
+    assert ctx.viewer is not None
+    allowed = await ctx.services.limiter.allow_login(
+        username=ctx.viewer.username, address=ctx.client_address
+    )
+    if not allowed:
+        raise rate_limited()
+    # Shielded: a client that goes away does not cut the deletion in half (a crash is
+    # finished by the sweep).
+    work = asyncio.ensure_future(ctx.call(account_deletion.delete_account, password=input.password))
+    account, datasets = await asyncio.shield(work)
+    return DeleteAccountPayload(
+        receipt=AccountDeletionReceiptType(
+            payload=account.payload,
+            signature=account.signature,
+            key_id=account.key_id,
+            dataset_receipts=[DeletionReceiptType.of(r) for r in datasets],
+        )
+    )

@@ -74,7 +74,6 @@ class DatasetPayload:
 @payload_mutation(
     "Record the training dataset of a draft version and get a single-use upload URL. "
     "PUBLIC needs ownsRights: true.",
-    public=False,  # a draft's: nobody else sees it
 )
 async def start_dataset_upload(
     info: Info, input: Annotated[StartDatasetUploadInput, INPUT]

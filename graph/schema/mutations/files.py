@@ -65,7 +65,6 @@ class ModelFilePayload:
 @payload_mutation(
     "Record a weights file (safetensors) of a draft version and get a single-use upload "
     "URL; the first file to arrive becomes the primary one.",
-    public=False,  # a draft's: nobody else sees it
 )
 async def start_model_file_upload(
     info: Info, input: Annotated[StartModelFileUploadInput, INPUT]

@@ -77,7 +77,7 @@ class DeleteModelPayload:
     user_errors: list[UserError] = user_errors_field()
 
 
-@payload_mutation("Create a model (private until a version is published).", public=False)
+@payload_mutation("Create a model (private until a version is published).")
 async def create_model(info: Info, input: Annotated[CreateModelInput, INPUT]) -> CreateModelPayload:
     row = await info.context.call(
         catalog.create_model,

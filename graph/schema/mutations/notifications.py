@@ -32,7 +32,7 @@ class MarkNotificationsReadPayload:
     user_errors: list[UserError] = user_errors_field()
 
 
-@payload_mutation("Mark some of your notifications read.", public=False)
+@payload_mutation("Mark some of your notifications read.")
 async def mark_notifications_read(
     info: Info, input: Annotated[MarkNotificationsReadInput, INPUT]
 ) -> MarkNotificationsReadPayload:

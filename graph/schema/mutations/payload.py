@@ -11,6 +11,7 @@ lists them in the schema's order.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, get_type_hints
 
@@ -18,6 +19,7 @@ import strawberry
 
 from graph.schema import ids
 from graph.schema.context import Info
+from storage import changes
 from storage.db.connection import is_busy
 from storage.errors import ServiceError, TryAgain
 from storage.privacy import lookups
@@ -56,16 +58,20 @@ def null_field(description: str) -> Any:
 
 R = TypeVar("R")
 PAYLOAD_MUTATION = "__lorashelf_payload_mutation__"
+log = logging.getLogger("lorashelf.mutations")
 
 
-def payload_mutation(
-    description: str, *, public: bool = True
-) -> Callable[[Callable[..., Awaitable[R]]], Any]:
+def payload_mutation(description: str) -> Callable[[Callable[..., Awaitable[R]]], Any]:
     """Declare a mutation whose expected failures become its payload's ``userErrors``.
 
-    ``public``: whether it can change what anonymous viewers see; when it succeeds, the
-    answers cached for them (graph/http/cache.py) are not reused. Only mutations that touch
-    nothing but the caller's own account and inbox say ``public=False``.
+    A busy database before the change committed answers ``TRY_AGAIN`` ("nothing was
+    changed"); a failure after it committed (rare: the services' follow-up work is best
+    effort, storage/changes.py; an account deletion failing after its mark, which the
+    sweep finishes) answers ``RESULT_UNAVAILABLE``, never ``TRY_AGAIN``. The services
+    move the public generation in their own transactions; this process re-reads it at
+    its next cached answer.
+    Which mutation moves the generation for what is checked by
+    tests/graph/test_public_generation.py, which enumerates them.
     """
 
     def decorate(resolver: Callable[..., Awaitable[R]]) -> Any:
@@ -73,20 +79,30 @@ def payload_mutation(
 
         @functools.wraps(resolver)
         async def wrapper(*args: Any, **kwargs: Any) -> R:
-            try:
-                result = await resolver(*args, **kwargs)
-                if public:
-                    info: Info = kwargs["info"]
-                    await info.context.services.generation.advance()
-                return result
-            except ServiceError as exc:
-                failed: R = payload(user_errors=UserError.of(exc))
-                return failed
-            except Exception as exc:
-                if not is_busy(exc):
-                    raise
-                busy: R = payload(user_errors=UserError.of(TryAgain()))
-                return busy
+            info: Info = kwargs["info"]
+            with changes.watch() as watched:
+                try:
+                    result = await resolver(*args, **kwargs)
+                except ServiceError as exc:
+                    failed: R = payload(user_errors=UserError.of(exc))
+                    return failed
+                except Exception as exc:
+                    if watched.committed:
+                        log.error(
+                            "request %s: a committed change failed afterwards",
+                            info.context.request_id,
+                            exc_info=exc,
+                        )
+                        unread: R = payload(user_errors=UserError.of(changes.ResultUnavailable()))
+                        return unread
+                    if not is_busy(exc):
+                        raise
+                    busy: R = payload(user_errors=UserError.of(TryAgain()))
+                    return busy
+                finally:
+                    if watched.committed:
+                        info.context.services.generation.changed()
+            return result
 
         setattr(wrapper, PAYLOAD_MUTATION, True)
         return strawberry.mutation(description=description)(wrapper)

@@ -7,7 +7,7 @@ from typing import Annotated
 import strawberry
 
 from graph.schema.context import Info
-from graph.schema.enums import BaseModel
+from graph.schema.enums import BaseModelName
 from graph.schema.mutations.payload import (
     INPUT,
     UserError,
@@ -28,7 +28,7 @@ WORDS_HELP = "Trigger words to put in a prompt: at most 20, each at most 100 cha
 class CreateModelVersionInput:
     model_id: strawberry.ID = strawberry.field(description="The model's ID.")
     name: str = strawberry.field(description="The version's name, e.g. v1.")
-    base_model: BaseModel = strawberry.field(
+    base_model: BaseModelName = strawberry.field(
         description=(
             "The base checkpoint it was trained for (a file's "
             "architecture.suggestedBaseModel can pre-fill it)."
@@ -41,7 +41,9 @@ class CreateModelVersionInput:
 class UpdateModelVersionInput:
     version_id: strawberry.ID = strawberry.field(description="The version's ID.")
     name: str | None = strawberry.field(default=None, description="A new name.")
-    base_model: BaseModel | None = strawberry.field(default=None, description="A new base model.")
+    base_model: BaseModelName | None = strawberry.field(
+        default=None, description="A new base model."
+    )
     trained_words: list[str] | None = strawberry.field(
         default=None, description="The new trained words, replacing the old ones. " + WORDS_HELP
     )
@@ -65,7 +67,7 @@ class ModelVersionPayload:
     user_errors: list[UserError] = user_errors_field()
 
 
-@payload_mutation("Add a draft version to one of your models.", public=False)
+@payload_mutation("Add a draft version to one of your models.")
 async def create_model_version(
     info: Info, input: Annotated[CreateModelVersionInput, INPUT]
 ) -> ModelVersionPayload:

@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 
-from graph.schema import ids
+from graph.schema import ids, relations
 from graph.schema.context import Info
 from graph.schema.enums import (
     DatasetEventKind,
     DatasetStatus,
     DeletionReason,
     Visibility,
+    shown_reason,
     shown_status,
 )
 from graph.schema.links import download_link
+from graph.schema.relations import related, then
 from graph.schema.scalars import BigInt, as_utc
+from graph.schema.types.receipts import DeletionReceiptType
 from graph.schema.types.relay import Node, node_of, node_type
 from storage import signing
 from storage.db import enums as stored
@@ -56,6 +59,10 @@ class TrainingDatasetType(Node):
     row: strawberry.Private[db.TrainingDataset]
 
     @classmethod
+    def maybe(cls, row: db.TrainingDataset | None) -> TrainingDatasetType | None:
+        return cls.of(row) if row is not None else None
+
+    @classmethod
     def of(cls, row: db.TrainingDataset) -> TrainingDatasetType:
         deleting = row.status == stored.DatasetStatus.DELETING  # access ended at the claim
         return cls(
@@ -68,7 +75,7 @@ class TrainingDatasetType(Node):
             status=shown_status(row.status),
             expires_at=as_utc(row.expires_at),
             deleted_at=as_utc(row.claimed_at if deleting else row.deleted_at),
-            deletion_reason=row.deletion_reason,
+            deletion_reason=shown_reason(row.deletion_reason),
             created_at=row.created_at.astimezone(UTC),
             uploaded_at=as_utc(row.uploaded_at),
         )
@@ -115,12 +122,34 @@ class TrainingDatasetType(Node):
         description="When its bytes arrived; null until then."
     )
 
-    @strawberry.field(description="The model version trained on this dataset.")
-    async def version(self, info: Info) -> VersionRef | None:
-        version = await info.context.loaders.of(lookups.VERSION).load(self.row.version_id)
-        if version is None:
+    @strawberry.field(
+        description=(
+            "When the dataset's encryption key was destroyed (its bytes were unreadable "
+            "from then on, wherever a copy was kept); only the owner sees it (else null)."
+        )
+    )
+    def key_destroyed_at(self, info: Info) -> datetime | None:
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
             return None
-        return cast("ModelVersionType", node_of(lookups.VERSION, version))
+        return as_utc(self.row.key_destroyed_at)
+
+    @strawberry.field(
+        description=(
+            "The signed receipt of the dataset's deletion (on its tombstone); only the "
+            "owner sees it (else null)."
+        )
+    )
+    def deletion_receipt(self, info: Info) -> DeletionReceiptType | None:
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
+            return None
+        row = self.row
+        return DeletionReceiptType.stored(
+            row.receipt_payload, row.receipt_signature, row.receipt_key_id
+        )
+
+    @strawberry.field(description="The model version trained on this dataset.")
+    def version(self, info: Info) -> VersionRef | None:
+        return then(related(info, relations.VERSION, self.row), _version)
 
     @strawberry.field(
         description=(
@@ -140,8 +169,16 @@ class TrainingDatasetType(Node):
             "owner sees it (else null)."
         )
     )
-    async def events(self, info: Info) -> list[DatasetEventType] | None:
+    def events(self, info: Info) -> list[DatasetEventType] | None:
         if not access.owns(info.context.viewer_id, self.row.owner_id):
             return None
-        rows = await info.context.loaders.events_of_dataset.load(self.row.id)
-        return [DatasetEventType.of(r) for r in rows]
+        return then(
+            related(info, relations.EVENTS, self.row),
+            lambda rows: [DatasetEventType.of(r) for r in rows],
+        )
+
+
+def _version(version: db.ModelVersion | None) -> ModelVersionType | None:
+    if version is None:
+        return None
+    return cast("ModelVersionType", node_of(lookups.VERSION, version))

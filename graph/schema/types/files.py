@@ -3,26 +3,30 @@ its header says about the training."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 import strawberry
 
-from graph.schema import ids
+from graph.schema import ids, relations
 from graph.schema.context import Info
-from graph.schema.enums import BaseModel, FileStatus, LoraType, shown_status
+from graph.schema.enums import BaseModelName, FileStatus, LoraType, shown_status
 from graph.schema.links import download_link
+from graph.schema.relations import awaited, related, then
 from graph.schema.scalars import BigInt, as_utc
+from graph.schema.types.receipts import DeletionReceiptType
 from graph.schema.types.relay import Node, node_of, node_type
-from storage import signing
+from storage import hashes, headers, signing
 from storage.db import enums as stored
 from storage.db import models as db
+from storage.formats.safetensors.kohya import architecture_of, suggest_base_model, suggest_type
 from storage.privacy import access, lookups
-from storage.retention import header_firewall
 
 if TYPE_CHECKING:
     from graph.schema.types.versions import ModelVersionType
 
+R = TypeVar("R")
 VersionRef = Annotated["ModelVersionType", strawberry.lazy("graph.schema.types.versions")]
 
 
@@ -53,7 +57,7 @@ class ModelArchitecture:
     algo: str | None = strawberry.field(
         description="The LyCORIS algorithm from ss_network_args (locon, loha...)."
     )
-    suggested_base_model: BaseModel | None = strawberry.field(
+    suggested_base_model: BaseModelName | None = strawberry.field(
         description="The base model these values point to, to pre-fill the version's."
     )
     suggested_type: LoraType | None = strawberry.field(
@@ -86,16 +90,6 @@ class ModelFileType(Node):
             auto_v3=row.auto_v3,
             created_at=row.created_at.astimezone(UTC),
             uploaded_at=as_utc(row.uploaded_at),
-            architecture=ModelArchitecture(
-                network_module=row.network_module,
-                network_dim=row.network_dim,
-                network_alpha=row.network_alpha,
-                base_model_version=row.base_model_version,
-                modelspec_architecture=row.modelspec_architecture,
-                algo=row.algo,
-                suggested_base_model=row.suggested_base_model,
-                suggested_type=row.suggested_type,
-            ),
         )
 
     filename: str = strawberry.field(description="The file name given at upload.")
@@ -119,40 +113,101 @@ class ModelFileType(Node):
         description="When its bytes arrived; null until then."
     )
 
-    architecture: ModelArchitecture = strawberry.field(
-        description="What the header says about the training (empty until the bytes arrive)."
-    )
+    async def _metadata(self, info: Info) -> headers.Metadata:
+        """The header's metadata as this viewer may read it: all of it for the owner
+        while the withheld keys' window is open (or for everybody while the dataset is
+        public), else the public part. Read once per request, however often asked."""
+        ctx, row = info.context, self.row
+        if row.status != stored.DatasetStatus.AVAILABLE:
+            return headers.EMPTY
+        dataset = await awaited(related(info, relations.FILE_DATASET, row))
+        withheld = access.sees_withheld_keys(ctx.viewer_id, row, dataset, ctx.now())
+        return await ctx.loaders.file_metadata(row, withheld=withheld)
 
-    async def _keys_public(self, info: Info) -> bool:
-        """Whether the public downloads the original (the withheld keys are public)."""
-        dataset = await info.context.loaders.dataset_of_version.load(self.row.version_id)
-        return access.sees_withheld_keys(None, self.row, dataset, info.context.now())
+    @strawberry.field(
+        description=(
+            "What the header says about the training, from the metadata you may see "
+            "(empty until the bytes arrive): nothing here is derived from a withheld key "
+            "unless you may see that key."
+        )
+    )
+    async def architecture(self, info: Info) -> ModelArchitecture:
+        arch = architecture_of((await self._metadata(info)).entries)
+        return ModelArchitecture(
+            network_module=arch.network_module,
+            network_dim=arch.network_dim,
+            network_alpha=arch.network_alpha,
+            base_model_version=arch.base_model_version,
+            modelspec_architecture=arch.modelspec_architecture,
+            algo=arch.algo,
+            suggested_base_model=suggest_base_model(arch),
+            suggested_type=suggest_type(arch) if arch.network_module or arch.algo else None,
+        )
+
+    def _sees_original(self, info: Info, viewer: int | None, use: Callable[[bool], R]) -> R:
+        """``use(whether viewer downloads the original file)`` (withheld keys included;
+        ``viewer`` None: whether the public does), now or once the version's dataset is
+        loaded."""
+        now = info.context.now()
+        return then(
+            related(info, relations.FILE_DATASET, self.row),
+            lambda dataset: use(access.sees_withheld_keys(viewer, self.row, dataset, now)),
+        )
+
+    def _size(self, original: bool) -> BigInt:
+        return BigInt(hashes.size_of(self.row, original=original))
+
+    def _sha256(self, original: bool) -> str | None:
+        return hashes.sha256_of(self.row, original=original)
+
+    @strawberry.field(
+        description=(
+            "The size in bytes of the file you download: for the owner the original "
+            "(training-data keys included, while they are shown to the owner), for "
+            "everybody else the public file (publicSizeBytes); until the bytes arrive, the "
+            "size declared for the upload."
+        )
+    )
+    def size_bytes(self, info: Info) -> BigInt:
+        return self._sees_original(info, info.context.viewer_id, self._size)
 
     @strawberry.field(
         description=(
             "The size in bytes of the file as the public downloads it (without withheld "
-            "keys); until the bytes arrive, the size declared for the upload."
+            "keys, unless the dataset is public); until the bytes arrive, the size declared."
         )
     )
-    async def size_bytes(self, info: Info) -> BigInt:
-        row = self.row
-        if row.header_size is None or row.public_header_size is None:
-            return BigInt(row.size_bytes)
-        if await self._keys_public(info):
-            return BigInt(row.size_bytes)
-        return BigInt(row.size_bytes - row.header_size + row.public_header_size)
+    def public_size_bytes(self, info: Info) -> BigInt:
+        return self._sees_original(info, None, self._size)
 
     @strawberry.field(
-        description="SHA-256 of the file as the public downloads it, hex; null until uploaded."
+        description=(
+            "SHA-256 of the file you download, hex: for the owner the original, for "
+            "everybody else the public file (publicSha256); null until uploaded."
+        )
     )
-    async def sha256(self, info: Info) -> str | None:
-        return self.row.sha256 if await self._keys_public(info) else self.row.public_sha256
+    def sha256(self, info: Info) -> str | None:
+        return self._sees_original(info, info.context.viewer_id, self._sha256)
+
+    @strawberry.field(
+        description=(
+            "SHA-256 of the file as the public downloads it, hex (what others see as "
+            "sha256); null until uploaded."
+        )
+    )
+    def public_sha256(self, info: Info) -> str | None:
+        return self._sees_original(info, None, self._sha256)
 
     @strawberry.field(
         description="AutoV2: the first 10 hex characters of sha256 (what A1111 shows)."
     )
-    async def auto_v2(self, info: Info) -> str | None:
-        return self.row.auto_v2 if await self._keys_public(info) else self.row.public_auto_v2
+    def auto_v2(self, info: Info) -> str | None:
+        row = self.row
+        return self._sees_original(
+            info,
+            info.context.viewer_id,
+            lambda original: row.auto_v2 if original else row.public_auto_v2,
+        )
 
     @strawberry.field(
         description=(
@@ -162,14 +217,9 @@ class ModelFileType(Node):
         )
     )
     async def header_metadata(self, info: Info) -> list[MetadataEntry]:
-        ctx = info.context
-        if self.row.status != stored.DatasetStatus.AVAILABLE:
-            return []
-        dataset = await ctx.loaders.dataset_of_version.load(self.row.version_id)
-        entries = await header_firewall.metadata(
-            ctx.runtime, self.row, viewer=ctx.viewer_id, dataset=dataset, now=ctx.now()
-        )
-        return [MetadataEntry(key=k, value=v) for k, v in entries]
+        found = await self._metadata(info)
+        info.context.loaders.metadata_budget.charge(found.size)
+        return [MetadataEntry(key=k, value=v) for k, v in found.entries.items()]
 
     @strawberry.field(
         description=(
@@ -206,15 +256,31 @@ class ModelFileType(Node):
 
     @strawberry.field(
         description=(
+            "For the owner: the signed receipt of the withheld keys' erasure (what was "
+            "erased, when its window ended, when its key was destroyed, when the last "
+            "copy went); null until then, or for anybody else."
+        )
+    )
+    def header_erasure_receipt(self, info: Info) -> DeletionReceiptType | None:
+        if not access.owns(info.context.viewer_id, self.row.owner_id):
+            return None
+        row = self.row
+        return DeletionReceiptType.stored(
+            row.header_receipt_payload, row.header_receipt_signature, row.header_receipt_key_id
+        )
+
+    @strawberry.field(
+        description=(
             "For the owner while the withheld keys exist: SHA-256 of the file as uploaded "
             "(what your downloadUrl serves you); null otherwise."
-        )
+        ),
+        deprecation_reason="The owner's sha256 is the original's; publicSha256 the public's.",
     )
     async def original_sha256(self, info: Info) -> str | None:
         ctx = info.context
         if not access.owns(ctx.viewer_id, self.row.owner_id):
             return None
-        dataset = await ctx.loaders.dataset_of_version.load(self.row.version_id)
+        dataset = await awaited(related(info, relations.FILE_DATASET, self.row))
         if not access.sees_withheld_keys(ctx.viewer_id, self.row, dataset, ctx.now()):
             return None
         return self.row.sha256
@@ -232,8 +298,11 @@ class ModelFileType(Node):
         return download_link(info, signing.FILE, self.row.id)
 
     @strawberry.field(description="The model version this file belongs to.")
-    async def version(self, info: Info) -> VersionRef | None:
-        version = await info.context.loaders.of(lookups.VERSION).load(self.row.version_id)
-        if version is None:
-            return None
-        return cast("ModelVersionType", node_of(lookups.VERSION, version))
+    def version(self, info: Info) -> VersionRef | None:
+        return then(related(info, relations.VERSION, self.row), _version)
+
+
+def _version(version: db.ModelVersion | None) -> ModelVersionType | None:
+    if version is None:
+        return None
+    return cast("ModelVersionType", node_of(lookups.VERSION, version))

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 
-from graph.schema import ids
+from graph.schema import ids, relations
 from graph.schema.context import Info
 from graph.schema.enums import LoraType
+from graph.schema.relations import related, then
+from graph.schema.types.moderation import TakeDownType
 from graph.schema.types.relay import Node, bounded, node_of, node_type
 from graph.schema.types.versions import ModelVersionType
 from storage import catalog
@@ -59,14 +61,12 @@ class ModelType(Node):
     @strawberry.field(
         description="Catalogue tags: lower-case, at most 10, each at most 32 characters."
     )
-    async def tags(self, info: Info) -> list[str]:
-        return await info.context.loaders.tags_of_model.load(self.row.id)
+    def tags(self, info: Info) -> list[str]:
+        return then(related(info, relations.TAGS, self.row), list)
 
     @strawberry.field(description="Who published the model.")
-    async def owner(self, info: Info) -> UserRef:
-        user = await info.context.loaders.of(lookups.USER).load(self.row.owner_id)
-        assert user is not None  # the owner of a visible model is visible
-        return cast("UserType", node_of(lookups.USER, user))
+    def owner(self, info: Info) -> UserRef:
+        return then(related(info, relations.OWNER, self.row), _user)
 
     @strawberry.field(
         description=(
@@ -75,7 +75,7 @@ class ModelType(Node):
             f"most {catalog.MAX_VERSIONS}."
         )
     )
-    async def versions(
+    def versions(
         self,
         info: Info,
         first: Annotated[
@@ -85,5 +85,22 @@ class ModelType(Node):
             ),
         ] = catalog.DEFAULT_VERSIONS,
     ) -> list[ModelVersionType]:
-        rows = await info.context.loaders.versions_of_model.load(self.row.id)
-        return [ModelVersionType.of(v) for v in rows[: bounded(first, catalog.MAX_VERSIONS)]]
+        size = bounded(first, catalog.MAX_VERSIONS)
+        return then(
+            related(info, relations.VERSIONS, self.row),
+            lambda rows: [ModelVersionType.of(v) for v in rows[:size]],
+        )
+
+    @strawberry.field(
+        description=(
+            "Set while the site's operators have this model taken down: hidden from "
+            "everybody but its owner. Shown to the owner and to operators only."
+        )
+    )
+    def taken_down(self, info: Info) -> TakeDownType | None:
+        return TakeDownType.shown(info, self.row)
+
+
+def _user(user: db.User | None) -> UserType:
+    assert user is not None  # the owner of a visible model is visible
+    return cast("UserType", node_of(lookups.USER, user))

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from graph.schema import ids
+from graph.schema import ids, relations
 from graph.schema.context import Info
 from graph.schema.enums import NotificationKind
+from graph.schema.relations import related, then
 from graph.schema.scalars import as_utc
 from graph.schema.types.datasets import TrainingDatasetType
 from graph.schema.types.relay import Node, node_type
@@ -45,8 +46,7 @@ class NotificationType(Node):
     )
 
     @strawberry.field(description="The dataset it is about (a tombstone once deleted).")
-    async def dataset(self, info: Info) -> TrainingDatasetType | None:
+    def dataset(self, info: Info) -> TrainingDatasetType | None:
         if self.row.dataset_id is None:
             return None
-        dataset = await info.context.loaders.of(lookups.DATASET).load(self.row.dataset_id)
-        return TrainingDatasetType.of(dataset) if dataset is not None else None
+        return then(related(info, relations.NOTICE_DATASET, self.row), TrainingDatasetType.maybe)

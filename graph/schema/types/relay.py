@@ -16,6 +16,7 @@ import strawberry
 from tortoise.models import Model
 
 from graph.schema.context import Info
+from graph.schema.relations import load_ahead
 from storage.db.pages import Page
 from storage.errors import ServiceError
 from storage.privacy.lookups import Kind
@@ -81,8 +82,10 @@ class Connection(Generic[T]):
     page_info: PageInfo = strawberry.field(description="Paging information.")
 
 
-def connection(info: Info, page: Page, wrap) -> Connection:  # type: ignore[no-untyped-def, type-arg]
-    """A Relay connection of a page, each position sealed into an opaque cursor."""
+async def connection(info: Info, page: Page, wrap, of: str) -> Connection:  # type: ignore[no-untyped-def, type-arg]
+    """A Relay connection of a page of ``of`` objects (an API type), each position
+    sealed into an opaque cursor, with what the document asks of them loaded ahead."""
+    await load_ahead(info, page.items, of, "edges", "node")
     seal = info.context.services.cursors.seal
     edges = [Edge(position=page.position(row), sealer=seal, node=wrap(row)) for row in page.items]
     return Connection(

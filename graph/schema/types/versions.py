@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 
-from graph.schema import ids
+from graph.schema import ids, relations
 from graph.schema.context import Info
-from graph.schema.enums import BaseModel, VersionStatus
+from graph.schema.enums import BaseModelName, VersionStatus
+from graph.schema.relations import related, then
 from graph.schema.scalars import as_utc
 from graph.schema.types.datasets import TrainingDatasetType
 from graph.schema.types.files import ModelFileType
+from graph.schema.types.moderation import TakeDownType
 from graph.schema.types.relay import Node, bounded, node_of, node_type
 from storage.db import models as db
 from storage.files import MAX_FILES_PER_VERSION
@@ -53,7 +55,9 @@ class ModelVersionType(Node):
 
     created_at: datetime = strawberry.field(description="When the version was created.")
 
-    base_model: BaseModel = strawberry.field(description="The base checkpoint it was trained for.")
+    base_model: BaseModelName = strawberry.field(
+        description="The base checkpoint it was trained for."
+    )
 
     trained_words: list[str] = strawberry.field(
         description="Trigger words to put in a prompt (at most 20)."
@@ -67,10 +71,8 @@ class ModelVersionType(Node):
     )
 
     @strawberry.field(description="The model this version belongs to.")
-    async def model(self, info: Info) -> ModelRef:
-        model = await info.context.loaders.of(lookups.MODEL).load(self.row.model_id)
-        assert model is not None  # the model of a visible version is visible
-        return cast("ModelType", node_of(lookups.MODEL, model))
+    def model(self, info: Info) -> ModelRef:
+        return then(related(info, relations.MODEL, self.row), _model)
 
     @strawberry.field(
         description=(
@@ -78,9 +80,8 @@ class ModelVersionType(Node):
             "none, and for anybody but the owner when it is private."
         )
     )
-    async def training_dataset(self, info: Info) -> TrainingDatasetType | None:
-        dataset = await info.context.loaders.dataset_of_version.load(self.row.id)
-        return TrainingDatasetType.of(dataset) if dataset is not None else None
+    def training_dataset(self, info: Info) -> TrainingDatasetType | None:
+        return then(related(info, relations.DATASET, self.row), TrainingDatasetType.maybe)
 
     @strawberry.field(
         description=(
@@ -89,7 +90,7 @@ class ModelVersionType(Node):
             "and deleted files."
         )
     )
-    async def files(
+    def files(
         self,
         info: Info,
         first: Annotated[
@@ -99,5 +100,22 @@ class ModelVersionType(Node):
             ),
         ] = MAX_FILES_PER_VERSION,
     ) -> list[ModelFileType]:
-        rows = await info.context.loaders.files_of_version.load(self.row.id)
-        return [ModelFileType.of(f) for f in rows[: bounded(first, MAX_FILES_PER_VERSION)]]
+        size = bounded(first, MAX_FILES_PER_VERSION)
+        return then(
+            related(info, relations.FILES, self.row),
+            lambda rows: [ModelFileType.of(f) for f in rows[:size]],
+        )
+
+    @strawberry.field(
+        description=(
+            "Set while the site's operators have this version taken down: hidden from "
+            "everybody but its owner. Shown to the owner and to operators only."
+        )
+    )
+    def taken_down(self, info: Info) -> TakeDownType | None:
+        return TakeDownType.shown(info, self.row)
+
+
+def _model(model: db.LoraModel | None) -> ModelType:
+    assert model is not None  # the model of a visible version is visible
+    return cast("ModelType", node_of(lookups.MODEL, model))

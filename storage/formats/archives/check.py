@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from storage.formats.archives.directory import check_directory, locate
 from storage.formats.archives.inflation import Inflation
@@ -55,7 +56,9 @@ class ArchiveReport:
     inflated_bytes: int
 
 
-def check_archive(path: Path, *, max_ratio: int, max_entries: int = MAX_ENTRIES) -> ArchiveReport:
+def check_archive(
+    source: Path | BinaryIO, *, max_ratio: int, max_entries: int = MAX_ENTRIES
+) -> ArchiveReport:
     """Accept only a sound zip archive whose entries really inflate to what they declare.
 
     First the central directory, as before, with nothing decompressed: at most
@@ -75,6 +78,9 @@ def check_archive(path: Path, *, max_ratio: int, max_entries: int = MAX_ENTRIES)
     archive (zip, gzip, bzip2, xz, zstd, 7z, rar, lz4: ``NESTED_ARCHIVE``, since a
     training dataset is images and captions); at its end the stream must be
     complete with no bytes after it, and size and CRC-32 exactly as declared.
+
+    ``source`` is a file, or a seekable reader (the sealed spool's plaintext, decrypted
+    as it is read: :meth:`storage.blobs.base.BlobWriter.plaintext`).
 
     Memory is O(chunk) whatever the archive's size: 64 KiB of compressed input and at
     most 256 KiB of output per decompressor call, plus the decompressor's own state
@@ -106,14 +112,17 @@ def check_archive(path: Path, *, max_ratio: int, max_entries: int = MAX_ENTRIES)
     1.5 hours with bzip2 (~40 MB/s near ratio 100). The directory checks alone take
     ~1.6 s per 100,000 entries; the local headers and inflating add ~1 s more.
     """
-    with path.open("rb") as handle:
-        archive_size, infos, directory_start = check_directory(
-            handle, max_ratio=max_ratio, max_entries=max_entries
-        )
-        members = locate(handle, infos, directory_start, archive_size)
-        inflation = Inflation(handle, limit=max_ratio * archive_size, max_ratio=max_ratio)
-        for member in members:
-            inflation.inflate(member)
+    if isinstance(source, Path):
+        with source.open("rb") as opened:
+            return check_archive(opened, max_ratio=max_ratio, max_entries=max_entries)
+    handle = source
+    archive_size, infos, directory_start = check_directory(
+        handle, max_ratio=max_ratio, max_entries=max_entries
+    )
+    members = locate(handle, infos, directory_start, archive_size)
+    inflation = Inflation(handle, limit=max_ratio * archive_size, max_ratio=max_ratio)
+    for member in members:
+        inflation.inflate(member)
     return ArchiveReport(
         entries=len(infos),
         archive_bytes=archive_size,

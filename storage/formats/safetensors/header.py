@@ -1,4 +1,5 @@
-"""The safetensors header: the format, its rules, and the public header.
+"""The safetensors header: the format exactly as the reference loader reads it, and the
+limits lorashelf adds.
 
 The format
 ==========
@@ -7,17 +8,19 @@ A safetensors file is three consecutive parts::
 
     [ 8 bytes: N, unsigned little-endian ][ N bytes: JSON header ][ data section ]
 
-The header is UTF-8 JSON, possibly padded at the end with spaces. It is an object
-whose keys are tensor names, except the optional ``__metadata__`` key, which maps
-strings to strings (training tools such as kohya's sd-scripts keep their settings,
-and the tag counts and folder names of the training data, there). Each tensor entry
-is ``{"dtype": str, "shape": [int, ...], "data_offsets": [begin, end]}``, with the
-offsets counted from the start of the data section.
+The header is a UTF-8 JSON object whose keys are tensor names, except the optional
+``__metadata__`` key, which maps strings to strings (training tools such as kohya's
+sd-scripts keep their settings, and the tag counts and folder names of the training
+data, there). Each tensor entry is ``{"dtype": str, "shape": [int, ...],
+"data_offsets": [begin, end]}``, with the offsets counted from the start of the data.
 
-Rules enforced
-==============
+The reference
+=============
 
-Every failure raises :class:`SafetensorsError` with one of these stable codes:
+A file is accepted exactly when the reference implementation (the ``safetensors``
+package, 0.8: Rust, serde_json) loads it, within the limits below;
+``tests/storage/test_safetensors_reference.py`` feeds both the same corpus. What that
+means, rule by rule (every refusal raises :class:`SafetensorsError` with a stable code):
 
 ``NOT_SAFETENSORS``
     The bytes are some other format: a pickle (``0x80`` then a protocol byte, as in a
@@ -25,160 +28,145 @@ Every failure raises :class:`SafetensorsError` with one of these stable codes:
     first 8 bytes are not a plausible length at all (2**40 or more). Only reported when
     the prefix is otherwise unusable: a real header length may well start with 0x80.
 ``HEADER_TOO_LARGE``
-    N is above :data:`MAX_HEADER_SIZE` (100 MiB), or ``8 + N`` is above the declared
-    file size. Checked as soon as the first 8 bytes arrive.
+    N is above :data:`MAX_HEADER_SIZE` (checked as soon as the first 8 bytes arrive),
+    or the header holds more than :data:`MAX_TENSORS` JSON objects (checked while it is
+    parsed, object by object), or ``8 + N`` is above the declared file size (settled
+    when the whole declared file has arrived).
 ``BAD_HEADER``
-    N is below 2; the header is not UTF-8, does not start with ``{``, is not JSON (or
-    holds NaN/Infinity, unpaired surrogates, absurd nesting), is not an object, repeats
-    a key in any object, or a tensor entry is not an object with exactly the keys
-    ``dtype`` (a string), ``shape`` (a list) and ``data_offsets`` (a list of two).
+    The header is not UTF-8 (a byte order mark included), not one JSON object (JSON
+    whitespace around it is fine; ``NaN``, a number out of the range of a double, an
+    unpaired surrogate escape anywhere, or nesting deeper than :data:`MAX_NESTING` are
+    not), names ``__metadata__`` twice, or a tensor entry is not an object holding
+    ``dtype`` (a string), ``shape`` (a list) and ``data_offsets`` (a list of two), each
+    once. Other keys in a tensor entry are ignored, as the reference ignores them. A
+    tensor named twice is the last one (the reference keeps the last), as is a metadata
+    key named twice.
 ``UNKNOWN_DTYPE``
-    The dtype is not in :data:`DTYPE_SIZES`. The sub-byte types ``F4``, ``F6_E2M3``
-    and ``F6_E3M2`` are refused here: no LoRA uses them and their bit packing would be
-    the only place where a tensor's size is not a whole number of elements' bytes.
+    The dtype is not one of :data:`DTYPE_BITS` (sub-byte types included, as in the
+    reference).
 ``BAD_TENSOR``
-    A shape dimension is not a non-negative integer (booleans are not integers), or
-    ``product(shape) * dtype size`` differs from ``end - begin`` (an empty shape is a
-    scalar: one element).
+    A dimension is not an integer from 0 to 2**64 - 1 (``-0`` and ``1.0`` are floats to
+    the reference), the product of the dimensions, taken in order, or its size in bits
+    passes 2**64 - 1 (even if a later dimension is 0), the bits are not whole bytes, or
+    the size differs from ``end - begin`` (an empty shape is a scalar: one element).
 ``BAD_OFFSETS``
-    An offset is not a non-negative integer, ``begin > end``, or the spans, sorted by
-    ``begin``, do not start at 0 and follow each other with no gap and no overlap.
-    Zero-length tensors (``begin == end``) are fine wherever the tiling allows.
+    An offset is not an integer from 0 to 2**64 - 1, or the spans, sorted by
+    ``(begin, end)``, do not start at 0 and follow each other with no gap and no
+    overlap (``begin > end`` included). Zero-length tensors are fine wherever the tiling
+    allows.
 ``BAD_METADATA``
-    ``__metadata__`` is not an object of strings to strings.
+    ``__metadata__`` is neither ``null`` nor an object of strings to strings, or it has
+    more than :data:`MAX_METADATA_ENTRIES` entries (a lorashelf limit).
 ``TRUNCATED``
-    The stream ended before the declared size, or the tensors end past the data
-    section implied by the declared size (``declared_size - 8 - N``).
+    The stream ended before the declared size, or, the whole declared file arrived,
+    the tensors end past its data section (``declared_size - 8 - N``).
 ``TRAILING_DATA``
-    More bytes arrived than declared, or the tensors end before the data section
-    implied by the declared size (bytes no tensor covers).
+    More bytes arrived than declared, or, the whole declared file arrived, the tensors
+    end before its end (bytes no tensor covers).
 
-Checks happen as early as the bytes allow: the prefix rules on the 8th byte, the
-``{`` on the 9th, everything about the header once its last byte arrives and before
-any data byte is accepted; afterwards only the count of data bytes is left to check,
-by :meth:`storage.formats.safetensors.stream.SafetensorsStream.finish`.
+The comparisons with the declared size wait for the end of the body: an upload whose
+body is shorter (or longer) than declared is refused as ``SIZE_MISMATCH`` by the upload
+(:mod:`storage.uploads`), whatever its header says about the file's size.
 
-The reference implementation (the ``safetensors`` package) is slightly more lenient
-in places: it accepts leading whitespace, a ``null`` metadata, extra keys in a tensor
-entry and the sub-byte dtypes. Files written by real tools have none of these.
+Limits
+======
 
-
-Public header
-=============
-
-The metadata keys named in ``withheld_keys`` are removed from the header served to
-others. Which keys those are is not this module's business: the header firewall
-(:mod:`storage.retention.header_firewall`) declares them, with the policy that
-withholds them, and passes them in. When none of them is present the public header
-*is* the original one, byte for byte, so the public file equals the uploaded file.
-Otherwise the header is serialized again: compact JSON, raw UTF-8, keys in their
-original order, padded with spaces so that ``8 + N`` is a multiple of 8 (as the
-``safetensors`` package writes it); a ``__metadata__`` left empty is dropped
-altogether. Since nothing of the original header text is reused (padding included), no
-withheld value can survive in it. The data section is never changed, so tensor offsets
-stay valid.
+Beyond the reference's own 100,000,000-byte header limit lorashelf accepts at most
+:data:`MAX_HEADER_SIZE` bytes of header, :data:`MAX_TENSORS` JSON objects in it (one
+per tensor, plus ``__metadata__``) and :data:`MAX_METADATA_ENTRIES` metadata entries.
+Parsing runs in a child process with a memory ceiling
+(:mod:`storage.system.sandbox`); a header that needs more is refused as
+``HEADER_TOO_LARGE``. The rest is :mod:`storage.formats.safetensors.parts`: what is kept
+of a header, and the public header.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn, get_args
+from typing import Any, NamedTuple
 
-from storage.formats.safetensors.kohya import Architecture, architecture_of
+from storage.formats.safetensors.decoding import MAX_NESTING, Repeated, decode, depth
+from storage.formats.safetensors.refusal import (
+    ERROR_CODES,
+    ErrorCode,
+    SafetensorsError,
+    fail,
+)
 
-MAX_HEADER_SIZE = 100 * 1024 * 1024
-"""Largest accepted header length N (the JSON, without the 8-byte prefix)."""
+__all__ = [  # the format's names, importable from here
+    "ERROR_CODES",
+    "MAX_HEADER_SIZE",
+    "MAX_METADATA_ENTRIES",
+    "MAX_NESTING",
+    "MAX_TENSORS",
+    "ErrorCode",
+    "Header",
+    "SafetensorsError",
+    "check_header_start",
+    "fail",
+    "header_length",
+    "parse",
+]
+
+MAX_HEADER_SIZE = 32 * 1024 * 1024
+"""Largest accepted header length N (the JSON, without the 8-byte prefix): 32 MiB. The
+tensors of a LoRA take well under 1 MiB of header; the rest is room for metadata."""
+
+REFERENCE_MAX_HEADER_SIZE = 100_000_000
+"""The reference loader's own limit (``MAX_HEADER_SIZE`` must stay below it)."""
+
+MAX_TENSORS = 100_000
+"""Most JSON objects in a header (one per tensor): 30 times a full SDXL checkpoint's."""
+
+MAX_METADATA_ENTRIES = 256
+"""Most ``__metadata__`` entries (kohya writes about 80)."""
 
 MIN_HEADER_SIZE = 2
 """Smallest possible header: ``{}``."""
 
 PREFIX_SIZE = 8
+U64_MAX = 2**64 - 1
 
-DTYPE_SIZES: Mapping[str, int] = MappingProxyType(
+DTYPE_BITS: Mapping[str, int] = MappingProxyType(
     {
-        "BOOL": 1,
-        "U8": 1,
-        "I8": 1,
-        "F8_E5M2": 1,
-        "F8_E4M3": 1,
-        "F8_E8M0": 1,
-        "I16": 2,
-        "U16": 2,
-        "F16": 2,
-        "BF16": 2,
-        "I32": 4,
-        "U32": 4,
-        "F32": 4,
-        "I64": 8,
-        "U64": 8,
-        "F64": 8,
+        "BOOL": 8,
+        "F4": 4,
+        "F6_E2M3": 6,
+        "F6_E3M2": 6,
+        "U8": 8,
+        "I8": 8,
+        "F8_E5M2": 8,
+        "F8_E4M3": 8,
+        "F8_E8M0": 8,
+        "F8_E4M3FNUZ": 8,
+        "F8_E5M2FNUZ": 8,
+        "I16": 16,
+        "U16": 16,
+        "F16": 16,
+        "BF16": 16,
+        "I32": 32,
+        "U32": 32,
+        "F32": 32,
+        "C64": 64,
+        "F64": 64,
+        "I64": 64,
+        "U64": 64,
     }
 )
-"""Accepted dtypes and the size of one element in bytes."""
+"""Accepted dtypes (the reference's) and the size of one element in bits."""
 
 METADATA_KEY = "__metadata__"
 TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
-
-ErrorCode = Literal[
-    "NOT_SAFETENSORS",
-    "HEADER_TOO_LARGE",
-    "BAD_HEADER",
-    "UNKNOWN_DTYPE",
-    "BAD_TENSOR",
-    "BAD_OFFSETS",
-    "BAD_METADATA",
-    "TRUNCATED",
-    "TRAILING_DATA",
-]
-ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
 
 # A prefix at or above this is not a length anyone meant: it is text or another format.
 IMPLAUSIBLE_LENGTH = 1 << 40
 
 
-class SafetensorsError(ValueError):
-    """The bytes are not an acceptable safetensors file; ``code`` says why (see above)."""
-
-    def __init__(self, message: str, code: ErrorCode) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code: ErrorCode = code
-
-    def __repr__(self) -> str:
-        return f"SafetensorsError({self.message!r}, {self.code!r})"
-
-
-def fail(code: ErrorCode, message: str) -> NoReturn:
-    raise SafetensorsError(message, code)
-
-
-# --- Header parsing -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SafetensorsHeader:
-    """A validated header and what it says."""
-
-    header_bytes: bytes
-    """The 8-byte prefix and the header exactly as uploaded."""
-    public_header_bytes: bytes
-    """Prefix and header without the withheld metadata keys (see module docstring)."""
-    data_size: int
-    """Length of the data section, in bytes."""
-    metadata: dict[str, str]
-    """The full original ``__metadata__`` (empty when there is none)."""
-    withheld: tuple[str, ...]
-    """The withheld keys that were present, sorted."""
-    tensor_count: int
-    architecture: Architecture
-
-    @property
-    def data_offset(self) -> int:
-        """Where the data section starts in the original file: ``8 + N``."""
-        return len(self.header_bytes)
+# --- The prefix -----------------------------------------------------------------------
 
 
 def _foreign_format(prefix: bytes) -> str | None:
@@ -199,7 +187,10 @@ def header_length(prefix: bytes, *, max_header_size: int, available: int | None)
     length = int.from_bytes(prefix, "little")
     problem: tuple[ErrorCode, str] | None = None
     if length > max_header_size:
-        problem = ("HEADER_TOO_LARGE", f"header length {length} is above {max_header_size}")
+        problem = (
+            "HEADER_TOO_LARGE",
+            f"the header is {length:,} bytes; at most {max_header_size:,} are accepted",
+        )
     elif available is not None and length > available:
         problem = (
             "HEADER_TOO_LARGE",
@@ -209,79 +200,76 @@ def header_length(prefix: bytes, *, max_header_size: int, available: int | None)
         problem = ("BAD_HEADER", f"header length {length} is too small for a JSON object")
     if problem is None:
         return length
+    refuse_foreign(prefix, length)
+    fail(*problem)
+
+
+def refuse_foreign(prefix: bytes, length: int) -> None:
+    """For a length prefix that cannot be right: ``NOT_SAFETENSORS`` when the bytes are
+    another format (pickle, zip, GGUF ...) or no header length at all."""
     foreign = _foreign_format(prefix)
     if foreign is not None:
         fail("NOT_SAFETENSORS", f"not a safetensors file: {foreign}")
     if length >= IMPLAUSIBLE_LENGTH:
         fail("NOT_SAFETENSORS", "not a safetensors file: it does not start with a header length")
-    fail(*problem)
 
 
 def check_header_start(prefix: bytes, first: int) -> None:
-    if first != ord("{"):
+    """The header's first byte: ``{`` or JSON whitespace, else no JSON object follows."""
+    if first not in b"{ \t\n\r":
         foreign = _foreign_format(prefix)
         if foreign is not None:
             fail("NOT_SAFETENSORS", f"not a safetensors file: {foreign}")
         fail("BAD_HEADER", "the header does not start with '{'")
 
 
-def _check_string(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        fail("BAD_HEADER", "the header holds an unpaired surrogate escape")
-
-
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            fail("BAD_HEADER", f"duplicate key {key[:100]!r} in the header")
-        _check_string(key)
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> NoReturn:
-    fail("BAD_HEADER", f"the header holds {name}, which is not JSON")
-
-
-def _decode(header_bytes: bytes) -> dict[str, Any]:
-    """The JSON object after the prefix (decoded without copying the bytes first)."""
-    try:
-        text = str(memoryview(header_bytes)[PREFIX_SIZE:], "utf-8")
-    except UnicodeDecodeError:
-        fail("BAD_HEADER", "the header is not UTF-8")
-    try:
-        document = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as error:
-        if isinstance(error, SafetensorsError):
-            raise
-        fail("BAD_HEADER", "the header is not JSON")
-    if not isinstance(document, dict):
-        fail("BAD_HEADER", "the header is not a JSON object")
-    return document
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+# --- The rules ------------------------------------------------------------------------
 
 
 def _metadata(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         fail("BAD_METADATA", "__metadata__ is not an object")
-    for key, item in value.items():
+    pairs = list(value.items())
+    if isinstance(value, Repeated):
+        pairs += value.shadowed
+    for key, item in pairs:
         if not isinstance(item, str):
             fail("BAD_METADATA", f"__metadata__ value of {key[:100]!r} is not a string")
-        _check_string(item)
+    if len(value) > MAX_METADATA_ENTRIES:
+        fail(
+            "BAD_METADATA",
+            f"The header's __metadata__ has {len(value):,} entries; at most "
+            f"{MAX_METADATA_ENTRIES:,} are accepted.",
+        )
     return value
 
 
-def _span(name: str, entry: object) -> tuple[int, int]:
-    """Validate one tensor entry and return its ``(begin, end)``."""
+class _Entry(NamedTuple):
+    begin: int
+    end: int
+    bits: int
+    shape: list[int]
+    name: str
+
+
+def _counts(values: list[Any]) -> bool:
+    """Whether every value is an integer from 0 to 2**64 - 1 (without a Python-level
+    loop: a shape may hold millions of dimensions)."""
+    if not values:
+        return True
+    return set(map(type, values)) == {int} and min(values) >= 0 and max(values) <= U64_MAX
+
+
+def _entry(name: str, entry: object) -> _Entry:
+    """One tensor entry as the reference deserializes it (types, dtype, 64-bit counts,
+    fields once each, ignored fields within the nesting limit)."""
     label = repr(name[:100])
-    if not isinstance(entry, dict) or entry.keys() != TENSOR_KEYS:
+    if not isinstance(entry, dict) or not entry.keys() >= TENSOR_KEYS:
         fail("BAD_HEADER", f"tensor {label} is not an object of dtype, shape and data_offsets")
+    if isinstance(entry, Repeated) and entry.repeated & TENSOR_KEYS:
+        fail("BAD_HEADER", f"tensor {label} names a field twice")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not isinstance(dtype, str):
         fail("BAD_HEADER", f"tensor {label} has a dtype that is not a string")
@@ -289,122 +277,101 @@ def _span(name: str, entry: object) -> tuple[int, int]:
         fail("BAD_HEADER", f"tensor {label} has a shape that is not a list")
     if not isinstance(offsets, list) or len(offsets) != 2:
         fail("BAD_HEADER", f"tensor {label} has data_offsets that are not a pair")
-    size = DTYPE_SIZES.get(dtype)
-    if size is None:
+    ignored = len(entry) > len(TENSOR_KEYS) or isinstance(entry, Repeated)
+    if ignored and 1 + depth(entry) > MAX_NESTING:  # fields the reference reads, then drops
+        fail("BAD_HEADER", f"the header nests deeper than {MAX_NESTING} levels")
+    bits = DTYPE_BITS.get(dtype)
+    if bits is None:
         fail("UNKNOWN_DTYPE", f"tensor {label} has an unknown dtype {dtype[:20]!r}")
-    if not all(_is_count(dim) for dim in shape):
-        fail("BAD_TENSOR", f"tensor {label} has a dimension that is not a non-negative integer")
-    begin, end = offsets
-    if not (_is_count(begin) and _is_count(end)):
-        fail("BAD_OFFSETS", f"tensor {label} has an offset that is not a non-negative integer")
-    if begin > end:
-        fail("BAD_OFFSETS", f"tensor {label} ends before it begins")
-    span = end - begin
-    # Stop multiplying once past the span: the product of a long shape can be enormous.
-    elements = 0 if 0 in shape else 1
-    for dim in shape:
-        if elements * size > span:
-            break
-        elements *= dim
-    if elements * size != span:
-        fail("BAD_TENSOR", f"tensor {label}: its shape and dtype do not fill its {span} bytes")
-    return begin, end
+    if not _counts(shape):
+        fail("BAD_TENSOR", f"tensor {label} has a dimension that is not a 64-bit count")
+    if not _counts(offsets):
+        fail("BAD_OFFSETS", f"tensor {label} has an offset that is not a 64-bit count")
+    return _Entry(offsets[0], offsets[1], bits, shape, name)
 
 
-def _tiled_end(spans: list[tuple[int, int]]) -> int:
-    """The end of the spans, checked to tile ``[0, end)`` exactly."""
+def _size(entry: _Entry) -> int:
+    """The tensor's size in bytes, computed as the reference does: the dimensions
+    multiplied in order, refused as soon as the product (then the bits) pass 64 bits.
+
+    The products of the dimensions before the first 0 never decrease, and every one
+    after it is 0: so an overflow happens exactly when the dimensions before the first
+    0 multiply past 64 bits, which at most 64 of them other than 1 can avoid."""
+    label = repr(entry.name[:100])
+    shape = entry.shape
+    before_zero = shape[: shape.index(0)] if 0 in shape else shape
+    if len(before_zero) - before_zero.count(1) > 64:
+        fail("BAD_TENSOR", f"tensor {label}: its size overflows 64 bits")
+    if math.prod(filter((1).__ne__, before_zero)) > U64_MAX:
+        fail("BAD_TENSOR", f"tensor {label}: its size overflows 64 bits")
+    bits = 0 if len(before_zero) < len(shape) else math.prod(before_zero) * entry.bits
+    if bits > U64_MAX:
+        fail("BAD_TENSOR", f"tensor {label}: its size overflows 64 bits")
+    if bits % 8:
+        fail("BAD_TENSOR", f"tensor {label} does not end on a byte boundary")
+    return bits // 8
+
+
+def _tiled_end(entries: list[_Entry]) -> int:
+    """The end of the tensors, checked to tile ``[0, end)`` exactly, each its size."""
     position = 0
-    for begin, end in sorted(spans):
+    for entry in sorted(entries, key=itemgetter(0, 1)):
+        begin, end = entry.begin, entry.end
         if begin < position:
             fail("BAD_OFFSETS", f"tensors overlap at byte {begin} of the data section")
         if begin > position:
             fail("BAD_OFFSETS", f"no tensor covers bytes {position} to {begin} of the data")
+        if end < begin:
+            fail("BAD_OFFSETS", f"tensor {entry.name[:100]!r} ends before it begins")
+        if end - begin != _size(entry):
+            fail(
+                "BAD_TENSOR",
+                f"tensor {entry.name[:100]!r}: its shape and dtype do not fill its "
+                f"{end - begin} bytes",
+            )
         position = end
     return position
 
 
-def _public_header(
-    header_bytes: bytes, document: dict[str, Any], withheld: Collection[str]
-) -> bytes:
-    if not withheld:
-        return header_bytes
-    public: dict[str, Any] = {}
-    for key, value in document.items():
-        if key == METADATA_KEY:
-            value = {k: v for k, v in value.items() if k not in withheld}
-            if not value:
-                continue
-        public[key] = value
-    text = json.dumps(public, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(PREFIX_SIZE, "little") + text
+@dataclass(frozen=True)
+class Header:
+    """A header that passed every rule."""
+
+    document: dict[str, Any]
+    """The JSON object, as parsed (the last of each repeated key)."""
+    metadata: dict[str, str]
+    """Its ``__metadata__``, in header order (empty when absent or null)."""
+    tensor_count: int
+    data_size: int
+    """Where the tensors end: the length of the data section."""
 
 
-def validate_header(
-    header_bytes: bytes, *, data_size: int | None, withheld_keys: Collection[str]
-) -> SafetensorsHeader:
-    """Validate a complete prefix+header; ``data_size`` is the expected data length."""
-    document = _decode(header_bytes)
+def parse(
+    text: bytes | bytearray | memoryview, *, data_size: int | None, check_tensors: bool = True
+) -> Header:
+    """Validate a header (the JSON after the prefix); ``data_size`` is the expected
+    length of the data section (None: wherever the tensors end). ``check_tensors=False``
+    reads a header stored by an earlier lorashelf, whose tensor rules may have differed:
+    the JSON and the metadata only (the data size is then unknown, 0)."""
+    document = decode(text, max_objects=MAX_TENSORS + 1)
+    if isinstance(document, Repeated) and METADATA_KEY in document.repeated:
+        fail("BAD_HEADER", "the header names __metadata__ twice")
     metadata: dict[str, str] = {}
-    spans = []
+    entries = []
     for key, value in document.items():
         if key == METADATA_KEY:
             metadata = _metadata(value)
-        else:
-            spans.append(_span(key, value))
-    end = _tiled_end(spans)
+        elif check_tensors:
+            entries.append(_entry(key, value))
+    if not check_tensors:
+        count = len(document) - (METADATA_KEY in document)
+        return Header(document=document, metadata=metadata, tensor_count=count, data_size=0)
+    if isinstance(document, Repeated):  # tensors named again later: read all the same
+        for key, value in document.shadowed:
+            _entry(key, value)
+    end = _tiled_end(entries)
     if data_size is not None and end > data_size:
         fail("TRUNCATED", f"the tensors need {end} data bytes, the file has {data_size}")
     if data_size is not None and end < data_size:
         fail("TRAILING_DATA", f"the tensors cover {end} data bytes, the file has {data_size}")
-    withheld = tuple(sorted(key for key in metadata if key in withheld_keys))
-    return SafetensorsHeader(
-        header_bytes=header_bytes,
-        public_header_bytes=_public_header(header_bytes, document, withheld),
-        data_size=end,
-        metadata=metadata,
-        withheld=withheld,
-        tensor_count=len(spans),
-        architecture=architecture_of(metadata),
-    )
-
-
-def key_set(withheld_keys: Collection[str]) -> frozenset[str]:
-    if isinstance(withheld_keys, str):
-        raise TypeError("withheld_keys is a collection of keys, not one string")
-    return frozenset(withheld_keys)
-
-
-def parse_header(
-    header_bytes: bytes,
-    *,
-    withheld_keys: Collection[str],
-    max_header_size: int = MAX_HEADER_SIZE,
-) -> SafetensorsHeader:
-    """Validate a stored header (8-byte prefix then exactly N header bytes, no data).
-
-    The data section is not needed: its size is where the tensors end. Raises
-    :class:`SafetensorsError` like the stream would (``TRUNCATED`` when fewer than
-    ``8 + N`` bytes are given, ``TRAILING_DATA`` when more).
-    """
-    keys = key_set(withheld_keys)
-    if len(header_bytes) < PREFIX_SIZE:
-        fail("TRUNCATED", "the header ends inside its length prefix")
-    prefix = header_bytes[:PREFIX_SIZE]
-    length = header_length(prefix, max_header_size=max_header_size, available=None)
-    if len(header_bytes) < PREFIX_SIZE + length:
-        fail("TRUNCATED", f"the header is {length} bytes, only {len(header_bytes) - 8} given")
-    if len(header_bytes) > PREFIX_SIZE + length:
-        fail("TRAILING_DATA", f"{len(header_bytes) - 8 - length} bytes follow the header")
-    check_header_start(prefix, header_bytes[PREFIX_SIZE])
-    return validate_header(bytes(header_bytes), data_size=None, withheld_keys=keys)
-
-
-def metadata_of(header_bytes: bytes) -> dict[str, str]:
-    """The full ``__metadata__`` of a stored header."""
-    return parse_header(header_bytes, withheld_keys=()).metadata
-
-
-def public_header_of(header_bytes: bytes, withheld_keys: Collection[str]) -> bytes:
-    """The public prefix+header of a stored header: what precedes the data for others."""
-    return parse_header(header_bytes, withheld_keys=withheld_keys).public_header_bytes
+    return Header(document=document, metadata=metadata, tensor_count=len(entries), data_size=end)

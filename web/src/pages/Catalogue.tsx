@@ -11,7 +11,7 @@ import { Link, navigate } from "../router";
 import { viewerSeen } from "../session";
 
 const CatalogueQueryDocument = graphql(`
-  query Catalogue($first: Int!, $after: String, $query: String, $tag: String, $baseModel: BaseModel, $sort: ModelSort!) {
+  query Catalogue($first: Int!, $after: String, $query: String, $tag: String, $baseModel: BaseModelName, $sort: ModelSort!) {
     ...ViewerHeader
     models(first: $first, after: $after, query: $query, tag: $tag, baseModel: $baseModel, sort: $sort) {
       edges {

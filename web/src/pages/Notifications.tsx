@@ -4,7 +4,7 @@ import { onNotification, onReconnect } from "../api/live";
 import { Failure, Loading } from "../components/Status";
 import { Time } from "../components/Time";
 import { graphql } from "../gql";
-import type { NotificationFieldsFragment } from "../gql/graphql";
+import type { NotificationFieldsFragment, NotificationKind } from "../gql/graphql";
 import { useLoad, useTitle } from "../hooks";
 import { Link } from "../router";
 import { unreadChanged, useSession, viewerSeen } from "../session";
@@ -44,7 +44,15 @@ const MarkRead = graphql(`
   }
 `);
 
-const KIND = { DATASET_EXPIRING: "Reminder", DATASET_DELETED: "Deleted" } as const;
+const KIND: Record<NotificationKind, string> = {
+  DATASET_EXPIRING: "Reminder",
+  DATASET_DELETED: "Deleted",
+  CONTENT_TAKEN_DOWN: "Taken down",
+  CONTENT_RESTORED: "Restored",
+  ACCOUNT_SUSPENDED: "Suspended",
+  ACCOUNT_REINSTATED: "Reinstated",
+  EXPORT_READY: "Export ready",
+};
 
 export function Notifications() {
   useTitle("Notifications");

@@ -1,0 +1,1 @@
+"""Key material and sealing: the chunk format, the master keys, the key store, receipts."""

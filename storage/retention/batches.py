@@ -1,0 +1,394 @@
+"""Deletion in batches: what fell due claimed in one statement, finished together.
+
+Mass expiry (a thousand datasets whose windows end in the same second) is done per
+batch, not per row, in the order of :mod:`storage.retention.deletion`:
+
+1. **claim** (:func:`claim_expired`): one conditional ``UPDATE ... RETURNING`` per batch
+   (``AVAILABLE -> DELETING``, ``claimed_at`` = now: access ended, and the owner sees
+   ``DELETED`` with ``deletedAt`` from here on). On PostgreSQL the rows are chosen by a
+   subquery ``FOR UPDATE SKIP LOCKED``, so two workers claiming at once share the due
+   rows without waiting for each other; SQLite has one writer.
+2. **keys** (:func:`finish`): every data key of the batch destroyed, and
+   ``key_destroyed_at`` recorded, in one transaction: only the database, never the
+   object store, stands between the claim and the erasure.
+3. **bytes**: every stored version deleted, ``BYTES_AT_ONCE`` objects at a time, each
+   with its own retries within ``BYTES_PATIENCE`` seconds for the whole batch. A down
+   or hung object store delays neither the claim nor ``deletedAt``; a row whose bytes
+   could not go stays ``DELETING`` (access ended, key destroyed) and the sweep finishes
+   it once its claim's lease is over.
+4. **tombstones**: for the rows whose bytes went, one conditional ``UPDATE`` writes
+   every tombstone and receipt, one ``INSERT`` the history entries, one the owners'
+   notices, in one transaction. Only the rows that update turned ``DELETING -> DELETED``
+   get an entry and a notice: exactly once, whoever else finishes the same rows.
+
+Every step is safe to run twice, late, concurrently or after a crash, as the per-row
+path is (:func:`storage.retention.deletion.complete_deletion`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from tortoise import connections
+from tortoise.expressions import Subquery
+from tortoise.transactions import in_transaction
+
+from storage.crypto import keystore, receipts
+from storage.db.enums import DatasetStatus, DeletionReason, EventKind, Visibility
+from storage.db.models import DatasetEvent, ModelFile, Notification, TrainingDataset, User
+from storage.retention import header_firewall, notices
+from storage.retention.deletion import receipt_payload
+from storage.retention.policy import LIVE
+from storage.runtime import Runtime
+from storage.system.claim_holder import holder, holder_gone
+
+log = logging.getLogger("lorashelf.retention")
+
+BYTES_AT_ONCE = 16  # objects deleted concurrently
+BYTES_PATIENCE = 5.0  # seconds a batch waits on the object store; the sweep does the rest
+BYTES_TRIES = 3  # attempts per object within that time
+RETRY_PAUSE = 0.2  # seconds before the second attempt, doubling
+
+
+def _postgres() -> bool:
+    return bool(connections.get("default").capabilities.dialect != "sqlite")
+
+
+async def claim_expired(now: datetime, *, limit: int) -> list[int]:
+    """Claim up to ``limit`` private datasets whose window has ended, oldest first, in
+    one conditional ``UPDATE ... RETURNING``; the ids this call claimed."""
+    due = (
+        TrainingDataset.filter(status__in=LIVE, visibility=Visibility.PRIVATE, expires_at__lte=now)
+        .order_by("expires_at", "id")
+        .limit(limit)
+    )
+    update = TrainingDataset.filter(
+        id__in=Subquery(due.values("id")),
+        status__in=LIVE,
+        visibility=Visibility.PRIVATE,
+        expires_at__lte=now,
+    ).update(
+        status=DatasetStatus.DELETING,
+        deletion_reason=DeletionReason.EXPIRED,
+        claimed_at=now,
+        claimed_by=holder(),
+    )
+    async with in_transaction() as client:  # on SQLite: BEGIN IMMEDIATE, one writer
+        update._db = client
+        update._make_query()
+        sql, params = update.query.get_parameterized_sql()
+        if _postgres():
+            # rows another worker is claiming are skipped, not waited for; the chosen ids
+            # are read once (an initplan: an IN subquery may be rerun on a concurrent
+            # update, and with SKIP LOCKED its rerun picks other rows, past the limit)
+            if '"id" IN (SELECT' not in sql:  # pragma: no cover - a Tortoise change
+                raise RuntimeError(f"unexpected claim statement: {sql}")
+            cut = sql.index(") AND ", sql.index(" LIMIT "))
+            sql = f"{sql[:cut]} FOR UPDATE SKIP LOCKED)){sql[cut + 1 :]}"
+            sql = sql.replace('"id" IN (SELECT', '"id" = ANY(ARRAY(SELECT', 1)
+        rows = await client.execute_query_dict(f'{sql} RETURNING "id"', list(params))
+    return sorted(int(row["id"]) for row in rows)
+
+
+async def claim_all_expired(now: datetime, *, limit: int, rounds: int) -> list[int]:
+    """Every private dataset whose window has ended by ``now``, claimed batch after
+    batch (at most ``rounds`` of ``limit``), before any of their bytes is touched."""
+    claimed: list[int] = []
+    for _ in range(rounds):
+        batch = await claim_expired(now, limit=limit)
+        claimed += batch
+        if len(batch) < limit:
+            break
+    return claimed
+
+
+async def left_behind(dataset_id: int, now: datetime, *, lease: int) -> bool:
+    """Whether a claim of this dataset is in ``DELETING`` with nobody finishing it: its
+    holder was this process, which stopped before destroying its key (an earlier try
+    of a job) and is not at it now, or its holder is gone, or its lease is over."""
+    row = await TrainingDataset.get_or_none(id=dataset_id)
+    if row is None or row.status != DatasetStatus.DELETING or in_hand(dataset_id):
+        return False
+    if row.claimed_by == holder() and row.key_destroyed_at is None:
+        return True  # stopped before its key went (after that, bytes are the sweep's)
+    if holder_gone(row.claimed_by) or row.claimed_at is None:
+        return True
+    return (now - row.claimed_at).total_seconds() >= lease
+
+
+async def _destroy_keys(rt: Runtime, rows: Sequence[TrainingDataset]) -> None:
+    """Step 2 for a batch: the keys not yet destroyed, in one transaction."""
+    pending = [r for r in rows if r.key_destroyed_at is None and r.blob_key is not None]
+    if not pending:
+        return
+    async with in_transaction():
+        at = rt.clock.now()
+        await keystore.destroy(r.blob_key for r in pending if r.blob_key)
+        await TrainingDataset.filter(id__in=[r.id for r in pending], key_destroyed_at=None).update(
+            key_destroyed_at=at
+        )
+    await keystore.settle()
+    destroyed = await TrainingDataset.filter(id__in=[r.id for r in pending]).values_list(
+        "id", "key_destroyed_at"
+    )
+    when = {int(i): at_ for i, at_ in destroyed}
+    for row in pending:
+        row.key_destroyed_at = when.get(row.id, row.key_destroyed_at)
+
+
+async def _remove_bytes(rt: Runtime, rows: Sequence[TrainingDataset]) -> dict[int, datetime]:
+    """Step 3 for a batch: each object deleted (bounded concurrency, its own retries),
+    within ``BYTES_PATIENCE``; when each row's last copy went (rows whose object could
+    not be deleted in time are left out)."""
+    gate = asyncio.Semaphore(BYTES_AT_ONCE)
+    removed: dict[int, datetime] = {}
+
+    async def one(row: TrainingDataset) -> None:
+        if row.blob_key is None:
+            removed[row.id] = rt.clock.now()
+            return
+        pause = RETRY_PAUSE
+        for attempt in range(1, BYTES_TRIES + 1):
+            try:
+                async with gate:
+                    await rt.blobs.remove_stored(row.blob_key)
+                removed[row.id] = rt.clock.now()
+                return
+            except Exception as exc:  # noqa: BLE001 - the sweep finishes it later
+                if attempt == BYTES_TRIES:
+                    log.warning("dataset %s: bytes not deleted yet (%s)", row.id, exc)
+                    return
+            await rt.clock.sleep(pause)
+            pause *= 2
+
+    tasks = [asyncio.ensure_future(one(row)) for row in rows]
+    if tasks:
+        _, late = await asyncio.wait(tasks, timeout=BYTES_PATIENCE)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+            log.warning(
+                "%s objects not deleted within %ss; the sweep retries", len(late), BYTES_PATIENCE
+            )
+    gone = [row.blob_key for row in rows if row.id in removed and row.blob_key is not None]
+    await rt.blobs.forget_plaintext(gone)
+    return removed
+
+
+def _case(column: str, values: dict[int, Any], params: list[Any], mark: Any, cast: str = "") -> str:
+    """``CASE "id" WHEN ? THEN ? ... END`` for one column (parameters appended; on
+    PostgreSQL each value cast to the column's type)."""
+    whens = []
+    for pk, value in values.items():
+        params.append(pk)
+        a = mark(len(params))
+        params.append(value)
+        b = f"CAST({mark(len(params))} AS {cast})" if cast else mark(len(params))
+        whens.append(f"WHEN {a} THEN {b}")
+    return f'"{column}" = CASE "id" {" ".join(whens)} END'
+
+
+async def _write_tombstones(
+    rt: Runtime, rows: Sequence[TrainingDataset], removed: dict[int, datetime], *, now: datetime
+) -> tuple[list[TrainingDataset], list[Notification]]:
+    """Step 4 for a batch: the tombstones, history entries and notices, in batched
+    statements in one transaction. Returns the rows this call turned into tombstones
+    and the notices it stored."""
+    ready = [r for r in rows if r.id in removed]
+    if not ready:
+        return [], []
+    reasons = {r.id: r.deletion_reason or DeletionReason.OWNER_REQUEST for r in ready}
+    ended = {r.id: r.claimed_at or now for r in ready}
+    owners = dict(
+        await User.filter(id__in={r.owner_id for r in ready}).values_list("id", "public_id")
+    )
+    payloads = [
+        receipt_payload(
+            rt,
+            r,
+            reason=reasons[r.id],
+            ended=ended[r.id],
+            removed_at=removed[r.id],
+            owner=owners[r.owner_id],
+        )
+        for r in ready
+    ]
+    made = await receipts.sign_many(rt.master, payloads, now=rt.clock.now())
+    signed = {r.id: receipt for r, receipt in zip(ready, made, strict=True)}
+    postgres = _postgres()
+
+    def mark(n: int) -> str:
+        return f"${n}" if postgres else "?"
+
+    def db_time(at: datetime) -> Any:
+        return TrainingDataset._meta.fields_map["deleted_at"].to_db_value(at, TrainingDataset)
+
+    params: list[Any] = [DatasetStatus.DELETED.value]
+    sets = [f'"status" = {mark(1)}']
+    as_time = "TIMESTAMPTZ" if postgres else ""
+    sets.append(
+        _case("deleted_at", {i: db_time(t) for i, t in ended.items()}, params, mark, as_time)
+    )
+    # a window ended by anything but expiry no longer has an expiry to show
+    sets.append(
+        _case(
+            "expires_at",
+            {
+                r.id: db_time(r.expires_at)
+                if reasons[r.id] == DeletionReason.EXPIRED and r.expires_at
+                else None
+                for r in ready
+            },
+            params,
+            mark,
+            as_time,
+        )
+    )
+    for column, attribute in (
+        ("receipt_payload", "payload"),
+        ("receipt_signature", "signature"),
+        ("receipt_key_id", "key_id"),
+    ):
+        sets.append(
+            _case(column, {i: getattr(s, attribute) for i, s in signed.items()}, params, mark)
+        )
+    sets += ['"blob_key" = NULL', '"upload_nonce" = NULL', '"next_reminder_at" = NULL']
+    ids = [r.id for r in ready]
+    placeholders = []
+    for pk in ids:
+        params.append(pk)
+        placeholders.append(mark(len(params)))
+    params.append(DatasetStatus.DELETING.value)
+    sql = (
+        f'UPDATE "training_datasets" SET {", ".join(sets)} '
+        f'WHERE "id" IN ({", ".join(placeholders)}) AND "status" = {mark(len(params))} '
+        'RETURNING "id"'
+    )
+    stored: list[Notification] = []
+    async with in_transaction() as client:
+        returned = await client.execute_query_dict(sql, params)
+        won = {int(row["id"]) for row in returned}
+        done = [r for r in ready if r.id in won]
+        await DatasetEvent.bulk_create(
+            [
+                DatasetEvent(
+                    dataset_id=r.id,
+                    kind=EventKind.DELETED,
+                    at=ended[r.id],
+                    detail=reasons[r.id].value,
+                )
+                for r in done
+            ]
+        )
+        told = [r for r in done if reasons[r.id] in notices.DELETED_BECAUSE]
+        if told:
+            stored = await notices.record_deletions(rt.settings, told, when=ended, reasons=reasons)
+    for r in done:
+        r.status = DatasetStatus.DELETED
+        r.deleted_at = ended[r.id]
+    return done, stored
+
+
+CHUNK = 100  # rows per batched statement (parameters stay far below every limit)
+BYTES_WAIT = 1.0  # seconds a caller waits for bytes and tombstones; then they run on alone
+IN_HAND: set[int] = set()  # datasets this process is finishing now
+_RUNNING: set[asyncio.Task[list[int]]] = set()  # bytes and tombstones running on alone
+
+
+def in_hand(dataset_id: int) -> bool:
+    """Whether this process is finishing this dataset's deletion right now."""
+    return dataset_id in IN_HAND
+
+
+def _chunks(rows: Sequence[TrainingDataset]) -> list[Sequence[TrainingDataset]]:
+    return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+
+
+async def finish(
+    rt: Runtime, dataset_ids: Iterable[int], *, now: datetime, wait: float = BYTES_WAIT
+) -> list[int]:
+    """Steps 2 to 4 for claimed datasets (rows not ``DELETING`` are skipped), any number
+    of them: keys and tombstones in statements of ``CHUNK`` rows, bytes all together
+    within one ``BYTES_PATIENCE``. Safe to rerun.
+
+    The keys are destroyed before it returns; the bytes and tombstones run in a task of
+    their own, which the caller waits for at most ``wait`` seconds: a slow object store
+    never holds up the next claim (a job slot, the embedded runner's loop). Returns the
+    ids whose tombstone was written by then."""
+    wanted = sorted(set(dataset_ids) - IN_HAND)
+    if not wanted:
+        return []
+    IN_HAND.update(wanted)
+    try:
+        rows: list[TrainingDataset] = []
+        for i in range(0, len(wanted), CHUNK):
+            rows += await TrainingDataset.filter(
+                id__in=wanted[i : i + CHUNK], status=DatasetStatus.DELETING
+            ).order_by("id")
+        for chunk in _chunks(rows):
+            await _destroy_keys(rt, chunk)
+    except BaseException:
+        IN_HAND.difference_update(wanted)
+        raise
+    if not rows:
+        IN_HAND.difference_update(wanted)
+        return []
+    task = asyncio.create_task(_bytes_and_tombstones(rt, rows, now=now), name="lorashelf-bytes")
+    _RUNNING.add(task)
+    waited = {"caller": True}
+
+    def ended(done: asyncio.Task[list[int]]) -> None:
+        _RUNNING.discard(done)
+        IN_HAND.difference_update(wanted)
+        if not done.cancelled() and not waited["caller"] and done.exception() is not None:
+            log.error("finishing deletions failed (the sweep retries)", exc_info=done.exception())
+
+    task.add_done_callback(ended)
+    finished, _ = await asyncio.wait({task}, timeout=wait)
+    if task in finished:
+        return task.result()
+    waited["caller"] = False
+    log.info("%s deletions: bytes and tombstones still under way", len(rows))
+    return []
+
+
+async def _bytes_and_tombstones(
+    rt: Runtime, rows: list[TrainingDataset], *, now: datetime
+) -> list[int]:
+    removed = await _remove_bytes(rt, rows)
+    done: list[TrainingDataset] = []
+    stored: list[Notification] = []
+    for chunk in _chunks(rows):
+        written, told = await _write_tombstones(rt, chunk, removed, now=now)
+        done += written
+        stored += told
+    for row in done:
+        reason = row.deletion_reason or DeletionReason.OWNER_REQUEST
+        ended = row.deleted_at or now
+        late = (
+            (ended - row.expires_at).total_seconds()
+            if reason == DeletionReason.EXPIRED and row.expires_at is not None
+            else None
+        )
+        rt.metrics.deleted(reason, lateness=late)
+    for notice in stored:
+        await rt.deliver(notice)
+    for row in done:
+        await rt.dataset_changed(row.id)
+    # the header windows of the versions that have weights files still withholding keys
+    held: list[Any] = await ModelFile.filter(
+        version_id__in=[row.version_id for row in done],
+        status=DatasetStatus.AVAILABLE,
+        header_erased_at=None,
+    ).values_list("version_id", flat=True)
+    versions = sorted({int(v) for v in held})
+    if versions:
+        async with in_transaction():
+            changed = [f for v in versions for f in await header_firewall.recompute(rt, v)]
+        await header_firewall.reschedule(rt, changed)
+    return [row.id for row in done]
