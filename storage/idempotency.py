@@ -244,21 +244,45 @@ def final(status: int, body: bytes) -> bool:
     )
 
 
+SETTLE_NOW = (0.0, 0.2, 0.5, 1.0, 2.0)  # pauses before the answer is sent (seconds)
+SETTLE_LATER = (2.0,) * 30  # then, in the background, for about a lease
+_later: set[asyncio.Task[bool]] = set()  # settles still trying (kept from the collector)
+
+
 async def settle(req: Request, held: Claim, *, status: int, body: bytes) -> None:
     """Store the answer (sealed) when the request acted or the answer is final, else
-    release the key so that a retry acts. Never raises: a busy database is waited out a
-    little, then the claim is left to the lease (a retry is then told the answer was
-    lost if the request acted, or takes the key over if it did not)."""
+    release the key so that a retry acts. Never raises. A busy database is waited out a
+    little before the answer is sent; if it is still away, the settle goes on in the
+    background for about a lease, so that a retry soon after the database is back gets
+    the answer, or acts if nothing was done, instead of "still being answered" until the
+    lease ends. (If the server stops meanwhile, the claim is left to the lease: a retry
+    is then told the answer was lost if the request acted, or takes the key over.)"""
     sealed = req.keys.seal(req.scope, req.key, body)
-    for attempt, pause in enumerate((0.0, 0.2, 0.5, 1.0, 2.0)):
+    if await _settle_with_pauses(held, SETTLE_NOW, status=status, body=body, sealed=sealed):
+        return
+    task = asyncio.get_running_loop().create_task(
+        _settle_with_pauses(held, SETTLE_LATER, status=status, body=body, sealed=sealed)
+    )
+    _later.add(task)
+    task.add_done_callback(_later.discard)
+
+
+async def _settle_with_pauses(
+    held: Claim, pauses: tuple[float, ...], *, status: int, body: bytes, sealed: bytes
+) -> bool:
+    """True when done (settled, or a failure that waiting does not mend); False when the
+    database was busy or away at every try."""
+    for pause in pauses:
         await asyncio.sleep(pause)
         try:
             await _settle(held, status=status, body=body, sealed=sealed)
-            return
+            return True
         except Exception as exc:  # noqa: BLE001 - never an error answer after the fact
-            if not is_busy(exc) or attempt == 4:
+            if not is_busy(exc):
                 log.warning("idempotency key %s: answer not stored (%s)", held.id, exc)
-                return
+                return True
+    log.warning("idempotency key %s: the database was away at %d tries", held.id, len(pauses))
+    return False
 
 
 async def _settle(held: Claim, *, status: int, body: bytes, sealed: bytes) -> None:

@@ -136,9 +136,10 @@ class Answers:
             user = [e["code"] for e in (payload or {}).get("userErrors") or []]
             with self.lock:
                 self.codes.update(codes + user)
-            busy = response.status_code in (503, 409) and body.get("error") in (
-                "TRY_AGAIN",
-                "IDEMPOTENCY_KEY_IN_USE",
+            # /graphql answers these in GraphQL's shape (errors[].extensions.code), the
+            # HTTP routes as {"error": code}: ``codes`` holds both
+            busy = response.status_code in (503, 409) and bool(
+                {"TRY_AGAIN", "IDEMPOTENCY_KEY_IN_USE"} & set(codes)
             )
             if busy or "TRY_AGAIN" in codes or user == ["TRY_AGAIN"]:
                 wait = max(pause, float(response.headers.get("retry-after") or 0))

@@ -143,6 +143,40 @@ def test_a_commit_lost_while_the_database_stays_away_may_have_been_made(
     assert names(owner) == ["Unknown"]
 
 
+def test_a_retry_soon_after_the_database_is_back_acts_once_when_nothing_was_made(
+    site: tuple[Owner, Proxy, Server],
+) -> None:
+    owner, forwarder, _ = site
+    key = str(uuid.uuid4())
+    # given the next COMMIT is lost before it reaches PostgreSQL, and the database then
+    # stays out of reach for longer than the server waits before answering
+    cut = forwarder.cut_next_commit(deliver=False)
+
+    def away_once_cut() -> None:
+        wait_for(cut.is_set, timeout=30)
+        forwarder.stop()
+
+    stopper = threading.Thread(target=away_once_cut)
+    stopper.start()
+    first = create(owner, "Retried", key)
+    stopper.join(30)
+    assert codes(first) == ["OUTCOME_UNKNOWN"], first.text
+    # when the database is back and the client retries under the same key
+    forwarder.start()
+    started = time.monotonic()
+    retry = create(owner, "Retried", key)
+    while codes(retry) == ["IDEMPOTENCY_KEY_IN_USE"] and time.monotonic() - started < 20:
+        time.sleep(float(retry.headers.get("retry-after") or 1))
+        retry = create(owner, "Retried", key)
+    # then the retry acts within seconds (not after the key's 60 s lease), once
+    assert retry.status_code == 200, retry.text
+    assert codes(retry) == [], retry.text
+    print(
+        f"[lost commit] retry acted {time.monotonic() - started:.1f} s after the database was back"
+    )
+    assert names(owner) == ["Retried"]
+
+
 def test_routes_with_the_database_away_answer_try_again_as_an_expected_state(
     site: tuple[Owner, Proxy, Server],
 ) -> None:
