@@ -127,8 +127,8 @@ def _worker(args: argparse.Namespace) -> None:
     except ConfigError as exc:  # e.g. a missing master key file, found when it connects
         print(f"lorashelf: configuration error: {exc}", file=sys.stderr)
         startup.exit_at_once(2)
-    except StillUnavailable as exc:  # e.g. the object store stayed away
-        startup.unavailable(exc)
+    except StillUnavailable as exc:  # the object store stayed away from the start
+        startup.unavailable(exc, then="the worker stopped")
     except Exception:  # noqa: BLE001 - the worker cannot go on: say why, exit at once
         logging.getLogger("lorashelf.worker").exception("the worker stopped")
         startup.exit_at_once(1)

@@ -48,10 +48,10 @@ def check_blob_store(settings: Settings) -> None:
         unavailable(exc)
 
 
-def unavailable(exc: StillUnavailable) -> NoReturn:
+def unavailable(exc: StillUnavailable, *, then: str = "nothing was started") -> NoReturn:
     """A dependency stayed away for LORASHELF_START_PATIENCE: one line, exit 1 (not a
     configuration error: the same start can succeed once it is back)."""
-    print(f"lorashelf: {exc}; nothing was started", file=sys.stderr)
+    print(f"lorashelf: {exc}; {then}", file=sys.stderr)
     exit_at_once(1)
 
 

@@ -17,6 +17,9 @@ and starts and stops them in order.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 
 from jobs.adapters.bus import Hub, LocalBus, RedisBus, open_bus
@@ -34,6 +37,8 @@ from storage.runtime import Fanout, NoBus, Runtime, Scheduler
 from storage.system.clock import Clock, SteadyClock, load_mark
 from storage.system.patience import patiently
 
+log = logging.getLogger("lorashelf.start")
+
 
 @dataclass
 class Assembly:
@@ -44,16 +49,46 @@ class Assembly:
     arq: ArqScheduler | None = None  # with Redis: ARQ's queue (also for /readyz, /metrics)
     watch: WorkerWatch | None = None  # with Redis: serve's stand-in when no worker is healthy
     bus: LocalBus | RedisBus | None = None
+    store_task: asyncio.Task[None] | None = None  # a worker's wait for the object store
 
-    async def start(self) -> None:
+    async def start(self, *, store_in_background: bool = False) -> None:
         """With the database connected: resume time from the latest instant seen, make
         the blob store usable (an object store's client, its bucket checked; the master
         keys loaded, or the key file made on a first start), withhold header keys newly
         listed as training data from the files already stored
         (header_firewall.settle_stored_files), then
-        set the bus, the runner and the watch going."""
+        set the bus, the runner and the watch going.
+
+        ``store_in_background`` (a worker): an object store that does not answer at once
+        is waited for in :attr:`store_task`, while the work that needs only the database
+        (claims, keys destroyed, tombstones, reminders, notices) goes on; that task ends
+        with the same error as a wait at start would (``StillUnavailable`` once
+        ``LORASHELF_START_PATIENCE`` is over, ``ConfigError`` for an unusable bucket)."""
         runtime = self.runtime
         await load_mark(runtime.clock)
+        if not store_in_background:
+            await self._store()
+        else:
+            try:
+                await runtime.blobs.connect()
+            except StoreUnavailable as exc:
+                log.warning("%s; starting without it, and waiting for it meanwhile", exc)
+                self.store_task = asyncio.create_task(self._store_later(), name="lorashelf-store")
+            else:
+                await header_firewall.settle_stored_files(runtime)
+        if self.bus is not None:
+            self.bus.start()
+        if self.runner is not None:
+            self.runner.start(runtime)
+        if self.watch is not None:
+            self.watch.start(runtime)
+
+    async def _store_later(self) -> None:
+        await self._store()
+        log.info("the object store answers: bytes are deleted again")
+
+    async def _store(self) -> None:
+        runtime = self.runtime
         await patiently(
             "the object store",
             runtime.blobs.connect,
@@ -62,16 +97,14 @@ class Assembly:
             clock=runtime.clock,
         )
         await header_firewall.settle_stored_files(runtime)
-        if self.bus is not None:
-            self.bus.start()
-        if self.runner is not None:
-            self.runner.start(runtime)
-        if self.watch is not None:
-            self.watch.start(runtime)
 
     async def stop(self) -> None:
         """Stop what :meth:`start` set going, and release the connections (the database
         is its caller's)."""
+        if self.store_task is not None and not self.store_task.done():
+            self.store_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.store_task
         if self.runner is not None:
             await self.runner.stop()
         if self.watch is not None:

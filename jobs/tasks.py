@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from jobs.adapters.scheduler import planned_file_jobs, planned_jobs
 from storage import account_deletion, downloads, encryption, exports, files, idempotency, uploads
 from storage.blobs import removals
+from storage.blobs.base import StoreUnavailable
 from storage.config.settings import Settings
 from storage.crypto import keystore
 from storage.db.enums import DatasetStatus, Visibility
@@ -37,6 +39,8 @@ MAX_BATCHES = 50  # per kind of work and sweep; what is left waits for the next 
 LEASE = 30  # seconds a deletion's claim lasts before any sweep finishes it
 EARLY_TOLERANCE = 0.05  # seconds an expiry job may start early and still wait for its time
 ORPHAN_AGE = 3600  # seconds an unreferenced blob or temp file is kept before removal
+PLAN_AHEAD = 2  # sweep intervals of exact-time jobs each ARQ sweep enqueues again
+PLAN_LIMIT = 5000  # datasets (and files) a sweep plans ahead at most, soonest first
 ENCRYPT_SECONDS = 20.0  # per sweep: sealing blobs stored before encryption, a few at a time
 
 Ctx = dict[str, Any]
@@ -221,12 +225,43 @@ async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
         now = rt.clock.now()
         counts: Counter[str] = Counter()
         await asyncio.to_thread(rt.reserve.ensure)  # held again once there is room
+        await _plan_ahead(ctx, rt, now, counts)
         await _due_work(ctx, rt, now, counts)
         await _crash_leftovers(rt, now, counts, startup=startup)
         await _housekeeping(rt, now, counts)
     if counts:
         log.info("sweep: %s", dict(counts))
     return dict(counts)
+
+
+async def _plan_ahead(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) -> None:
+    """Under ARQ, the exact-time jobs of the work due before the sweep after next are
+    enqueued again from the database: Redis restarted without persistence loses every
+    queued job, and without this the sweep would catch each one only once it is overdue
+    (a reminder or a deletion late by up to a sweep interval). Job ids hold the due
+    time, so a job still queued, or run within the hour, is not enqueued twice (and a
+    job run twice does its work once). A worker back on ARQ after losing Redis sweeps
+    at once, so the near work is back on time within seconds of Redis's return."""
+    redis = ctx.get("redis")  # ARQ's pool, in a worker's jobs
+    if redis is None:
+        return
+    until = now + timedelta(seconds=PLAN_AHEAD * rt.settings.sweep_interval)
+    jobs = [
+        job
+        for row in await due.coming(now, until, limit=PLAN_LIMIT)
+        for job in planned_jobs(row, reminders=rt.policy.reminders, now=now)
+    ]
+    jobs += [
+        job for f in await due.coming_files(now, until, limit=PLAN_LIMIT)
+        for job in planned_file_jobs(f)
+    ]  # fmt: skip
+    for job in jobs:
+        if job.at > until:
+            continue
+        if await redis.enqueue_job(
+            job.function, *job.args, _job_id=job.job_id, _defer_until=job.at
+        ):
+            counts["planned_again"] += 1
 
 
 async def _due_work(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) -> None:
@@ -352,9 +387,23 @@ async def _crash_leftovers(
         if removed:
             counts["failed_uploads_removed"] = removed
     if startup:  # what a dead upload left: its temp file (an upload alive writes often)
-        partial = await rt.blobs.remove_stale_temp_files(older_than=now - timedelta(seconds=stale))
+        partial = await _when_the_store_answers(
+            "stale temporary files",
+            lambda: rt.blobs.remove_stale_temp_files(older_than=now - timedelta(seconds=stale)),
+        )
         if partial:
             counts["partial_files_removed"] = partial
+
+
+async def _when_the_store_answers(what: str, step: Callable[[], Awaitable[int]]) -> int:
+    """A step of the sweep that needs the object store: skipped while it is away (the
+    next sweep does it), never ending the sweep (the work after it needs only the
+    database)."""
+    try:
+        return await step()
+    except StoreUnavailable as exc:
+        log.warning("sweep: %s left for the next sweep (%s)", what, exc)
+        return 0
 
 
 async def _housekeeping(rt: Runtime, now: datetime, counts: Counter[str]) -> None:
@@ -382,7 +431,10 @@ async def _housekeeping(rt: Runtime, now: datetime, counts: Counter[str]) -> Non
         due_at = await due.next_due(rt.clock.now())
         return due_at is not None and due_at <= rt.clock.now()
 
-    sealed = await encryption.seal_some(rt, seconds=ENCRYPT_SECONDS, stop=something_due)
+    sealed = await _when_the_store_answers(
+        "blobs stored in plaintext",
+        lambda: encryption.seal_some(rt, seconds=ENCRYPT_SECONDS, stop=something_due),
+    )
     if sealed:
         counts["blobs_encrypted"] = sealed
 
@@ -391,9 +443,14 @@ async def collect_orphan_blobs(ctx: Ctx) -> int:
     """Remove blobs no row refers to, and temp files, left by a crash mid-upload.
 
     Only files older than an hour are considered, so an upload in flight is never
-    touched. Returns how many files were removed.
+    touched. Returns how many files were removed (none while the store is away: the
+    next collection does it).
     """
     rt = runtime_of(ctx)
+    return await _when_the_store_answers("orphan blobs", lambda: _collect_orphans(rt))
+
+
+async def _collect_orphans(rt: Runtime) -> int:
     cutoff = rt.clock.now() - timedelta(seconds=ORPHAN_AGE)
     removed = await rt.blobs.remove_stale_temp_files(older_than=cutoff)
     async for keys in rt.blobs.keys_older_than(cutoff):

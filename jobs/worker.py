@@ -138,6 +138,7 @@ class Supervisor:
         self.exit_on_redis_loss = exit_on_redis_loss
         self.metrics = metrics  # (host, port) to serve this process's metrics on
         self._stop = asyncio.Event()
+        self._failed: BaseException | None = None  # what ended the run (the store's wait)
 
     async def run(self) -> int:
         """Until SIGTERM/SIGINT (exit 0), or, with ``exit_on_redis_loss``, until Redis
@@ -174,7 +175,12 @@ class Supervisor:
                 ) from None
             log.info("metrics on http://%s:%s/metrics", host, port)
         try:
-            await assembly.start()  # raises ConfigError for an unusable bucket
+            # An object store away at start is waited for beside the work that needs only
+            # the database; if it stays away (or its bucket is unusable), the worker stops
+            # with that error, as a wait at start would.
+            await assembly.start(store_in_background=True)
+            if assembly.store_task is not None:
+                assembly.store_task.add_done_callback(self._store_wait_ended)
             # What fell due, or was left half-done, while no worker ran: at once.
             await tasks.sweep({"runtime": runtime}, startup=True)
             log.info("worker ready: sweep every %ss", settings.sweep_interval)
@@ -187,12 +193,20 @@ class Supervisor:
                         return 1
                     log.warning("Redis lost (%s): deleting from the database until it is back", exc)
                     await self._without_redis(runtime)
+            if self._failed is not None:
+                raise self._failed
             return 0
         finally:
             if exporter is not None:
                 exporter.shutdown()
             await assembly.stop()
             await connection.disconnect()
+
+    def _store_wait_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self._failed = task.exception()
+        self._stop.set()
 
     async def _arq(self, runtime: Runtime) -> None:
         """One ARQ worker, until stopped or Redis is lost."""

@@ -39,6 +39,30 @@ async def overdue_expiries(now: datetime, *, limit: int) -> list[int]:
     return await _ids(rows)
 
 
+async def coming(now: datetime, until: datetime, *, limit: int) -> list[TrainingDataset]:
+    """Private datasets with an expiry or a reminder due after ``now`` and by ``until``,
+    soonest first (two index ranges)."""
+    available = TrainingDataset.filter(status=DatasetStatus.AVAILABLE)
+    expiring = available.filter(
+        visibility=Visibility.PRIVATE, expires_at__gt=now, expires_at__lte=until
+    )
+    reminding = available.filter(next_reminder_at__gt=now, next_reminder_at__lte=until)
+    ids = set(await _ids(expiring.order_by("expires_at").limit(limit)))
+    ids |= set(await _ids(reminding.order_by("next_reminder_at").limit(limit)))
+    return list(await TrainingDataset.filter(id__in=sorted(ids)[: 2 * limit]))
+
+
+async def coming_files(now: datetime, until: datetime, *, limit: int) -> list[ModelFile]:
+    """Weights files whose withheld header keys are erased after ``now``, by ``until``."""
+    return list(
+        await ModelFile.filter(
+            status=DatasetStatus.AVAILABLE, header_expires_at__gt=now, header_expires_at__lte=until
+        )
+        .order_by("header_expires_at")
+        .limit(limit)
+    )
+
+
 async def stale_claims(
     model: Stored, status: DatasetStatus, now: datetime, *, older_than: int, limit: int
 ) -> list[int]:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from graph.schema import ids
 from tests import postgres, processes
@@ -306,6 +307,51 @@ def test_worker_deletes_on_time_through_a_redis_outage_then_returns_to_arq(
             assert len(owner.notifications_about(each.dataset_id, "DATASET_EXPIRING")) == 1
             assert events_of(owner.dataset(each.dataset_id))["REMINDED"] == 1
         assert dataset_blobs(data_dir / "blobs") == set()
+
+
+@pytest.mark.backend_independent(reason="Redis's queue lost, planned again from the database")
+def test_work_planned_before_redis_lost_its_queue_is_done_on_time_after_it_returns(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    retention, reminder = 24, 12
+    env = site(
+        tmp_path / "var",
+        LORASHELF_REDIS_URL=redis.url,
+        LORASHELF_PRIVATE_RETENTION=f"{retention}s",
+        LORASHELF_REMINDERS=f"{reminder}s",
+    )
+    with serve(env, cwd=tmp_path) as server, worker(env, cwd=tmp_path) as running:
+        # given a private dataset whose reminder and deletion are queued in Redis
+        owner = Owner.sign_up(server.url)
+        published = publish(owner, draft(owner, owner.create_model()))
+        due = published.expires_at - timedelta(seconds=reminder)
+        # when Redis restarts empty (its queued jobs lost) and the worker is back on ARQ,
+        # both before the reminder is due (the sweep runs once a minute here)
+        kill_redis(redis)
+        wait_for(lambda: "Redis lost" in running.output(), timeout=10, what="the worker to notice")
+        redis.start()
+        wait_for(
+            lambda: "Redis is back" in running.output(),
+            timeout=ARQ_RESUME,
+            interval=0.2,
+            what="the worker back on ARQ",
+        )
+        time.sleep(1.0)  # its first sweep (at ARQ's start) plans again
+        assert now_utc() < due, "setup too slow: the reminder fell due before Redis returned"
+        # then the reminder comes at its due time, through ARQ, not at the next sweep
+        [notice] = wait_for(
+            functools.partial(owner.notifications_about, published.dataset_id, "DATASET_EXPIRING"),
+            timeout=(due - now_utc()).total_seconds() + ARQ_LATE + 2,
+            what="the reminder",
+        )
+        late = (parse_time(notice["createdAt"]) - due).total_seconds()
+        print(f"[faults] reminder planned before Redis restarted: late by {late:.3f}s")
+        assert 0 <= late < ARQ_LATE, late
+        # and so does the deletion, once
+        tombstone = wait_for_deletion(owner, published.dataset_id, timeout=retention + 5)
+        assert 0 <= lateness(tombstone, published.expires_at) < ARQ_LATE, tombstone
+        assert "planned_again" in running.output()
+        assert_deleted_once(owner, [published])
 
 
 def test_datasets_published_during_and_just_after_a_redis_outage_are_deleted_on_time(

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 from tests import postgres
-from tests.processes import Owner, S3Server, free_port, lorashelf, s3_server, serve
+from tests.processes import (
+    Owner,
+    RedisServer,
+    S3Server,
+    free_port,
+    lorashelf,
+    s3_server,
+    serve,
+    wait_for,
+    worker,
+)
 from tests.proxy import proxy
 
 
@@ -77,6 +87,31 @@ def test_serve_waits_for_an_object_store_that_comes_back(tmp_path: Path, s3: S3S
 
 
 @pytest.mark.backend_independent(reason="the object store's absence at start")
+def test_a_worker_starts_beside_an_object_store_that_is_away_and_uses_it_once_back(
+    tmp_path: Path, s3: S3Server, redis: RedisServer
+) -> None:
+    port = int(s3.endpoint.rsplit(":", 1)[1])
+    with proxy(port, started=False) as gate:
+        env = {**s3_site(tmp_path, s3, gate.url, "60s"), "LORASHELF_REDIS_URL": redis.url}
+        # when a worker starts while the object store does not answer
+        with worker(env, cwd=tmp_path, wait=False) as running:
+            # then it is ready at once (its start-up sweep done, ARQ running), the store
+            # still away: the work that needs only the database does not wait for it
+            running.wait_ready(timeout=30)
+            assert "starting without it" in running.output()
+            assert lorashelf("worker", "--check", env=env, cwd=tmp_path).returncode == 0
+            # and once the store answers, the worker uses it, and stays up
+            gate.start()
+            wait_for(
+                lambda: "the object store answers" in running.output(),
+                timeout=30,
+                what="the worker to reach the object store",
+            )
+            assert running.proc.poll() is None
+            assert "Traceback" not in running.output()
+
+
+@pytest.mark.backend_independent(reason="the object store's absence at start")
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_an_object_store_that_stays_away_ends_the_start_in_one_line(
     tmp_path: Path, s3: S3Server, command: str
@@ -89,11 +124,13 @@ def test_an_object_store_that_stays_away_ends_the_start_in_one_line(
     # when the process starts
     args = ["serve", "--port", str(free_port())] if command == "serve" else ["worker"]
     done = lorashelf(*args, env=env, cwd=tmp_path)
-    # then it gives up after waiting, with one last line that says so, and exit 1
+    # then it gives up after waiting, with one last line that says so, and exit 1 (a
+    # worker waits beside the work that needs only the database, then stops)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("lorashelf: the object store did not become available within 2s")
-    assert last.endswith("nothing was started")
+    then = "nothing was started" if command == "serve" else "the worker stopped"
+    assert last.endswith(then), last
     assert "waiting for the object store" in done.stderr
     assert "configuration error" not in done.stderr
     assert "Traceback" not in done.stderr
