@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from jobs.adapters.scheduler import planned_file_jobs, planned_jobs
+from jobs.adapters.scheduler import plan_ahead
 from storage import account_deletion, downloads, encryption, exports, files, idempotency, uploads
 from storage.blobs import removals
-from storage.blobs.base import StoreUnavailable
+from storage.blobs.base import skipped_while_away
 from storage.config.settings import Settings
 from storage.crypto import keystore
 from storage.db.enums import DatasetStatus, Visibility
@@ -225,43 +225,17 @@ async def sweep(ctx: Ctx, *, startup: bool = False) -> dict[str, int]:
         now = rt.clock.now()
         counts: Counter[str] = Counter()
         await asyncio.to_thread(rt.reserve.ensure)  # held again once there is room
-        await _plan_ahead(ctx, rt, now, counts)
+        redis = ctx.get("redis")  # ARQ's pool, in a worker's jobs
+        if redis is not None:  # what a Redis restart lost, back at its exact time
+            planned = await plan_ahead(redis, rt, now=now, sweeps=PLAN_AHEAD, limit=PLAN_LIMIT)
+            if planned:
+                counts["planned_again"] = planned
         await _due_work(ctx, rt, now, counts)
         await _crash_leftovers(rt, now, counts, startup=startup)
         await _housekeeping(rt, now, counts)
     if counts:
         log.info("sweep: %s", dict(counts))
     return dict(counts)
-
-
-async def _plan_ahead(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) -> None:
-    """Under ARQ, the exact-time jobs of the work due before the sweep after next are
-    enqueued again from the database: Redis restarted without persistence loses every
-    queued job, and without this the sweep would catch each one only once it is overdue
-    (a reminder or a deletion late by up to a sweep interval). Job ids hold the due
-    time, so a job still queued, or run within the hour, is not enqueued twice (and a
-    job run twice does its work once). A worker back on ARQ after losing Redis sweeps
-    at once, so the near work is back on time within seconds of Redis's return."""
-    redis = ctx.get("redis")  # ARQ's pool, in a worker's jobs
-    if redis is None:
-        return
-    until = now + timedelta(seconds=PLAN_AHEAD * rt.settings.sweep_interval)
-    jobs = [
-        job
-        for row in await due.coming(now, until, limit=PLAN_LIMIT)
-        for job in planned_jobs(row, reminders=rt.policy.reminders, now=now)
-    ]
-    jobs += [
-        job for f in await due.coming_files(now, until, limit=PLAN_LIMIT)
-        for job in planned_file_jobs(f)
-    ]  # fmt: skip
-    for job in jobs:
-        if job.at > until:
-            continue
-        if await redis.enqueue_job(
-            job.function, *job.args, _job_id=job.job_id, _defer_until=job.at
-        ):
-            counts["planned_again"] += 1
 
 
 async def _due_work(ctx: Ctx, rt: Runtime, now: datetime, counts: Counter[str]) -> None:
@@ -387,23 +361,12 @@ async def _crash_leftovers(
         if removed:
             counts["failed_uploads_removed"] = removed
     if startup:  # what a dead upload left: its temp file (an upload alive writes often)
-        partial = await _when_the_store_answers(
+        partial = await skipped_while_away(
             "stale temporary files",
             lambda: rt.blobs.remove_stale_temp_files(older_than=now - timedelta(seconds=stale)),
         )
         if partial:
             counts["partial_files_removed"] = partial
-
-
-async def _when_the_store_answers(what: str, step: Callable[[], Awaitable[int]]) -> int:
-    """A step of the sweep that needs the object store: skipped while it is away (the
-    next sweep does it), never ending the sweep (the work after it needs only the
-    database)."""
-    try:
-        return await step()
-    except StoreUnavailable as exc:
-        log.warning("sweep: %s left for the next sweep (%s)", what, exc)
-        return 0
 
 
 async def _housekeeping(rt: Runtime, now: datetime, counts: Counter[str]) -> None:
@@ -431,7 +394,7 @@ async def _housekeeping(rt: Runtime, now: datetime, counts: Counter[str]) -> Non
         due_at = await due.next_due(rt.clock.now())
         return due_at is not None and due_at <= rt.clock.now()
 
-    sealed = await _when_the_store_answers(
+    sealed = await skipped_while_away(
         "blobs stored in plaintext",
         lambda: encryption.seal_some(rt, seconds=ENCRYPT_SECONDS, stop=something_due),
     )
@@ -447,25 +410,5 @@ async def collect_orphan_blobs(ctx: Ctx) -> int:
     next collection does it).
     """
     rt = runtime_of(ctx)
-    return await _when_the_store_answers("orphan blobs", lambda: _collect_orphans(rt))
-
-
-async def _collect_orphans(rt: Runtime) -> int:
     cutoff = rt.clock.now() - timedelta(seconds=ORPHAN_AGE)
-    removed = await rt.blobs.remove_stale_temp_files(older_than=cutoff)
-    async for keys in rt.blobs.keys_older_than(cutoff):
-        referenced = await due.referenced_blob_keys(keys)
-        for key in keys:
-            if key not in referenced:
-                await rt.blobs.delete(key)
-                removed += 1
-    # data keys whose blob never made it into place (a crash between the two)
-    async for keys in keystore.created_before(cutoff):
-        referenced = await due.referenced_blob_keys(keys)
-        for key in keys:
-            if key not in referenced:
-                await rt.blobs.delete(key)
-                removed += 1
-    if removed:
-        log.info("removed %s orphan blob files", removed)
-    return removed
+    return await skipped_while_away("orphan blobs", lambda: due.remove_orphans(rt, cutoff))

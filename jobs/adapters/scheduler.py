@@ -23,7 +23,8 @@ from arq.constants import default_queue_name, job_key_prefix
 from storage.config.settings import Settings
 from storage.db.enums import DatasetStatus, ExportStatus, Visibility
 from storage.db.models import DataExport, ModelFile, TrainingDataset
-from storage.retention import deletion
+from storage.retention import deletion, due
+from storage.runtime import Runtime
 from storage.system.clock import Clock
 
 __all__ = [
@@ -104,6 +105,35 @@ def planned_export_jobs(export: DataExport | None, *, now: datetime) -> list[Pla
             PlannedJob(f"expire-export:{export.id}:{_ms(at)}", "expire_export", (export.id,), at)
         ]
     return []
+
+
+async def plan_ahead(
+    redis: ArqRedis, rt: Runtime, *, now: datetime, sweeps: int, limit: int
+) -> int:
+    """Enqueue again, from the database, the exact-time jobs due before ``sweeps`` sweep
+    intervals from ``now`` (the sweep does it under ARQ). Redis restarted without
+    persistence loses every queued job, and without this the sweep would catch each one
+    only once it is overdue (a reminder or a deletion late by up to a sweep interval).
+    Job ids hold the due time, so a job still queued, or run within the hour, is not
+    enqueued twice (and a job run twice does its work once). A worker back on ARQ after
+    losing Redis sweeps at once, so the near work is back on time within seconds of
+    Redis's return. How many jobs were enqueued."""
+    until = now + timedelta(seconds=sweeps * rt.settings.sweep_interval)
+    jobs = [
+        job
+        for row in await due.coming(now, until, limit=limit)
+        for job in planned_jobs(row, reminders=rt.policy.reminders, now=now)
+    ]
+    jobs += [
+        job for f in await due.coming_files(now, until, limit=limit) for job in planned_file_jobs(f)
+    ]
+    enqueued = 0
+    for job in jobs:
+        if job.at <= until and await redis.enqueue_job(
+            job.function, *job.args, _job_id=job.job_id, _defer_until=job.at
+        ):
+            enqueued += 1
+    return enqueued
 
 
 def redis_settings(url: str) -> RedisSettings:

@@ -12,8 +12,9 @@ only when committed; deletes are idempotent and remove every stored version.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -21,10 +22,22 @@ from typing import BinaryIO, Protocol
 CHUNK = 256 * 1024  # bytes read at a time
 BLOB_KEY = re.compile(r"^[0-9a-f]{32}$")  # the form of every blob key
 
+log = logging.getLogger("lorashelf.blobs")
+
 
 class StoreUnavailable(Exception):
     """The store does not answer now (unreachable, timing out, or answering 5xx): a
     wait can cure it, unlike a ``ConfigError``."""
+
+
+async def skipped_while_away(what: str, step: Callable[[], Awaitable[int]]) -> int:
+    """A step of periodic work that needs the store: skipped (0) while the store is
+    away, logged, never ending the work around it (the next run does it)."""
+    try:
+        return await step()
+    except StoreUnavailable as exc:
+        log.warning("%s left for the next sweep (%s)", what, exc)
+        return 0
 
 
 class RawWriter(Protocol):

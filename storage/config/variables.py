@@ -62,7 +62,8 @@ SETTINGS: tuple[Variable, ...] = (
         parse_duration,
         "60s",
         "how long `serve`, `worker` and `migrate` wait at start for a database or object "
-        "store that is briefly away (starting up, out of connection slots) before giving up",
+        "store that is briefly away (starting up, out of connection slots) before giving up "
+        "(a `worker` works meanwhile on what needs only the database)",
     ),
     Variable(
         "database_busy_timeout",

@@ -9,11 +9,13 @@ size of the table. Every repair is a conditional update, safe to run twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from tortoise.queryset import QuerySet
 
+from storage.crypto import keystore
 from storage.db.enums import DatasetStatus, ExportStatus, Visibility
 from storage.db.models import DataExport, ModelFile, TrainingDataset
 from storage.retention import header_firewall
@@ -21,6 +23,8 @@ from storage.retention.deletion import dataset_by_id, published
 from storage.retention.policy import next_reminder
 from storage.runtime import Runtime
 from storage.system.claim_holder import HOST, holder_gone
+
+log = logging.getLogger("lorashelf.jobs")
 
 Stored = type[TrainingDataset] | type[ModelFile]  # what holds uploaded bytes
 
@@ -203,6 +207,28 @@ async def referenced_blob_keys(keys: Iterable[str]) -> set[str]:
 # The embedded runner's alarm clock ---------------------------------------------
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def remove_orphans(rt: Runtime, cutoff: datetime) -> int:
+    """Remove the blobs no row refers to, the data keys whose blob never made it into
+    place (a crash between the two) and the temporary files, all older than ``cutoff``
+    (so an upload in flight is never touched). How many were removed."""
+    removed = await rt.blobs.remove_stale_temp_files(older_than=cutoff)
+    async for keys in rt.blobs.keys_older_than(cutoff):
+        referenced = await referenced_blob_keys(keys)
+        for key in keys:
+            if key not in referenced:
+                await rt.blobs.delete(key)
+                removed += 1
+    async for keys in keystore.created_before(cutoff):
+        referenced = await referenced_blob_keys(keys)
+        for key in keys:
+            if key not in referenced:
+                await rt.blobs.delete(key)
+                removed += 1
+    if removed:
+        log.info("removed %s orphan blob files", removed)
+    return removed
 
 
 async def next_due(now: datetime) -> datetime | None:
