@@ -55,6 +55,25 @@ def create(owner: Owner, name: str, key: str | None = None) -> httpx.Response:
     )
 
 
+def create_as_the_database_goes(
+    owner: Owner, forwarder: Proxy, name: str, key: str, *, deliver: bool
+) -> httpx.Response:
+    """``create`` while the next COMMIT is cut with its connection (delivered to
+    PostgreSQL or not) and the database is then out of reach (the proxy stopped)."""
+    cut = forwarder.cut_next_commit(deliver=deliver)
+
+    def away_once_cut() -> None:
+        wait_for(cut.is_set, timeout=30)
+        forwarder.stop()
+
+    stopper = threading.Thread(target=away_once_cut)
+    stopper.start()
+    try:
+        return create(owner, name, key)
+    finally:
+        stopper.join(30)
+
+
 def codes(response: httpx.Response) -> list[Any]:
     body = response.json()
     payload = (body.get("data") or {}).get("createModel")
@@ -117,19 +136,10 @@ def test_a_commit_lost_while_the_database_stays_away_may_have_been_made(
     owner, forwarder, _ = site
     key = str(uuid.uuid4())
     # given the next COMMIT reaches PostgreSQL, then the database is out of reach
-    cut = forwarder.cut_next_commit(deliver=True)
-
-    def away_once_cut() -> None:
-        wait_for(cut.is_set, timeout=30)
-        forwarder.stop()
-
-    stopper = threading.Thread(target=away_once_cut)
-    stopper.start()
     # when the owner creates a model with an Idempotency-Key
     started = time.monotonic()
-    response = create(owner, "Unknown", key)
+    response = create_as_the_database_goes(owner, forwarder, "Unknown", key, deliver=True)
     waited = time.monotonic() - started
-    stopper.join(30)
     # then the answer says it may have been made: neither TRY_AGAIN nor a success
     assert codes(response) == ["OUTCOME_UNKNOWN"], response.text
     print(f"[lost commit] OUTCOME_UNKNOWN after {waited:.1f} s")
@@ -150,16 +160,7 @@ def test_a_retry_soon_after_the_database_is_back_acts_once_when_nothing_was_made
     key = str(uuid.uuid4())
     # given the next COMMIT is lost before it reaches PostgreSQL, and the database then
     # stays out of reach for longer than the server waits before answering
-    cut = forwarder.cut_next_commit(deliver=False)
-
-    def away_once_cut() -> None:
-        wait_for(cut.is_set, timeout=30)
-        forwarder.stop()
-
-    stopper = threading.Thread(target=away_once_cut)
-    stopper.start()
-    first = create(owner, "Retried", key)
-    stopper.join(30)
+    first = create_as_the_database_goes(owner, forwarder, "Retried", key, deliver=False)
     assert codes(first) == ["OUTCOME_UNKNOWN"], first.text
     # when the database is back and the client retries under the same key
     forwarder.start()
