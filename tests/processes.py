@@ -520,7 +520,8 @@ class Published:
 
 
 DATASET_FIELDS = (
-    "id status visibility expiresAt deletedAt deletionReason downloadUrl events { kind at }"
+    "id status visibility expiresAt deletedAt deletionReason downloadUrl events { kind at } "
+    "deletionReceipt { keyId }"
 )
 
 
@@ -706,16 +707,19 @@ def wait_for_reminder(owner: Owner, dataset_id: str, timeout: float = 10) -> dic
 
 
 def finished_tombstone(dataset: Mapping[str, Any]) -> bool:
-    return dataset["status"] == "DELETED" and dataset["deletedAt"] is not None
+    """Status DELETED, deletedAt set *and* the receipt there. From the claim on (access
+    ended, bytes maybe not yet gone) the owner already sees DELETED with deletedAt (the
+    moment access ended); the receipt is written with the tombstone, its history entry
+    and its notice, in one transaction, once the bytes are gone."""
+    return (
+        dataset["status"] == "DELETED"
+        and dataset["deletedAt"] is not None
+        and dataset.get("deletionReceipt") is not None
+    )
 
 
 def wait_for_deletion(owner: Owner, dataset_id: str, timeout: float = 10) -> dict[str, Any]:
-    """Poll as the owner until the dataset is a finished tombstone; return it.
-
-    Finished: status DELETED *and* deletedAt set. While a deletion is under way (claimed,
-    bytes maybe not yet gone) the API already says DELETED but has no deletedAt; see
-    tests/jobs/test_embedded_e2e.py for that state.
-    """
+    """Poll as the owner until the dataset is a finished tombstone (above); return it."""
     return wait_for(
         lambda: finished_tombstone(d := owner.dataset(dataset_id)) and d,
         timeout=timeout,

@@ -776,7 +776,7 @@ def unfinished_of(owner: Owner, expected: set[str]) -> list[str]:
     while True:
         page = owner.gql(
             "query($after: String) { viewer { trainingDatasets(first: 100, after: $after) "
-            "{ edges { node { id status deletedAt events { kind } } } "
+            "{ edges { node { id status deletedAt events { kind } deletionReceipt { keyId } } } "
             "pageInfo { hasNextPage endCursor } } } }",
             {"after": after},
         )["viewer"]["trainingDatasets"]
@@ -1356,7 +1356,9 @@ def test_the_first_download_after_expiry_deletes_the_dataset_there_and_then(
             timeout=5,
             what="the dataset's bytes to go",
         )
-        tombstone = owner.dataset(published.dataset_id)
-        assert finished_tombstone(tombstone), tombstone
-        time.sleep(0.3)
+        wait_for(
+            lambda: finished_tombstone(owner.dataset(published.dataset_id)),
+            timeout=5,
+            what="the tombstone written after the bytes went",
+        )
         assert_deleted_once(owner, [published])
