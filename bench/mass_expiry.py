@@ -46,17 +46,27 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
     for name in list(os.environ):
         if name.startswith("LORASHELF_"):
             del os.environ[name]
+    from storage.config.settings import load_settings
+    from storage.db import connection as db
+
+    settings = load_settings(spec["env"])
+    await db.connect(settings.database_url)
+    try:
+        return await _timed(spec)
+    finally:
+        await db.disconnect()  # a failed child must exit, not wait on the database thread
+
+
+async def _timed(spec: dict[str, Any]) -> dict[str, Any]:
     from jobs import tasks
     from jobs.assembly import assemble
     from storage.config.settings import load_settings
-    from storage.db import connection as db
     from storage.db.models import TrainingDataset
     from storage.retention import batches
     from storage.runtime import NoScheduler
     from storage.system.clock import SteadyClock
 
     settings = load_settings(spec["env"])
-    await db.connect(settings.database_url)
     rt = assemble(settings, clock=SteadyClock(), scheduler=NoScheduler()).runtime
     ctx = {"runtime": rt}
     await TrainingDataset.filter(id=0).exists()  # connected before the clock starts
@@ -78,9 +88,7 @@ async def child(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(job(i) for i in spec["ids"]))
     while batches._RUNNING:  # bytes and tombstones still under way
         await asyncio.wait(set(batches._RUNNING))
-    ended = time.time()
-    await db.disconnect()
-    return {"started": started, "ended": ended}
+    return {"started": started, "ended": time.time()}
 
 
 def tombstones(database: Path, due: int) -> int:

@@ -94,6 +94,12 @@ class RawStore(Protocol):
         """Remove the blob, every stored version of it included."""
         ...
 
+    async def delete_many(self, keys: Sequence[str], gone: Callable[[str], None]) -> dict[str, Exception]:
+        """:meth:`delete` for many blobs at once (one thread hop for files, a bounded
+        number of requests at a time for a bucket): ``gone(key)`` as each one went,
+        the failures by key (never raised: the caller retries those)."""
+        ...
+
     async def abort_uploads(self, key: str) -> int:
         """Abort what a failed commit of ``key`` left in progress (an S3 multipart
         upload whose abort the store did not take); how many."""
@@ -156,9 +162,12 @@ class BlobStore(Protocol):
         """Remove every stored version of a blob whose key was destroyed already."""
         ...
 
-    async def remove_stored(self, key: str) -> None:
-        """:meth:`remove_bytes` for one of many: the bytes only; the caller then calls
-        :meth:`forget_plaintext` once for all of them."""
+    async def remove_stored(
+        self, keys: Sequence[str], gone: Callable[[str], None]
+    ) -> dict[str, Exception]:
+        """:meth:`remove_bytes` for many blobs whose keys were destroyed
+        (:meth:`RawStore.delete_many`): the bytes only; the caller then calls
+        :meth:`forget_plaintext` once for those that went."""
         ...
 
     async def forget_plaintext(self, keys: Sequence[str]) -> None:

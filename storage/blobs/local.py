@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -86,6 +86,25 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.path_for(key).unlink, True)
+
+    async def delete_many(
+        self, keys: Sequence[str], gone: Callable[[str], None]
+    ) -> dict[str, Exception]:
+        def _unlink_all() -> tuple[list[str], dict[str, Exception]]:
+            removed: list[str] = []
+            failed: dict[str, Exception] = {}
+            for key in keys:
+                try:
+                    self.path_for(key).unlink(missing_ok=True)
+                    removed.append(key)
+                except (OSError, ValueError) as exc:
+                    failed[key] = exc
+            return removed, failed
+
+        removed, failed = await asyncio.to_thread(_unlink_all)
+        for key in removed:
+            gone(key)
+        return failed
 
     async def keys_older_than(self, cutoff: datetime, batch: int = 500) -> AsyncIterator[list[str]]:
         limit = cutoff.timestamp()

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ log = logging.getLogger("lorashelf.blobs")
 PART = 8 * 1024 * 1024  # bytes of a multipart upload's part (S3's minimum is 5 MiB)
 SINGLE = 256 * 1024  # bytes sent in one PutObject at most: its bound stays about 5 s
 MAX_PARTS = 10_000  # S3's limit; parts grow past PART for objects beyond 80 GB
+DELETES_AT_ONCE = 16  # objects deleted concurrently by delete_many
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,24 @@ class S3BlobStore:
         them (no versioning support) gets a plain delete."""
         with self.reaching():
             await self._delete(key)
+
+    async def delete_many(
+        self, keys: Sequence[str], gone: Callable[[str], None]
+    ) -> dict[str, Exception]:
+        gate = asyncio.Semaphore(DELETES_AT_ONCE)
+        failed: dict[str, Exception] = {}
+
+        async def one(key: str) -> None:
+            async with gate:
+                try:
+                    await self.delete(key)
+                except Exception as exc:  # noqa: BLE001 - the caller retries it
+                    failed[key] = exc
+                    return
+            gone(key)
+
+        await asyncio.gather(*(one(key) for key in keys))
+        return failed
 
     async def _delete(self, key: str) -> None:
         from botocore.exceptions import ClientError

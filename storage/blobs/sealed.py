@@ -24,7 +24,7 @@ import io
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -352,11 +352,13 @@ class SealedBlobStore:
         await self.remove_bytes(key)
 
     async def remove_bytes(self, key: str) -> None:
-        await self.remove_stored(key)
+        await self.raw.delete(key)
         await self.forget_plaintext([key])
 
-    async def remove_stored(self, key: str) -> None:
-        await self.raw.delete(key)
+    async def remove_stored(
+        self, keys: Sequence[str], gone: Callable[[str], None]
+    ) -> dict[str, Exception]:
+        return await self.raw.delete_many(keys, gone)
 
     async def forget_plaintext(self, keys: Sequence[str]) -> None:
         await keystore.sealed(keys)  # a blob stored in plaintext is gone too

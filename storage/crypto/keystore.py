@@ -159,8 +159,12 @@ async def check_master_keys(master: MasterKeys) -> None:
     """Load the master keys, making the key file on a first start. Refuses (ConfigError)
     to make one when keys are stored already (the file was lost: a new key could never
     read them), and to start without a master key that something stored needs."""
+    # Stored keys are looked for before the file: a process that makes the file does so
+    # before it stores a key, so one seen here means the file existed by then (read
+    # after, a process starting at the same moment could have made both in between).
+    stored = await BlobKey.exists() or await ReceiptKey.exists()
     if not master.load():
-        if await BlobKey.exists() or await ReceiptKey.exists():
+        if stored:
             raise ConfigError(
                 f"LORASHELF_MASTER_KEY: the master key file {master.path} is missing, but "
                 "data keys wrapped by a master key are stored: restore the file from your "

@@ -11,8 +11,9 @@ batch, not per row, in the order of :mod:`storage.retention.deletion`:
 2. **keys** (:func:`finish`): every data key of the batch destroyed, and
    ``key_destroyed_at`` recorded, in one transaction: only the database, never the
    object store, stands between the claim and the erasure.
-3. **bytes**: every stored version deleted, ``BYTES_AT_ONCE`` objects at a time, each
-   with its own retries within ``BYTES_PATIENCE`` seconds for the whole batch. A down
+3. **bytes**: every stored version deleted, in one call to the store (files in one
+   thread hop, objects a bounded number at a time), what failed tried again, within
+   ``BYTES_PATIENCE`` seconds for the whole batch. A down
    or hung object store delays neither the claim nor ``deletedAt``; a row whose bytes
    could not go stays ``DELETING`` (access ended, key destroyed) and the sweep finishes
    it once its claim's lease is over.
@@ -48,7 +49,6 @@ from storage.system.claim_holder import holder, holder_gone
 
 log = logging.getLogger("lorashelf.retention")
 
-BYTES_AT_ONCE = 16  # objects deleted concurrently
 BYTES_PATIENCE = 5.0  # seconds a batch waits on the object store; the sweep does the rest
 BYTES_TRIES = 3  # attempts per object within that time
 RETRY_PAUSE = 0.2  # seconds before the second attempt, doubling
@@ -141,42 +141,44 @@ async def _destroy_keys(rt: Runtime, rows: Sequence[TrainingDataset]) -> None:
 
 
 async def _remove_bytes(rt: Runtime, rows: Sequence[TrainingDataset]) -> dict[int, datetime]:
-    """Step 3 for a batch: each object deleted (bounded concurrency, its own retries),
-    within ``BYTES_PATIENCE``; when each row's last copy went (rows whose object could
-    not be deleted in time are left out)."""
-    gate = asyncio.Semaphore(BYTES_AT_ONCE)
+    """Step 3 for a batch: every object deleted in one call to the store (files in one
+    thread hop, objects a bounded number at a time), what failed tried again up to
+    ``BYTES_TRIES`` times, all within ``BYTES_PATIENCE``; when each row's last copy went
+    (rows whose object could not be deleted in time are left out)."""
     removed: dict[int, datetime] = {}
-
-    async def one(row: TrainingDataset) -> None:
+    owner = {row.blob_key: row.id for row in rows if row.blob_key is not None}
+    for row in rows:
         if row.blob_key is None:
             removed[row.id] = rt.clock.now()
-            return
-        pause = RETRY_PAUSE
+
+    def gone(key: str) -> None:
+        removed[owner[key]] = rt.clock.now()  # read after the store said it went
+
+    async def tries() -> None:
+        pending, pause = sorted(owner), RETRY_PAUSE
         for attempt in range(1, BYTES_TRIES + 1):
-            try:
-                async with gate:
-                    await rt.blobs.remove_stored(row.blob_key)
-                removed[row.id] = rt.clock.now()
+            failed = await rt.blobs.remove_stored(pending, gone)
+            if not failed:
                 return
-            except Exception as exc:  # noqa: BLE001 - the sweep finishes it later
-                if attempt == BYTES_TRIES:
-                    log.warning("dataset %s: bytes not deleted yet (%s)", row.id, exc)
-                    return
+            if attempt == BYTES_TRIES:
+                key, exc = next(iter(failed.items()))
+                log.warning("%s objects not deleted yet (%s: %s)", len(failed), owner[key], exc)
+                return
+            pending = sorted(failed)
             await rt.clock.sleep(pause)
             pause *= 2
 
-    tasks = [asyncio.ensure_future(one(row)) for row in rows]
-    if tasks:
-        _, late = await asyncio.wait(tasks, timeout=BYTES_PATIENCE)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.gather(*late, return_exceptions=True)
+    if owner:
+        try:
+            await asyncio.wait_for(tries(), timeout=BYTES_PATIENCE)
+        except TimeoutError:
             log.warning(
-                "%s objects not deleted within %ss; the sweep retries", len(late), BYTES_PATIENCE
+                "%s objects not deleted within %ss; the sweep retries",
+                len(owner) - sum(1 for r in rows if r.blob_key and r.id in removed),
+                BYTES_PATIENCE,
             )
-    gone = [row.blob_key for row in rows if row.id in removed and row.blob_key is not None]
-    await rt.blobs.forget_plaintext(gone)
+    gone_keys = [row.blob_key for row in rows if row.id in removed and row.blob_key is not None]
+    await rt.blobs.forget_plaintext(gone_keys)
     return removed
 
 
