@@ -94,7 +94,9 @@ class RawStore(Protocol):
         """Remove the blob, every stored version of it included."""
         ...
 
-    async def delete_many(self, keys: Sequence[str], gone: Callable[[str], None]) -> dict[str, Exception]:
+    async def delete_many(
+        self, keys: Sequence[str], gone: Callable[[str], None]
+    ) -> dict[str, Exception]:
         """:meth:`delete` for many blobs at once (one thread hop for files, a bounded
         number of requests at a time for a bucket): ``gone(key)`` as each one went,
         the failures by key (never raised: the caller retries those)."""

@@ -39,6 +39,7 @@ from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from storage.crypto import keystore, receipts
+from storage.db import bulk
 from storage.db.enums import DatasetStatus, DeletionReason, EventKind, Visibility
 from storage.db.models import DatasetEvent, ModelFile, Notification, TrainingDataset, User
 from storage.retention import header_firewall, notices
@@ -182,21 +183,13 @@ async def _remove_bytes(rt: Runtime, rows: Sequence[TrainingDataset]) -> dict[in
     return removed
 
 
-def _case(column: str, values: dict[int, Any], params: list[Any], mark: Any, cast: str = "") -> str:
-    """``CASE "id" WHEN ? THEN ? ... END`` for one column (parameters appended; on
-    PostgreSQL each value cast to the column's type)."""
-    whens = []
-    for pk, value in values.items():
-        params.append(pk)
-        a = mark(len(params))
-        params.append(value)
-        b = f"CAST({mark(len(params))} AS {cast})" if cast else mark(len(params))
-        whens.append(f"WHEN {a} THEN {b}")
-    return f'"{column}" = CASE "id" {" ".join(whens)} END'
-
-
 async def _write_tombstones(
-    rt: Runtime, rows: Sequence[TrainingDataset], removed: dict[int, datetime], *, now: datetime
+    rt: Runtime,
+    rows: Sequence[TrainingDataset],
+    removed: dict[int, datetime],
+    *,
+    now: datetime,
+    signer: receipts.Signer,
 ) -> tuple[list[TrainingDataset], list[Notification]]:
     """Step 4 for a batch: the tombstones, history entries and notices, in batched
     statements in one transaction. Returns the rows this call turned into tombstones
@@ -220,83 +213,55 @@ async def _write_tombstones(
         )
         for r in ready
     ]
-    made = await receipts.sign_many(rt.master, payloads, now=rt.clock.now())
+    made = signer.sign_all(payloads)
     signed = {r.id: receipt for r, receipt in zip(ready, made, strict=True)}
-    postgres = _postgres()
-
-    def mark(n: int) -> str:
-        return f"${n}" if postgres else "?"
-
-    def db_time(at: datetime) -> Any:
-        return TrainingDataset._meta.fields_map["deleted_at"].to_db_value(at, TrainingDataset)
-
-    params: list[Any] = [DatasetStatus.DELETED.value]
-    sets = [f'"status" = {mark(1)}']
-    as_time = "TIMESTAMPTZ" if postgres else ""
-    sets.append(
-        _case("deleted_at", {i: db_time(t) for i, t in ended.items()}, params, mark, as_time)
-    )
+    told = [r for r in ready if reasons[r.id] in notices.DELETED_BECAUSE]
+    notes = await notices.deletion_notices(told, when=ended, reasons=reasons)
     # a window ended by anything but expiry no longer has an expiry to show
-    sets.append(
-        _case(
-            "expires_at",
-            {
-                r.id: db_time(r.expires_at)
-                if reasons[r.id] == DeletionReason.EXPIRED and r.expires_at
-                else None
-                for r in ready
-            },
-            params,
-            mark,
-            as_time,
-        )
-    )
-    for column, attribute in (
-        ("receipt_payload", "payload"),
-        ("receipt_signature", "signature"),
-        ("receipt_key_id", "key_id"),
-    ):
-        sets.append(
-            _case(column, {i: getattr(s, attribute) for i, s in signed.items()}, params, mark)
-        )
-    sets += ['"blob_key" = NULL', '"upload_nonce" = NULL', '"next_reminder_at" = NULL']
-    ids = [r.id for r in ready]
-    placeholders = []
-    for pk in ids:
-        params.append(pk)
-        placeholders.append(mark(len(params)))
-    params.append(DatasetStatus.DELETING.value)
-    sql = (
-        f'UPDATE "training_datasets" SET {", ".join(sets)} '
-        f'WHERE "id" IN ({", ".join(placeholders)}) AND "status" = {mark(len(params))} '
-        'RETURNING "id"'
-    )
+    changes = {
+        r.id: {
+            "deleted_at": ended[r.id],
+            "expires_at": r.expires_at if reasons[r.id] == DeletionReason.EXPIRED else None,
+            "receipt_payload": signed[r.id].payload,
+            "receipt_signature": signed[r.id].signature,
+            "receipt_key_id": signed[r.id].key_id,
+        }
+        for r in ready
+    }
+    cleared = dict.fromkeys(("blob_key", "upload_nonce", "next_reminder_at"))
     stored: list[Notification] = []
-    async with in_transaction() as client:
-        returned = await client.execute_query_dict(sql, params)
-        won = {int(row["id"]) for row in returned}
-        done = [r for r in ready if r.id in won]
-        await DatasetEvent.bulk_create(
-            [
-                DatasetEvent(
-                    dataset_id=r.id,
-                    kind=EventKind.DELETED,
-                    at=ended[r.id],
-                    detail=reasons[r.id].value,
-                )
-                for r in done
-            ]
+    async with in_transaction():
+        won = set(
+            await bulk.update(
+                TrainingDataset,
+                changes,
+                same={"status": DatasetStatus.DELETED, **cleared},
+                where={"status": DatasetStatus.DELETING},
+            )
         )
-        told = [r for r in done if reasons[r.id] in notices.DELETED_BECAUSE]
-        if told:
-            stored = await notices.record_deletions(rt.settings, told, when=ended, reasons=reasons)
+        done = [r for r in ready if r.id in won]
+        await bulk.insert(
+            DatasetEvent,
+            [
+                {
+                    "dataset_id": r.id,
+                    "kind": EventKind.DELETED,
+                    "at": ended[r.id],
+                    "detail": reasons[r.id].value,
+                }
+                for r in done
+            ],
+        )
+        stored = await notices.store_deletions(
+            rt.settings, [notes[r.id] for r in done if r.id in notes]
+        )
     for r in done:
         r.status = DatasetStatus.DELETED
         r.deleted_at = ended[r.id]
     return done, stored
 
 
-CHUNK = 100  # rows per batched statement (parameters stay far below every limit)
+CHUNK = 500  # rows per batched statement (parameters stay far below every limit)
 BYTES_WAIT = 1.0  # seconds a caller waits for bytes and tombstones; then they run on alone
 IN_HAND: set[int] = set()  # datasets this process is finishing now
 _RUNNING: set[asyncio.Task[list[int]]] = set()  # bytes and tombstones running on alone
@@ -363,10 +328,11 @@ async def _bytes_and_tombstones(
     rt: Runtime, rows: list[TrainingDataset], *, now: datetime
 ) -> list[int]:
     removed = await _remove_bytes(rt, rows)
+    signer = await receipts.signer(rt.master, now=rt.clock.now())  # after the bytes went
     done: list[TrainingDataset] = []
     stored: list[Notification] = []
     for chunk in _chunks(rows):
-        written, told = await _write_tombstones(rt, chunk, removed, now=now)
+        written, told = await _write_tombstones(rt, chunk, removed, now=now, signer=signer)
         done += written
         stored += told
     for row in done:

@@ -12,14 +12,22 @@ has a confirmed address and wants it, is queued in that same transaction
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.config.parse import describe_duration
 from storage.config.settings import Settings
+from storage.db import bulk
 from storage.db.enums import DeletionReason, EventKind, NotificationKind
-from storage.db.models import LoraModel, ModelVersion, Notification, TrainingDataset
+from storage.db.models import (
+    LoraModel,
+    ModelVersion,
+    Notification,
+    TrainingDataset,
+    new_public_id,
+)
 from storage.mail import outbox
 from storage.retention import history
 
@@ -117,48 +125,52 @@ async def record_deletion(
     return notification
 
 
-async def record_deletions(
-    settings: Settings,
+async def deletion_notices(
     datasets: list[TrainingDataset],
     *,
     when: dict[int, datetime],
     reasons: dict[int, DeletionReason],
-) -> list[Notification]:
-    """:func:`record_deletion` for a batch of datasets (inside the transaction that
-    writes their tombstones): their names in two queries, the notices in one ``INSERT``
-    (read back in one more), each e-mail queued as :func:`record_deletion` does."""
+) -> dict[int, dict[str, Any]]:
+    """The deletion notices of a batch of datasets (:func:`record_deletion`'s), by
+    dataset, as rows not stored yet (the names read in one query): made ahead of the
+    transaction that stores them with :func:`store_deletions`."""
     if not datasets:
-        return []
-    versions = {v.id: v for v in await ModelVersion.filter(id__in={d.version_id for d in datasets})}
-    models = {
-        m.id: m.name for m in await LoraModel.filter(id__in={v.model_id for v in versions.values()})
-    }
-    made = []
+        return {}
+    rows = await ModelVersion.filter(id__in={d.version_id for d in datasets}).values_list(
+        "id", "name", "model__name"
+    )
+    names = {int(v): (str(model), str(version)) for v, version, model in rows}
+    made = {}
     for dataset in datasets:
-        version = versions[dataset.version_id]
+        model, version = names[dataset.version_id]
         now = when[dataset.id]
-        made.append(
-            Notification(
-                user_id=dataset.owner_id,
-                dataset_id=dataset.id,
-                kind=NotificationKind.DATASET_DELETED,
-                offset_seconds=0,
-                window_end=dataset.expires_at or now,
-                message=_deleted_message(
-                    dataset,
-                    models[version.model_id],
-                    version.name,
-                    now=now,
-                    reason=reasons[dataset.id],
-                ),
-                created_at=now,
-            )
-        )
-    await Notification.bulk_create(made)
-    stored = await Notification.filter(
-        dataset_id__in=[d.id for d in datasets], kind=NotificationKind.DATASET_DELETED
-    ).order_by("id")
+        made[dataset.id] = {
+            "public_id": new_public_id(),
+            "user_id": dataset.owner_id,
+            "dataset_id": dataset.id,
+            "kind": NotificationKind.DATASET_DELETED,
+            "offset_seconds": 0,
+            "window_end": dataset.expires_at or now,
+            "message": _deleted_message(
+                dataset, model, version, now=now, reason=reasons[dataset.id]
+            ),
+            "created_at": now,
+        }
+    return made
+
+
+async def store_deletions(settings: Settings, rows: list[dict[str, Any]]) -> list[Notification]:
+    """Store notices made by :func:`deletion_notices` (inside the transaction that writes
+    their tombstones) in one ``INSERT``, each e-mail queued as :func:`record_deletion`
+    does; the notices stored."""
+    written = await bulk.insert(Notification, rows, returning=("id", "dataset_id"))
+    ids = {int(row["dataset_id"]): int(row["id"]) for row in written}
+    stored = []
+    for row in rows:
+        notification = Notification(**row)
+        notification.id = ids[row["dataset_id"]]
+        stored.append(notification)
     if settings.smtp_url:
         for notification in stored:
             await outbox.enqueue_notice(settings, notification, now=notification.created_at)
-    return list(stored)
+    return stored
