@@ -94,7 +94,7 @@ async def expire_dataset(ctx: Ctx, dataset_id: int) -> bool:
 async def _claim_due(rt: Runtime, now: datetime) -> list[int]:
     """Claim every due dataset; on a full disk the reserve is given back for the claims'
     writes (the bytes, deleted next, free the room the tombstones take)."""
-    claim = functools.partial(batches.claim_all_expired, now, limit=BATCH, rounds=MAX_BATCHES)
+    claim = functools.partial(batches.claim_all_expired, now, most=BATCH * MAX_BATCHES)
     return cast(list[int], await _retrying_when_full(rt, claim))
 
 

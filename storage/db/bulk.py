@@ -50,7 +50,8 @@ async def insert(
 ) -> list[dict[str, Any]]:
     """Insert ``rows`` (each a dict of field name to value, the same fields in each) in
     as few statements as the parameter limit allows, in the caller's transaction;
-    the ``returning`` columns of the rows written, in no particular order."""
+    the ``returning`` columns (``*``: all, for :func:`storage.db.reads.instances`) of
+    the rows written, in no particular order."""
     if not rows:
         return []
     meta = model._meta
@@ -59,7 +60,8 @@ async def insert(
     columns = ", ".join(_column(field, name) for field, name in zip(fields, names, strict=True))
     client = meta.db  # the caller's transaction, as for the ORM's own statements
     postgres = client.capabilities.dialect != "sqlite"
-    back = " RETURNING " + ", ".join(f'"{c}"' for c in returning) if returning else ""
+    named = ", ".join(c if c == "*" else f'"{c}"' for c in returning)
+    back = f" RETURNING {named}" if returning else ""
     out: list[dict[str, Any]] = []
     per_statement = max(1, MAX_PARAMETERS // len(names))
     for start in range(0, len(rows), per_statement):
@@ -72,7 +74,7 @@ async def insert(
                 marks.append(f"${len(params)}" if postgres else "?")
             groups.append(f"({', '.join(marks)})")
         sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES {", ".join(groups)}{back}'
-        if returning:
+        if returning:  # (asyncpg's client reads no rows of an INSERT through execute_query)
             out += await client.execute_query_dict(sql, params)
         else:
             await client.execute_query(sql, params)

@@ -227,9 +227,9 @@ def _default(field_type: Callable[[Any], Any]) -> Converter:
 
 
 def instances(model: type[M], rows: Sequence[Any], joined: Joined | None = None) -> list[M]:
-    """Model instances from driver rows (SQLite's ``Row``, asyncpg's ``Record``) of a
-    query selecting every column of ``model`` (and of the ``joined`` ones, and
-    annotations): what Tortoise's ``execute_select`` makes."""
+    """Model instances from driver rows (SQLite's ``Row``, asyncpg's ``Record``, or
+    dicts of column to value) of a query selecting every column of ``model`` (and of
+    the ``joined`` ones, and annotations): what Tortoise's ``execute_select`` makes."""
     if not rows:
         return []
     steps, targets = _plan(model, tuple(rows[0].keys()), joined or {})
@@ -244,7 +244,8 @@ def instances(model: type[M], rows: Sequence[Any], joined: Joined | None = None)
         state["_saved_in_db"] = True
         state["_custom_generated_pk"] = generated
         state["_await_when_save"] = {}
-        for (_, attribute, convert), value in zip(steps, row, strict=True):
+        values = row.values() if isinstance(row, dict) else row
+        for (_, attribute, convert), value in zip(steps, values, strict=True):
             state[attribute] = value if convert is None else convert(value)
         made.append(instance)
     return made

@@ -39,7 +39,7 @@ from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from storage.crypto import keystore, receipts
-from storage.db import bulk
+from storage.db import bulk, reads
 from storage.db.enums import DatasetStatus, DeletionReason, EventKind, Visibility
 from storage.db.models import DatasetEvent, ModelFile, Notification, TrainingDataset, User
 from storage.retention import header_firewall, notices
@@ -95,11 +95,12 @@ async def claim_expired(now: datetime, *, limit: int) -> list[int]:
     return sorted(int(row["id"]) for row in rows)
 
 
-async def claim_all_expired(now: datetime, *, limit: int, rounds: int) -> list[int]:
-    """Every private dataset whose window has ended by ``now``, claimed batch after
-    batch (at most ``rounds`` of ``limit``), before any of their bytes is touched."""
+async def claim_all_expired(now: datetime, *, most: int) -> list[int]:
+    """Every private dataset whose window has ended by ``now`` (``most`` of them at
+    most), claimed ``CHUNK`` at a time, before any of their bytes is touched."""
     claimed: list[int] = []
-    for _ in range(rounds):
+    while len(claimed) < most:
+        limit = min(CHUNK, most - len(claimed))
         batch = await claim_expired(now, limit=limit)
         claimed += batch
         if len(batch) < limit:
@@ -262,6 +263,10 @@ async def _write_tombstones(
 
 
 CHUNK = 500  # rows per batched statement (parameters stay far below every limit)
+_CLAIMED = reads.Read(
+    TrainingDataset,
+    lambda ids: TrainingDataset.filter(id__in=ids, status=DatasetStatus.DELETING).order_by("id"),
+)
 BYTES_WAIT = 1.0  # seconds a caller waits for bytes and tombstones; then they run on alone
 IN_HAND: set[int] = set()  # datasets this process is finishing now
 _RUNNING: set[asyncio.Task[list[int]]] = set()  # bytes and tombstones running on alone
@@ -294,9 +299,7 @@ async def finish(
     try:
         rows: list[TrainingDataset] = []
         for i in range(0, len(wanted), CHUNK):
-            rows += await TrainingDataset.filter(
-                id__in=wanted[i : i + CHUNK], status=DatasetStatus.DELETING
-            ).order_by("id")
+            rows += await _CLAIMED(wanted[i : i + CHUNK])
         for chunk in _chunks(rows):
             await _destroy_keys(rt, chunk)
     except BaseException:

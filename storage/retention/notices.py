@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 
 from storage.config.parse import describe_duration
 from storage.config.settings import Settings
-from storage.db import bulk
+from storage.db import bulk, reads
 from storage.db.enums import DeletionReason, EventKind, NotificationKind
 from storage.db.models import (
     LoraModel,
@@ -163,13 +163,7 @@ async def store_deletions(settings: Settings, rows: list[dict[str, Any]]) -> lis
     """Store notices made by :func:`deletion_notices` (inside the transaction that writes
     their tombstones) in one ``INSERT``, each e-mail queued as :func:`record_deletion`
     does; the notices stored."""
-    written = await bulk.insert(Notification, rows, returning=("id", "dataset_id"))
-    ids = {int(row["dataset_id"]): int(row["id"]) for row in written}
-    stored = []
-    for row in rows:
-        notification = Notification(**row)
-        notification.id = ids[row["dataset_id"]]
-        stored.append(notification)
+    stored = reads.instances(Notification, await bulk.insert(Notification, rows, returning=("*",)))
     if settings.smtp_url:
         for notification in stored:
             await outbox.enqueue_notice(settings, notification, now=notification.created_at)

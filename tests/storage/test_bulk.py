@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from tortoise.transactions import in_transaction
 
-from storage.db import bulk
+from storage.db import bulk, reads
 from storage.db.enums import DatasetStatus, EventKind, NotificationKind
 from storage.db.models import DatasetEvent, Notification, TrainingDataset, new_public_id
 from tests.conftest import Api, MutableClock, raw_id
@@ -59,6 +59,9 @@ async def test_rows_inserted_in_bulk_read_back_as_the_orm_wrote_them(
     for returned in written:
         stored = await Notification.get(id=returned["id"])
         assert stored.dataset_id == returned["dataset_id"]
+        assert stored.public_id == next(
+            r["public_id"] for r in rows if r["dataset_id"] == stored.dataset_id
+        )
         assert stored.kind is NotificationKind.DATASET_DELETED
         assert stored.window_end == at and stored.created_at == at
         assert stored.message == f"gone {stored.dataset_id} é"
@@ -68,6 +71,38 @@ async def test_rows_inserted_in_bulk_read_back_as_the_orm_wrote_them(
     assert {e.at for e in events} == {at}
     # and a notice inserted in bulk is found by the ORM's own filters, like any other
     assert await Notification.filter(dataset_id=ids[0], window_end=at).count() == 1
+
+
+async def test_rows_returned_whole_make_the_instances_the_orm_reads(
+    api: Api, clock: MutableClock
+) -> None:
+    # given a notice to insert
+    ids = await given_datasets(api, 2)
+    dataset = await TrainingDataset.get(id=ids[0])
+    at = clock.now()
+    rows = [
+        {
+            "public_id": new_public_id(),
+            "user_id": dataset.owner_id,
+            "dataset_id": i,
+            "kind": NotificationKind.DATASET_DELETED,
+            "offset_seconds": 0,
+            "window_end": at,
+            "message": "gone",
+            "created_at": at,
+        }
+        for i in ids
+    ]
+    # when it is inserted returning every column, made into instances
+    async with in_transaction():
+        made = reads.instances(
+            Notification, await bulk.insert(Notification, rows, returning=("*",))
+        )
+    # then each instance equals the one the ORM reads back, field by field
+    for instance in made:
+        stored = await Notification.get(id=instance.id)
+        for name in Notification._meta.fields_db_projection:
+            assert getattr(instance, name, None) == getattr(stored, name, None), name
 
 
 @pytest.mark.parametrize("limit", [bulk.MAX_PARAMETERS, 9])
