@@ -610,6 +610,16 @@ class Api:
             await self.publish(owner, version_id)
         return model_id, version_id, dataset_id
 
+    async def private_datasets(self, count: int) -> list[int]:
+        """``count`` private datasets of one new owner's versions published now (their
+        windows end together): their database keys."""
+        owner = await self.sign_up()
+        keys = []
+        for _ in range(count):
+            _, _, dataset_id = await self.model_with_dataset(owner, "PRIVATE")
+            keys.append(await raw_id(dataset_id))
+        return keys
+
 
 SET_VISIBILITY = (
     "mutation($i: SetDatasetVisibilityInput!) { setDatasetVisibility(input: $i) "

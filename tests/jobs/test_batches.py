@@ -25,21 +25,11 @@ COUNT = 12
 Ctx = dict[str, Any]
 
 
-async def given_private(api: Api, count: int) -> list[int]:
-    """``count`` private datasets of versions published now (their windows end together)."""
-    owner = await api.sign_up()
-    ids = []
-    for _ in range(count):
-        _, _, dataset_id = await api.model_with_dataset(owner, "PRIVATE")
-        ids.append(await raw_id(dataset_id))
-    return ids
-
-
 async def test_concurrent_claims_share_the_due_rows_and_leave_the_rest(
     api: Api, clock: MutableClock
 ) -> None:
     # given private datasets whose windows end now, one made public, one not yet due
-    ids = await given_private(api, COUNT)
+    ids = await api.private_datasets(COUNT)
     owner = await api.sign_up()
     _, _, public = await api.model_with_dataset(owner, "PRIVATE")
     await set_visibility(api, owner, public, "PUBLIC")
@@ -62,7 +52,7 @@ async def test_many_due_at_once_are_deleted_once_by_concurrent_jobs_and_sweeps(
     api: Api, clock: MutableClock, ctx: Ctx, settings: Settings
 ) -> None:
     # given many private datasets whose windows end in the same instant
-    ids = await given_private(api, COUNT)
+    ids = await api.private_datasets(COUNT)
     assert len(dataset_blobs(settings.blob_dir)) == COUNT
     clock.advance(RETENTION)
     # when each one's job and two sweeps run at once
@@ -94,7 +84,7 @@ async def test_a_claim_left_before_its_key_is_finished_by_the_next_job(
     api: Api, clock: MutableClock, ctx: Ctx
 ) -> None:
     # given due datasets claimed by this process, which stopped before their keys went
-    ids = await given_private(api, 3)
+    ids = await api.private_datasets(3)
     clock.advance(RETENTION)
     assert sorted(await batches.claim_expired(clock.now(), limit=10)) == sorted(ids)
     # when the job of one of them runs again (an earlier try of it failed)

@@ -5,7 +5,8 @@ is split without losing a row."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from tortoise.transactions import in_transaction
@@ -13,16 +14,24 @@ from tortoise.transactions import in_transaction
 from storage.db import bulk, reads
 from storage.db.enums import DatasetStatus, EventKind, NotificationKind
 from storage.db.models import DatasetEvent, Notification, TrainingDataset, new_public_id
-from tests.conftest import Api, MutableClock, raw_id
+from tests.conftest import Api, MutableClock
 
 
-async def given_datasets(api: Api, count: int) -> list[int]:
-    owner = await api.sign_up()
-    ids = []
-    for _ in range(count):
-        _, _, dataset = await api.model_with_dataset(owner, "PRIVATE")
-        ids.append(await raw_id(dataset))
-    return ids
+def notice_rows(owner_id: int, ids: list[int], at: datetime, message: str) -> list[dict[str, Any]]:
+    """Deletion notices of these datasets, as rows to insert."""
+    return [
+        {
+            "public_id": new_public_id(),
+            "user_id": owner_id,
+            "dataset_id": i,
+            "kind": NotificationKind.DATASET_DELETED,
+            "offset_seconds": 0,
+            "window_end": at,
+            "message": message.format(i),
+            "created_at": at,
+        }
+        for i in ids
+    ]
 
 
 @pytest.mark.parametrize("limit", [bulk.MAX_PARAMETERS, 7])
@@ -31,22 +40,10 @@ async def test_rows_inserted_in_bulk_read_back_as_the_orm_wrote_them(
 ) -> None:
     # given datasets, and a parameter limit that may split the batch
     monkeypatch.setattr(bulk, "MAX_PARAMETERS", limit)
-    ids = await given_datasets(api, 5)
+    ids = await api.private_datasets(5)
     dataset = await TrainingDataset.get(id=ids[0])
     at = clock.now() + timedelta(seconds=1.5)
-    rows = [
-        {
-            "public_id": new_public_id(),
-            "user_id": dataset.owner_id,
-            "dataset_id": i,
-            "kind": NotificationKind.DATASET_DELETED,
-            "offset_seconds": 0,
-            "window_end": at,
-            "message": f"gone {i} é",
-            "created_at": at,
-        }
-        for i in ids
-    ]
+    rows = notice_rows(dataset.owner_id, ids, at, "gone {} é")
     # when they are inserted in bulk, returning their ids
     async with in_transaction():
         written = await bulk.insert(Notification, rows, returning=("id", "dataset_id"))
@@ -77,22 +74,10 @@ async def test_rows_returned_whole_make_the_instances_the_orm_reads(
     api: Api, clock: MutableClock
 ) -> None:
     # given a notice to insert
-    ids = await given_datasets(api, 2)
+    ids = await api.private_datasets(2)
     dataset = await TrainingDataset.get(id=ids[0])
     at = clock.now()
-    rows = [
-        {
-            "public_id": new_public_id(),
-            "user_id": dataset.owner_id,
-            "dataset_id": i,
-            "kind": NotificationKind.DATASET_DELETED,
-            "offset_seconds": 0,
-            "window_end": at,
-            "message": "gone",
-            "created_at": at,
-        }
-        for i in ids
-    ]
+    rows = notice_rows(dataset.owner_id, ids, at, "gone")
     # when it is inserted returning every column, made into instances
     async with in_transaction():
         made = reads.instances(
@@ -111,7 +96,7 @@ async def test_an_update_in_bulk_gives_each_row_its_values_where_it_still_matche
 ) -> None:
     # given datasets, one of them no longer in the state the update expects
     monkeypatch.setattr(bulk, "MAX_PARAMETERS", limit)
-    ids = await given_datasets(api, 6)
+    ids = await api.private_datasets(6)
     await TrainingDataset.filter(id__in=ids).update(status=DatasetStatus.DELETING)
     moved_on = ids[2]
     await TrainingDataset.filter(id=moved_on).update(status=DatasetStatus.DELETED)
