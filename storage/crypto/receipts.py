@@ -115,8 +115,9 @@ async def sign(master: MasterKeys, payload: dict[str, Any], *, now: datetime) ->
 @dataclass(frozen=True)
 class Signer:
     """The current receipt key, unwrapped, and the instant its receipts are issued at:
-    for many receipts (a batch of deletions), signed with no database work, in a
-    worker thread if the caller likes (the signature releases the GIL)."""
+    for many receipts (a batch of deletions), signed with no database work. (Signing
+    in a worker thread beside other Python work was measured slower: the canonical
+    JSON around each signature contends for the GIL.)"""
 
     key_id: str
     private: Ed25519PrivateKey
