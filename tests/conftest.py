@@ -10,7 +10,7 @@ import io
 import shutil
 import sqlite3
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +117,19 @@ def at(value: str | None) -> datetime:
     return datetime.fromisoformat(value)
 
 
+def contents_now(paths: Iterable[Path]) -> dict[Path, bytes]:
+    """What each of ``paths`` holds now, leaving out those gone since they were listed:
+    a running server deletes files while a test looks (a blob removed, a journal
+    ended), and a file deleted between the listing and the read holds nothing."""
+    found = {}
+    for path in paths:
+        try:
+            found[path] = path.read_bytes()
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def blob_files(root: Path) -> set[Path]:
     """Every committed blob under a blob directory (temp files excluded)."""
     if not root.exists():
@@ -127,7 +140,8 @@ def blob_files(root: Path) -> set[Path]:
 def blob_plaintext(path: Path, data_dir: Path | None = None) -> bytes | None:
     """What a committed local blob holds, decrypted as the server would (its data key
     from the database, unwrapped by the data dir's master key file); None if its key is
-    gone. ``data_dir`` defaults to the blob directory's parent."""
+    gone
+    (or the file). ``data_dir`` defaults to the blob directory's parent."""
     data_dir = data_dir or path.parent.parent.parent
     env = {"LORASHELF_DATA_DIR": str(data_dir)}
     if processes.test_database_url is not None:
@@ -141,11 +155,13 @@ def blob_plaintext(path: Path, data_dir: Path | None = None) -> bytes | None:
         legacy = sql_behind_the_back(
             settings, f"SELECT 1 FROM plaintext_blobs WHERE object_id = '{key}'"
         )
-        return path.read_bytes() if legacy else None
+        return contents_now([path]).get(path) if legacy else None
     master = MasterKeys(settings)
     master.load()
     data_key = master.unwrap(rows[0][0], bytes(rows[0][1]), purpose=keystore.purpose(key))
-    stored = path.read_bytes()
+    stored = contents_now([path]).get(path)
+    if stored is None:
+        return None
     cipher = ChunkCipher(data_key, key)
     count = -(-len(stored) // SEALED_CHUNK)
     return b"".join(
@@ -190,7 +206,7 @@ def database_contents(settings: Settings) -> bytes:
     if not db.is_postgres(settings.database_url):
         files = sorted(settings.data_dir.glob("lorashelf.sqlite3*"))
         assert files
-        return b"".join(path.read_bytes() for path in files)
+        return b"".join(contents_now(files).values())
     tables = sql_behind_the_back(
         settings, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
     )

@@ -20,7 +20,7 @@ from storage.config.settings import Settings, load_settings
 from storage.db import connection as db
 from storage.db.key_tables import BlobKey, PlaintextBlob
 from tests import processes
-from tests.conftest import database_contents, make_safetensors
+from tests.conftest import contents_now, database_contents, make_safetensors
 from tests.processes import Owner, S3Server
 
 RETENTION = 6  # seconds: the private window
@@ -52,11 +52,8 @@ class Deployment:
         """Every stored object (every version of it, on S3), by name."""
         if self.s3 is None:
             root = self.data_dir / "blobs"
-            return {
-                str(p.relative_to(root)): p.read_bytes()
-                for p in root.rglob("*")
-                if p.is_file() and ".tmp" not in p.parts
-            }
+            listed = [p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.parts]
+            return {str(p.relative_to(root)): data for p, data in contents_now(listed).items()}
         client, found = self.s3.client(), {}
         for version in client.list_object_versions(Bucket=self.bucket).get("Versions", []):
             try:
@@ -75,7 +72,8 @@ class Deployment:
     def at_rest(self) -> dict[str, bytes]:
         """Everything kept: every file of the data dir (database, its log, spool, key
         files), the database's rows (PostgreSQL), and every stored object version."""
-        found = {str(p): p.read_bytes() for p in self.data_dir.rglob("*") if p.is_file()}
+        listed = [p for p in self.data_dir.rglob("*") if p.is_file()]
+        found = {str(p): data for p, data in contents_now(listed).items()}
         if db.is_postgres(self.settings.database_url):
             found["<postgresql rows>"] = database_contents(self.settings)
         found.update({f"<object {k}>": v for k, v in self.objects().items()})
