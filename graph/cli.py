@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     from graph.banner import banner, with_public_url
     from graph.http.app import create_app
+    from graph.http.connections import Connections, bounded_protocol
 
     startup.private_files()
     json_lines = _log_setup() == "json"
@@ -91,7 +92,14 @@ def _serve(args: argparse.Namespace) -> None:
             # Client addresses come from X-Forwarded-For only through the configured proxies.
             proxy_headers=bool(trusted),
             forwarded_allow_ips=trusted or None,
-            timeout_keep_alive=5,
+            timeout_keep_alive=settings.limits.keep_alive,
+            http=bounded_protocol(
+                head_timeout=settings.limits.head_timeout,
+                connections=Connections(
+                    per_address=settings.limits.max_connections_per_address,
+                    trusted_proxies=settings.trusted_proxies,
+                ),
+            ),
             # A subscription's messages are small GraphQL documents, bounded like request
             # bodies.
             ws_max_size=settings.limits.max_body_bytes,

@@ -60,7 +60,6 @@ from tests.proxy import proxy
 
 PATIENCE = 60.0  # seconds a client keeps retrying one request (TRY_AGAIN, 503)
 BACKOFF = (0.1, 2.0)  # its first and longest pause between tries
-KEEPALIVE = 2.0  # seconds an idle client connection is kept (serve closes them at 5 s)
 VERSIONS_PER_MODEL = 40  # a model holds at most 50 versions
 
 
@@ -92,16 +91,9 @@ class Answers:
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     # one connection pool for every client thread (a client of its own per request
-    # costs ~50 ms of CPU: its TLS context), as a real client keeps its connections
-    # Idle connections are dropped after 2 s, before serve's 5 s keep-alive ends: reusing
-    # one just as the server closes it answers "connection reset" (httpx's default
-    # expiry is also 5 s, and a CI run lost that race), which no real client retries
-    # blindly for a POST.
-    http: httpx.Client = field(
-        default_factory=lambda: httpx.Client(
-            timeout=30, limits=httpx.Limits(keepalive_expiry=KEEPALIVE)
-        )
-    )
+    # costs ~50 ms of CPU: its TLS context), as a real client keeps its connections, with
+    # httpx's own defaults (serve holds idle connections longer than httpx keeps them)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     def fail(self, what: str) -> None:
         with self.lock:

@@ -108,6 +108,25 @@ LIMITS: tuple[Variable, ...] = (
         table="limits",
     ),
     Variable(
+        "head_timeout",
+        "LORASHELF_HEAD_TIMEOUT",
+        parse_duration,
+        "10s",
+        "time a request's line and headers may take to arrive, from the connection's "
+        "opening or the request's first byte (408 and closed after it)",
+        table="limits",
+    ),
+    Variable(
+        "keep_alive",
+        "LORASHELF_KEEP_ALIVE",
+        parse_duration,
+        "75s",
+        "time an idle keep-alive connection is held open; longer than clients and proxies "
+        "keep theirs (httpx 5 s, nginx 60 s), so that they close first and never send on a "
+        "connection the server is closing",
+        table="limits",
+    ),
+    Variable(
         "upload_min_rate",
         "LORASHELF_UPLOAD_MIN_RATE",
         parse_size,
@@ -145,6 +164,15 @@ LIMITS: tuple[Variable, ...] = (
         parse_count,
         "32",
         "requests one client address may have in flight at once (429 beyond)",
+        table="limits",
+    ),
+    Variable(
+        "max_connections_per_address",
+        "LORASHELF_MAX_CONNECTIONS_PER_ADDRESS",
+        parse_count,
+        "64",
+        "connections one client address may hold open at once (429 and closed beyond; "
+        "`LORASHELF_TRUSTED_PROXIES` are exempt)",
         table="limits",
     ),
     Variable(

@@ -54,11 +54,14 @@ class Limits:
     persisted_queries_bytes: int
     max_cost: int
     body_timeout: int
+    head_timeout: int
+    keep_alive: int
     upload_min_rate: int
     upload_grace: int
     download_min_rate: int
     download_grace: int
     max_requests_per_address: int
+    max_connections_per_address: int
     max_subscriptions_per_user: int
     max_field_repeats: int
     login_rate_username: str

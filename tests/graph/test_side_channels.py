@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websocket
 from starlette.applications import Starlette
 
 from graph.http.app import create_app
@@ -510,6 +511,8 @@ BODY_TIMEOUT = 2  # seconds
 MIN_RATE = 1000  # bytes a second
 GRACE = 1  # second
 PER_ADDRESS = 3
+HEAD_TIMEOUT = 2  # seconds
+CONNECTIONS_PER_ADDRESS = 6
 ANSWERED_WITHIN = 10  # seconds: the bound on how long a trickle may hold a connection
 
 
@@ -523,6 +526,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[processes.Serve
         "LORASHELF_UPLOAD_MIN_RATE": str(MIN_RATE),
         "LORASHELF_UPLOAD_GRACE": f"{GRACE}s",
         "LORASHELF_MAX_REQUESTS_PER_ADDRESS": str(PER_ADDRESS),
+        "LORASHELF_HEAD_TIMEOUT": f"{HEAD_TIMEOUT}s",
+        "LORASHELF_MAX_CONNECTIONS_PER_ADDRESS": str(CONNECTIONS_PER_ADDRESS),
+    }
+    with processes.serve(env, root) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[processes.Server]:
+    """A real server behind a reverse proxy at 127.0.0.1, keeping idle connections 1 s
+    and two connections per address."""
+    root = tmp_path_factory.mktemp("proxied")
+    env = {
+        "LORASHELF_DATA_DIR": str(root / "var"),
+        "LORASHELF_TRUSTED_PROXIES": "127.0.0.1",
+        "LORASHELF_KEEP_ALIVE": "1s",
+        "LORASHELF_MAX_CONNECTIONS_PER_ADDRESS": "2",
     }
     with processes.serve(env, root) as running:
         yield running
@@ -690,6 +710,178 @@ def test_one_address_at_its_limit_does_not_keep_another_out(server: processes.Se
             sock.close()
     # and once they are over, the address is served again
     processes.wait_for(lambda: fourth() == 200, timeout=5, what="127.0.0.1 served again")
+
+
+CLIENT_EXPIRY = httpx.Limits().keepalive_expiry  # httpx's default: 5 s
+
+
+def healthz_on(sock: socket.socket) -> bytes:
+    """The answer to a keep-alive ``GET /healthz`` sent on an open connection."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    return read_answer(sock, time.monotonic())
+
+
+def test_a_connection_idle_as_long_as_clients_keep_theirs_is_still_served(
+    server: processes.Server,
+) -> None:
+    # given a client's kept-alive connection, answered once
+    assert CLIENT_EXPIRY is not None
+    with connect(server) as sock:
+        assert healthz_on(sock).startswith(b"HTTP/1.1 200"), "first answer"
+        # when it lies idle a second past the time httpx keeps an idle connection
+        time.sleep(CLIENT_EXPIRY + 1)
+        # then the server has not closed it: the next request on it is answered (a server
+        # that closes first races the client, whose request meets a reset it cannot
+        # safely retry when it is a POST)
+        assert healthz_on(sock).startswith(b"HTTP/1.1 200"), "answer after the idle time"
+
+
+def test_an_idle_connection_is_closed_after_the_configured_keep_alive(
+    proxied: processes.Server,
+) -> None:
+    # given serve holding idle connections for 1 s
+    with connect(proxied) as sock:
+        assert healthz_on(sock).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        # when the client sends nothing more
+        readable, _, _ = select.select([sock], [], [], ANSWERED_WITHIN)
+        # then the server closes the connection once the second has passed
+        assert readable and sock.recv(1) == b"", "the connection is still open"
+        assert 1 - 0.5 <= time.monotonic() - started < ANSWERED_WITHIN
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """What the server sent before closing ``sock`` (b"" for nothing) and when, waiting
+    at most ``seconds``; the time is ``seconds`` when it stays open."""
+    started = time.monotonic()
+    received = b""
+    while (left := started + seconds - time.monotonic()) > 0:
+        readable, _, _ = select.select([sock], [], [], left)
+        if not readable:
+            break
+        try:
+            chunk = sock.recv(65536)
+        except OSError:  # reset: closed
+            return received, time.monotonic() - started
+        if not chunk:
+            return received, time.monotonic() - started
+        received += chunk
+    return received, seconds
+
+
+def test_a_connection_that_never_sends_a_head_is_closed_at_the_deadline(
+    server: processes.Server,
+) -> None:
+    # given Mallory's connection, opened and left silent
+    with connect(server) as sock:
+        # when she sends nothing
+        said, took = closed_within(sock, ANSWERED_WITHIN)
+    # then the server closes it when the head is due, saying nothing
+    assert said == b""
+    assert HEAD_TIMEOUT - 0.5 <= took < ANSWERED_WITHIN, took
+
+
+def test_a_head_trickled_in_is_cut_with_408(server: processes.Server) -> None:
+    # given Mallory's request head, long enough to take far past the deadline
+    head_bytes = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 40 + b"\r\n\r\n"
+    with connect(server) as sock:
+        # when she sends it a byte every half second
+        answer, took = trickle(sock, head_bytes, every=0.5)
+    # then the server answers 408 at the head's deadline, and never reads the rest
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert HEAD_TIMEOUT - 0.5 <= took < ANSWERED_WITHIN, took
+
+
+def test_a_kept_alive_connection_owes_each_head_from_its_first_byte(
+    server: processes.Server,
+) -> None:
+    # given a connection that was answered once
+    with connect(server) as sock:
+        assert healthz_on(sock).startswith(b"HTTP/1.1 200")
+        # when it lies idle longer than a head may take (the keep-alive's time, not
+        # the head's), then starts a head and stalls
+        time.sleep(HEAD_TIMEOUT + 0.5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        answer, took = closed_within(sock, ANSWERED_WITHIN)
+    # then the server waited for the head from its first byte, and cut it with 408
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert HEAD_TIMEOUT - 0.5 <= took < ANSWERED_WITHIN, took
+
+
+def test_one_address_holds_a_bounded_number_of_connections(server: processes.Server) -> None:
+    # given Mallory holding as many silent connections as one address may, from 127.0.0.3
+    held = [connect(server, "127.0.0.3") for _ in range(CONNECTIONS_PER_ADDRESS)]
+    try:
+        # when she opens one more from the same address
+        with connect(server, "127.0.0.3") as extra:
+            said, _ = closed_within(extra, ANSWERED_WITHIN)
+        # then it is refused at once with 429 and closed
+        assert said.startswith(b"HTTP/1.1 429"), said[:200]
+        # while another address is served
+        with connect(server, "127.0.0.4") as other:
+            assert healthz_on(other).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+
+    # and once hers are closed, her address is served again
+    def served() -> bool:
+        with connect(server, "127.0.0.3") as again:
+            return healthz_on(again).startswith(b"HTTP/1.1 200")
+
+    processes.wait_for(served, timeout=5, what="127.0.0.3 served again")
+
+
+def test_a_trusted_proxy_is_not_held_to_the_bound_on_connections(
+    proxied: processes.Server,
+) -> None:
+    # given a reverse proxy (trusted) at 127.0.0.1, where every client's connection
+    # arrives, and a bound of two connections per address
+    # when it holds four connections open at once
+    socks = [connect(proxied, "127.0.0.1") for _ in range(4)]
+    try:
+        # then every one of them is served
+        assert [healthz_on(sock)[:12] for sock in socks] == [b"HTTP/1.1 200"] * 4
+    finally:
+        for sock in socks:
+            sock.close()
+    # while an address it does not trust is held to the bound
+    untrusted = [connect(proxied, "127.0.0.5") for _ in range(3)]
+    try:
+        said = [closed_within(sock, 0.5)[0] for sock in untrusted]
+        assert [s[:12] for s in said] == [b"", b"", b"HTTP/1.1 429"]
+    finally:
+        for sock in untrusted:
+            sock.close()
+
+
+def test_a_websocket_counts_against_its_address_until_it_closes(
+    proxied: processes.Server,
+) -> None:
+    # given two subscriptions' sockets open from 127.0.0.6 (the bound is two)
+    url = proxied.url.replace("http://", "ws://") + "/graphql"
+    sockets = [
+        websocket.create_connection(
+            url, subprotocols=["graphql-transport-ws"], socket=connect(proxied, "127.0.0.6")
+        )
+        for _ in range(2)
+    ]
+    try:
+        # when the address opens one more connection
+        with connect(proxied, "127.0.0.6") as extra:
+            said, _ = closed_within(extra, ANSWERED_WITHIN)
+        # then the upgraded connections still count: it is refused
+        assert said.startswith(b"HTTP/1.1 429"), said[:200]
+    finally:
+        for ws in sockets:
+            ws.close()
+
+    # and once they are closed, they no longer count
+    def served() -> bool:
+        with connect(proxied, "127.0.0.6") as again:
+            return healthz_on(again).startswith(b"HTTP/1.1 200")
+
+    processes.wait_for(served, timeout=5, what="127.0.0.6 served again")
 
 
 # 7. The owner's download history ---------------------------------------------------------
