@@ -280,6 +280,7 @@ def run(workdir: Path, plan: Plan | None = None, log: Callable[[str], None] = pr
             "LORASHELF_SWEEP_INTERVAL": "5s",
             "LORASHELF_SIGNUP_RATE_PER_ADDRESS": "100000/hour",
             "LORASHELF_MAX_REQUESTS_PER_ADDRESS": "1000",
+            "LORASHELF_MAX_CONNECTIONS_PER_ADDRESS": "1000",
         }
         # the first serve makes the master key; the others start side by side after it
         servers = [stack.enter_context(serve(env, cwd=workdir))]
