@@ -8,8 +8,8 @@ head a byte at a time, holds a file descriptor for ever, and enough of them leav
 server no descriptor for its own files. (Bodies have their own deadline:
 :mod:`graph.http.transport`.)
 
-uvicorn's HTTP protocol is extended, not replaced: the head is seen ending in the bytes
-as they arrive, before uvicorn parses them."""
+uvicorn's HTTP protocol is extended, not replaced: h11's state says whether a head is
+owed, begun or whole."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-HEAD_END = b"\r\n\r\n"
 PRUNE_EVERY = 1024  # admissions between two sweeps of addresses with no open connection
 
 
@@ -100,9 +100,6 @@ def bounded_protocol(*, head_timeout: float, connections: Connections) -> type[H
     class Bounded(H11Protocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._awaiting_head = True
-            self._head_started = False
-            self._tail = b""
             self._head_timer: asyncio.TimerHandle | None = None
             self._address = "unknown"
 
@@ -121,26 +118,26 @@ def bounded_protocol(*, head_timeout: float, connections: Connections) -> type[H
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._awaiting_head:
-                self._head_started = True
-                if self._head_timer is None:
-                    self._arm()
-                seen = self._tail + data
-                if HEAD_END in seen:
-                    self._awaiting_head = False
-                    self._tail = b""
-                    self._disarm()
-                else:
-                    self._tail = seen[-(len(HEAD_END) - 1) :]
             super().data_received(data)
+            self._watch_head()
 
         def on_response_complete(self) -> None:
-            # the next head is owed from its first byte (the idle time before it is
-            # the keep-alive's)
-            self._awaiting_head = True
-            self._head_started = False
-            self._tail = b""
             super().on_response_complete()
+            self._watch_head()  # a pipelined head may have begun meanwhile
+
+        def _head_begun(self) -> bool:
+            """Bytes of a request's head are in, and not all of it."""
+            return self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+
+        def _watch_head(self) -> None:
+            # h11 says where the client is: IDLE until a request's head is whole (the
+            # bytes so far wait in its buffer), then in its body or done
+            if self.transport.get_protocol() is not self or self.transport.is_closing():
+                self._disarm()  # upgraded (a WebSocket) or closing: no head is owed
+            elif self.conn.their_state is not h11.IDLE:
+                self._disarm()  # the head is whole
+            elif self._head_begun() and self._head_timer is None:
+                self._arm()  # the head is owed from its first byte
 
         def _arm(self) -> None:
             self._disarm()
@@ -153,9 +150,9 @@ def bounded_protocol(*, head_timeout: float, connections: Connections) -> type[H
 
         def _head_late(self) -> None:
             self._head_timer = None
-            if not self._awaiting_head or self.transport.is_closing():
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
                 return
-            if self._head_started:
+            if self._head_begun():
                 self.transport.write(HEAD_TOO_SLOW)
             self.transport.close()
 

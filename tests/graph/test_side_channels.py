@@ -808,6 +808,29 @@ def test_a_kept_alive_connection_owes_each_head_from_its_first_byte(
     assert HEAD_TIMEOUT - 0.5 <= took < ANSWERED_WITHIN, took
 
 
+def test_pipelined_requests_are_answered_and_their_connection_kept(
+    server: processes.Server,
+) -> None:
+    # given two requests sent at once on one connection, the second with a body
+    body = b'{"query": "{ __typename }"}'
+    second = head("POST", "/graphql", len(body)) + body
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + second)
+        # then both are answered, in order
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 2 or not answers.rstrip().endswith(b"}"):
+            readable, _, _ = select.select([sock], [], [], ANSWERED_WITHIN)
+            chunk = sock.recv(65536) if readable else b""
+            assert chunk, answers
+            answers += chunk
+        first, rest = answers.split(b"HTTP/1.1 ")[1:]
+        assert first.startswith(b"200") and rest.startswith(b"200"), answers
+        assert b"__typename" in rest, answers
+        # and the connection, owing no head, is kept past a head's deadline
+        said, took = closed_within(sock, HEAD_TIMEOUT + 1)
+        assert (said, took) == (b"", HEAD_TIMEOUT + 1)
+
+
 def test_one_address_holds_a_bounded_number_of_connections(server: processes.Server) -> None:
     # given Mallory holding as many silent connections as one address may, from 127.0.0.3
     held = [connect(server, "127.0.0.3") for _ in range(CONNECTIONS_PER_ADDRESS)]
