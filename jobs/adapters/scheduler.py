@@ -31,6 +31,7 @@ __all__ = [
     "ArqMail",
     "ArqScheduler",
     "PlannedJob",
+    "jobs_index",
     "planned_export_jobs",
     "planned_file_jobs",
     "planned_jobs",
@@ -43,12 +44,19 @@ RETRY_AFTER = 2.0  # seconds without waiting on Redis after it failed
 MAX_MISSED = 100_000  # changes remembered for planning when Redis is back
 
 
+def jobs_index(kind: str, key: int) -> str:
+    """The Redis set holding the ids of one object's queued jobs (``kind``: dataset,
+    file, export), so that a change removes the ones it made pointless."""
+    return f"lorashelf:{kind}-jobs:{key}"
+
+
 @dataclass(frozen=True)
 class PlannedJob:
     job_id: str
     function: str
     args: tuple[int, ...]
     at: datetime
+    index: str  # :func:`jobs_index` of the object it is for
 
 
 def _ms(moment: datetime) -> int:
@@ -68,8 +76,11 @@ def planned_jobs(
     ):
         return []
     expires = dataset.expires_at
+    index = jobs_index("dataset", dataset.id)
     jobs = [
-        PlannedJob(f"expire:{dataset.id}:{_ms(expires)}", "expire_dataset", (dataset.id,), expires)
+        PlannedJob(
+            f"expire:{dataset.id}:{_ms(expires)}", "expire_dataset", (dataset.id,), expires, index
+        )
     ]
     for offset in reminders:
         due = expires - timedelta(seconds=offset)
@@ -80,6 +91,7 @@ def planned_jobs(
                     "send_reminder",
                     (dataset.id, offset),
                     due,
+                    index,
                 )
             )
     return jobs
@@ -90,20 +102,23 @@ def planned_file_jobs(file: ModelFile | None) -> list[PlannedJob]:
     if file is None or file.status != DatasetStatus.AVAILABLE or file.header_expires_at is None:
         return []
     due = file.header_expires_at
-    return [PlannedJob(f"erase-header:{file.id}:{_ms(due)}", "erase_header", (file.id,), due)]
+    index = jobs_index("file", file.id)
+    return [
+        PlannedJob(f"erase-header:{file.id}:{_ms(due)}", "erase_header", (file.id,), due, index)
+    ]
 
 
 def planned_export_jobs(export: DataExport | None, *, now: datetime) -> list[PlannedJob]:
     """A data export's job: built now while pending, shredded at the end of its window."""
     if export is None:
         return []
+    index = jobs_index("export", export.id)
     if export.status in (ExportStatus.PENDING, ExportStatus.BUILDING):
-        return [PlannedJob(f"build-export:{export.id}", "build_export", (export.id,), now)]
+        return [PlannedJob(f"build-export:{export.id}", "build_export", (export.id,), now, index)]
     if export.status == ExportStatus.READY and export.expires_at is not None:
         at = export.expires_at
-        return [
-            PlannedJob(f"expire-export:{export.id}:{_ms(at)}", "expire_export", (export.id,), at)
-        ]
+        job_id = f"expire-export:{export.id}:{_ms(at)}"
+        return [PlannedJob(job_id, "expire_export", (export.id,), at, index)]
     return []
 
 
@@ -133,6 +148,8 @@ async def plan_ahead(
             job.function, *job.args, _job_id=job.job_id, _defer_until=job.at
         ):
             enqueued += 1
+            # indexed like every other queued job, so that a later change removes it
+            await redis.sadd(job.index, job.job_id)  # type: ignore[misc]
     return enqueued
 
 
@@ -232,17 +249,17 @@ class ArqScheduler:
         async with _reading_the_database():
             row = await deletion.dataset_by_id(dataset_id)
         wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
-        await self._replan(f"lorashelf:dataset-jobs:{dataset_id}", wanted)
+        await self._replan(jobs_index("dataset", dataset_id), wanted)
 
     async def _export_jobs(self, export_id: int) -> None:
         row = await DataExport.get_or_none(id=export_id)
         wanted = planned_export_jobs(row, now=self._clock.now())
-        await self._replan(f"lorashelf:export-jobs:{export_id}", wanted)
+        await self._replan(jobs_index("export", export_id), wanted)
 
     async def _file_jobs(self, file_id: int) -> None:
         async with _reading_the_database():
             row = await ModelFile.get_or_none(id=file_id)
-        await self._replan(f"lorashelf:file-jobs:{file_id}", planned_file_jobs(row))
+        await self._replan(jobs_index("file", file_id), planned_file_jobs(row))
 
     async def _guarded(
         self, what: str, schedule: Callable[[int], Awaitable[None]], key: int

@@ -1,15 +1,28 @@
-"""``planned_jobs``: the exact-time jobs a dataset needs, with deterministic ids."""
+"""``planned_jobs``: the exact-time jobs a dataset needs, with deterministic ids; and
+what the scheduler queues in Redis for them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from arq import create_pool
+from arq.constants import default_queue_name
 
-from jobs.adapters.scheduler import PlannedJob, planned_jobs
+from jobs.adapters.scheduler import (
+    ArqScheduler,
+    PlannedJob,
+    jobs_index,
+    plan_ahead,
+    planned_jobs,
+    redis_settings,
+)
+from storage.config.settings import load_settings
 from storage.db.models import TrainingDataset
 from storage.retention import deletion as retention
 from tests.conftest import Api, MutableClock, Person, raw_id, set_visibility
+from tests.processes import RedisServer
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s,10s")
 
@@ -79,10 +92,11 @@ async def test_a_private_published_dataset_gets_its_expiry_and_reminders(
     # then one expiry at expiresAt and one reminder per offset
     remind_30 = expires - timedelta(seconds=30)
     remind_10 = expires - timedelta(seconds=10)
+    index = jobs_index("dataset", pk)
     assert jobs == [
-        PlannedJob(f"expire:{pk}:{ms(expires)}", "expire_dataset", (pk,), expires),
-        PlannedJob(f"remind:{pk}:30:{ms(remind_30)}", "send_reminder", (pk, 30), remind_30),
-        PlannedJob(f"remind:{pk}:10:{ms(remind_10)}", "send_reminder", (pk, 10), remind_10),
+        PlannedJob(f"expire:{pk}:{ms(expires)}", "expire_dataset", (pk,), expires, index),
+        PlannedJob(f"remind:{pk}:30:{ms(remind_30)}", "send_reminder", (pk, 30), remind_30, index),
+        PlannedJob(f"remind:{pk}:10:{ms(remind_10)}", "send_reminder", (pk, 10), remind_10, index),
     ]
     assert ms(expires) == 1772366460000  # 2026-03-01 12:01:00 UTC
 
@@ -135,3 +149,32 @@ async def test_a_moved_window_plans_new_job_ids(api: Api, clock: MutableClock) -
         expires - timedelta(seconds=10),
     ]
     assert before.isdisjoint(job.job_id for job in after)
+
+
+async def test_jobs_queued_again_after_redis_lost_them_go_when_the_dataset_goes_public(
+    api: Api, env: dict[str, str], clock: MutableClock, redis: RedisServer, ctx: dict[str, Any]
+) -> None:
+    clock.set(datetime.now(UTC))  # arq reckons its jobs' expiry in real time
+    owner, dataset_id = await given_private_published(api)
+    pk = await raw_id(dataset_id)
+    scheduler = ArqScheduler(load_settings({**env, "LORASHELF_REDIS_URL": redis.url}), clock)
+    pool = await create_pool(redis_settings(redis.url))
+    try:
+        # given a private dataset's jobs queued, then lost with everything in Redis (a
+        # restart without persistence)
+        await scheduler.dataset_changed(pk)
+        await pool.flushall()
+        # when a sweep queues the coming work again from the database
+        rt = ctx["runtime"]
+        sweeps = 1 + 60 // rt.settings.sweep_interval  # the whole 60 s window
+        assert await plan_ahead(pool, rt, now=clock.now(), sweeps=sweeps, limit=100) == 3
+        ids = [job.job_id for job in await plan(dataset_id, clock)]
+        assert [await pool.zscore(default_queue_name, i) is not None for i in ids] == [True] * 3
+        # and the dataset is then made public (serve tells the scheduler)
+        await set_visibility(api, owner, dataset_id, "PUBLIC")
+        await scheduler.dataset_changed(pk)
+        # then none of its jobs is left in the queue
+        assert [await pool.zscore(default_queue_name, i) for i in ids] == [None] * 3
+    finally:
+        await pool.aclose()
+        await scheduler.close()
