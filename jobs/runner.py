@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from jobs.mail import deliver_mail
@@ -47,6 +48,9 @@ class EmbeddedRunner:
         self._builds: set[asyncio.Task[bool]] = set()  # data exports being built
 
     async def dataset_changed(self, dataset_id: int) -> None:
+        self._wake.set()
+
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
         self._wake.set()
 
     async def file_changed(self, file_id: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from arq import ArqRedis, create_pool
@@ -42,6 +43,10 @@ class WorkerWatch:
     async def dataset_changed(self, dataset_id: int) -> None:
         if self._runner is not None:
             await self._runner.dataset_changed(dataset_id)
+
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
+        if self._runner is not None:
+            await self._runner.datasets_changed(dataset_ids)
 
     async def file_changed(self, file_id: int) -> None:
         if self._runner is not None:

@@ -11,6 +11,7 @@ scheduler, the embedded runner, the in-app notifier, the in-process or Redis bus
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +31,11 @@ class Scheduler(Protocol):
 
         Never raises: if scheduling fails, the periodic sweep does the work.
         """
+        ...
+
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
+        """:meth:`dataset_changed` for many datasets changed together (a sweep's batch),
+        at a cost that need not grow a round trip per dataset."""
         ...
 
     async def file_changed(self, file_id: int) -> None:
@@ -61,6 +67,11 @@ class Bus(Protocol):
 
     async def dataset_changed(self, dataset_id: int) -> None: ...
 
+    async def signal(self, *, users: Sequence[int] = (), datasets: Sequence[int] = ()) -> None:
+        """Many signals at once (a sweep's batch): :meth:`notification_added` for each of
+        ``users`` and :meth:`dataset_changed` for each of ``datasets``."""
+        ...
+
 
 class NoBus:
     """Tells nobody (tools, and runtimes with no subscribers to reach)."""
@@ -71,11 +82,17 @@ class NoBus:
     async def dataset_changed(self, dataset_id: int) -> None:
         return None
 
+    async def signal(self, *, users: Sequence[int] = (), datasets: Sequence[int] = ()) -> None:
+        return None
+
 
 class NoScheduler:
     """Schedules nothing: the sweep alone does the work (tools, jobs and some tests)."""
 
     async def dataset_changed(self, dataset_id: int) -> None:
+        return None
+
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
         return None
 
     async def file_changed(self, file_id: int) -> None:
@@ -97,6 +114,10 @@ class Fanout:
     async def dataset_changed(self, dataset_id: int) -> None:
         for scheduler in self._schedulers:
             await scheduler.dataset_changed(dataset_id)
+
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
+        for scheduler in self._schedulers:
+            await scheduler.datasets_changed(dataset_ids)
 
     async def file_changed(self, file_id: int) -> None:
         for scheduler in self._schedulers:
@@ -149,13 +170,33 @@ class Runtime:
         """Deliver a stored (committed) notification, and tell its owner's live
         subscriptions."""
         if notification is not None:
+            await self.deliver_all([notification])
+
+    async def deliver_all(self, notifications: Sequence[Notification]) -> None:
+        """Deliver stored (committed) notifications made together (a sweep's): each on
+        the notifier, each owner's live subscriptions told once, and one e-mail pass
+        for all of them."""
+        if not notifications:
+            return
+        for notification in notifications:
             await self.notifier.deliver(notification)
-            await self.bus.notification_added(notification.user_id)
-            if self.settings.smtp_url:  # its e-mail, if any, was queued with it
-                await self.scheduler.mail_queued()
+        users = list(dict.fromkeys(n.user_id for n in notifications))
+        if len(users) == 1:
+            await self.bus.notification_added(users[0])
+        else:
+            await self.bus.signal(users=users)
+        if self.settings.smtp_url:  # their e-mail, if any, was queued with them
+            await self.scheduler.mail_queued()
 
     async def dataset_changed(self, dataset_id: int) -> None:
         """After a committed change to a dataset: (re)plan its exact-time work and tell
         the live subscriptions watching it."""
         await self.scheduler.dataset_changed(dataset_id)
         await self.bus.dataset_changed(dataset_id)
+
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
+        """:meth:`dataset_changed` for many datasets changed together (a sweep's batch)."""
+        if not dataset_ids:
+            return
+        await self.scheduler.datasets_changed(dataset_ids)
+        await self.bus.signal(datasets=dataset_ids)

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -119,6 +119,12 @@ class Subscribers:
                 del self.open[user_id]
 
 
+def topics(*, users: Sequence[int] = (), datasets: Sequence[int] = ()) -> list[Topic]:
+    """The signals for ``users`` (a notification each) and ``datasets`` (changed), each
+    once."""
+    return list(dict.fromkeys([*((USER, u) for u in users), *((DATASET, d) for d in datasets)]))
+
+
 def encode(kind: str, key: int) -> str:
     return f"{kind}:{key}"
 
@@ -144,6 +150,10 @@ class LocalBus:
     async def dataset_changed(self, dataset_id: int) -> None:
         self.hub.poke(DATASET, dataset_id)
 
+    async def signal(self, *, users: Sequence[int] = (), datasets: Sequence[int] = ()) -> None:
+        for topic in topics(users=users, datasets=datasets):
+            self.hub.poke(*topic)
+
     def start(self) -> None:
         return None
 
@@ -166,29 +176,42 @@ class RedisBus:
         self.connected = asyncio.Event()  # set while the listener is subscribed
 
     async def notification_added(self, user_id: int) -> None:
-        await self._publish(USER, user_id)
+        await self._publish([(USER, user_id)])
 
     async def dataset_changed(self, dataset_id: int) -> None:
-        await self._publish(DATASET, dataset_id)
+        await self._publish([(DATASET, dataset_id)])
 
-    async def _publish(self, kind: str, key: int) -> None:
+    async def signal(self, *, users: Sequence[int] = (), datasets: Sequence[int] = ()) -> None:
+        await self._publish(topics(users=users, datasets=datasets))
+
+    async def _publish(self, signals: list[Topic]) -> None:
+        """Publish each signal (one message each, in one round trip)."""
+        if not signals:
+            return
         try:
             if self.lost:
                 raise ConnectionError("Redis is lost")  # nobody waits on it meanwhile
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self._client.publish(CHANNEL, encode(kind, key))
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for kind, key in signals:
+                        pipe.publish(CHANNEL, encode(kind, key))
+                    await pipe.execute()
         except Exception as exc:  # noqa: BLE001 - a lost signal must not fail the change
             if not self.lost:
+                kind, key = signals[0]
+                more = f" and {len(signals) - 1} more" if len(signals) > 1 else ""
                 log.warning(
-                    "could not publish %s %s to Redis (%s); local subscribers only (the "
+                    "could not publish %s %s%s to Redis (%s); local subscribers only (the "
                     "other processes' re-read while their listeners cannot hear)",
                     kind,
                     key,
+                    more,
                     _describe(exc),
                 )
                 self.lost = True  # until the listener or the pinger hears Redis again
             if self.hub is not None:
-                self.hub.poke(kind, key)
+                for kind, key in signals:
+                    self.hub.poke(kind, key)
 
     def start(self) -> None:
         if self._listener is not None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -230,6 +230,18 @@ class ArqScheduler:
     async def dataset_changed(self, dataset_id: int) -> None:
         await self._guarded(f"dataset {dataset_id}", self._dataset_jobs, dataset_id)
 
+    async def datasets_changed(self, dataset_ids: Sequence[int]) -> None:
+        """Many datasets changed together (a sweep's batch): their rows read in one
+        query and their jobs replanned in a few round trips to Redis, not a few each.
+        What fails is planned again one by one, as single changes are."""
+        ids = list(dict.fromkeys(dataset_ids))
+        if len(ids) <= 1:
+            for dataset_id in ids:
+                await self.dataset_changed(dataset_id)
+            return
+        misses = [(f"dataset {i}", self._dataset_jobs, i) for i in ids]
+        await self._attempt(f"{len(ids)} datasets", misses, lambda: self._many_dataset_jobs(ids))
+
     async def file_changed(self, file_id: int) -> None:
         await self._guarded(f"file {file_id}", self._file_jobs, file_id)
 
@@ -246,31 +258,50 @@ class ArqScheduler:
         await self._guarded(f"export {export_id}", self._export_jobs, export_id)
 
     async def _dataset_jobs(self, dataset_id: int) -> None:
+        await self._many_dataset_jobs([dataset_id])
+
+    async def _many_dataset_jobs(self, dataset_ids: Sequence[int]) -> None:
         async with _reading_the_database():
-            row = await deletion.dataset_by_id(dataset_id)
-        wanted = planned_jobs(row, reminders=self._settings.reminders, now=self._clock.now())
-        await self._replan(jobs_index("dataset", dataset_id), wanted)
+            rows = await deletion.datasets_by_ids(dataset_ids)
+        now = self._clock.now()
+        reminders = self._settings.reminders
+        await self._replan(
+            {
+                jobs_index("dataset", i): planned_jobs(rows.get(i), reminders=reminders, now=now)
+                for i in dataset_ids
+            }
+        )
 
     async def _export_jobs(self, export_id: int) -> None:
         row = await DataExport.get_or_none(id=export_id)
         wanted = planned_export_jobs(row, now=self._clock.now())
-        await self._replan(jobs_index("export", export_id), wanted)
+        await self._replan({jobs_index("export", export_id): wanted})
 
     async def _file_jobs(self, file_id: int) -> None:
         async with _reading_the_database():
             row = await ModelFile.get_or_none(id=file_id)
-        await self._replan(jobs_index("file", file_id), planned_file_jobs(row))
+        await self._replan({jobs_index("file", file_id): planned_file_jobs(row)})
 
     async def _guarded(
         self, what: str, schedule: Callable[[int], Awaitable[None]], key: int
     ) -> None:
+        await self._attempt(what, [(what, schedule, key)], lambda: schedule(key))
+
+    async def _attempt(
+        self,
+        what: str,
+        misses: Sequence[tuple[str, Callable[[int], Awaitable[None]], int]],
+        schedule: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run ``schedule`` unless Redis failed a moment ago; if it fails, or is not
+        run, each of ``misses`` is planned again later (the sweep covers them meanwhile)."""
         if self._down() or self._redis_missed:
             # Redis was down a moment ago: no request waits on it; the replay tries.
             log.warning("Redis unavailable: %s planned when it is back", what)
-            self._miss(what, schedule, key)
+            self._miss_all(misses)
             return
         try:
-            await asyncio.wait_for(schedule(key), timeout=SCHEDULE_TIMEOUT)
+            await asyncio.wait_for(schedule(), timeout=SCHEDULE_TIMEOUT)
         except DatabaseUnreadable as exc:  # Redis is fine: no Redis-down mode
             log.warning(
                 "could not read %s from the database to schedule its retention jobs (%s); "
@@ -279,7 +310,7 @@ class ArqScheduler:
                 exc.cause,
                 RETRY_AFTER,
             )
-            self._miss(what, schedule, key)
+            self._miss_all(misses)
         except Exception as exc:  # Redis down or slow: planned again when it is back
             self._redis_missed = True
             await self._failed()
@@ -289,7 +320,7 @@ class ArqScheduler:
                 what,
                 f"{exc.__class__.__name__}: {exc}",
             )
-            self._miss(what, schedule, key)
+            self._miss_all(misses)
 
     def _down(self) -> bool:
         """Whether Redis failed a moment ago (no request waits on it then)."""
@@ -302,9 +333,12 @@ class ArqScheduler:
             with contextlib.suppress(Exception):  # closing a broken connection
                 await pool.aclose()
 
-    def _miss(self, what: str, schedule: Callable[[int], Awaitable[None]], key: int) -> None:
-        if len(self._missed) < MAX_MISSED:
-            self._missed[what] = (schedule, key)
+    def _miss_all(
+        self, misses: Sequence[tuple[str, Callable[[int], Awaitable[None]], int]]
+    ) -> None:
+        for what, schedule, key in misses:
+            if len(self._missed) < MAX_MISSED:
+                self._missed[what] = (schedule, key)
         if self._replay is None or self._replay.done():
             self._replay = asyncio.create_task(self._replay_missed(), name="arq-replay")
 
@@ -328,23 +362,36 @@ class ArqScheduler:
                     log.info("Redis is back: missed retention jobs planned")
                 self._redis_missed = False
 
-    async def _replan(self, index: str, wanted: list[PlannedJob]) -> None:
-        """Enqueue ``wanted`` (ids hold the due time: the same state twice is one job)
-        and remove the jobs of this object that are no longer wanted."""
+    async def _replan(self, plans: dict[str, list[PlannedJob]]) -> None:
+        """For each object's index, enqueue its wanted jobs (ids hold the due time: the
+        same state twice is one job) and remove its jobs that are no longer wanted: the
+        indexes read in one round trip, the stale jobs removed in one transaction."""
         pool = await self._connect()
-        previous = {m.decode() for m in await pool.smembers(index)}  # type: ignore[misc]
-        stale = previous - {job.job_id for job in wanted}
-        if stale:
+        indexes = list(plans)
+        async with pool.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.smembers(index)
+            members = await pipe.execute()
+        stale = {
+            index: {m.decode() for m in found} - {job.job_id for job in plans[index]}
+            for index, found in zip(indexes, members, strict=True)
+        }
+        if any(stale.values()):
             async with pool.pipeline(transaction=True) as pipe:
-                for job_id in stale:
-                    pipe.zrem(default_queue_name, job_id)
-                    pipe.delete(job_key_prefix + job_id)
-                    pipe.srem(index, job_id)
+                for index, job_ids in stale.items():
+                    for job_id in job_ids:
+                        pipe.zrem(default_queue_name, job_id)
+                        pipe.delete(job_key_prefix + job_id)
+                        pipe.srem(index, job_id)
                 await pipe.execute()
+        wanted = [job for jobs in plans.values() for job in jobs]
         for job in wanted:
             await pool.enqueue_job(job.function, *job.args, _job_id=job.job_id, _defer_until=job.at)
         if wanted:
-            await pool.sadd(index, *[job.job_id for job in wanted])  # type: ignore[misc]
+            async with pool.pipeline(transaction=False) as pipe:
+                for job in wanted:
+                    pipe.sadd(job.index, job.job_id)
+                await pipe.execute()
             keep = max(job.at for job in wanted) - self._clock.now() + timedelta(days=2)
             await pool.expire(index, int(keep.total_seconds()))
 

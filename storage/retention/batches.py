@@ -347,10 +347,8 @@ async def _bytes_and_tombstones(
             else None
         )
         rt.metrics.deleted(reason, lateness=late)
-    for notice in stored:
-        await rt.deliver(notice)
-    for row in done:
-        await rt.dataset_changed(row.id)
+    await rt.deliver_all(stored)
+    await rt.datasets_changed([row.id for row in done])
     # the header windows of the versions that have weights files still withholding keys
     held: list[Any] = await ModelFile.filter(
         version_id__in=[row.version_id for row in done],
