@@ -11,6 +11,7 @@ has a confirmed address and wants it, is queued in that same transaction
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,6 @@ from storage.config.settings import Settings
 from storage.db import bulk, reads
 from storage.db.enums import DeletionReason, EventKind, NotificationKind
 from storage.db.models import (
-    LoraModel,
     ModelVersion,
     Notification,
     TrainingDataset,
@@ -37,9 +37,16 @@ def _when(moment: datetime) -> str:
 
 
 async def _names(dataset: TrainingDataset) -> tuple[str, str]:
-    version = await ModelVersion.get(id=dataset.version_id)
-    model = await LoraModel.get(id=version.model_id)
-    return model.name, version.name
+    """The dataset's model and version names, in one query."""
+    return (await _names_of([dataset]))[dataset.version_id]
+
+
+async def _names_of(datasets: Sequence[TrainingDataset]) -> dict[int, tuple[str, str]]:
+    """(model name, version name) by version, for ``datasets``, in one query."""
+    rows = await ModelVersion.filter(id__in={d.version_id for d in datasets}).values_list(
+        "id", "name", "model__name"
+    )
+    return {int(v): (str(model), str(version)) for v, version, model in rows}
 
 
 async def record_reminder(
@@ -136,10 +143,7 @@ async def deletion_notices(
     transaction that stores them with :func:`store_deletions`."""
     if not datasets:
         return {}
-    rows = await ModelVersion.filter(id__in={d.version_id for d in datasets}).values_list(
-        "id", "name", "model__name"
-    )
-    names = {int(v): (str(model), str(version)) for v, version, model in rows}
+    names = await _names_of(datasets)
     made = {}
     for dataset in datasets:
         model, version = names[dataset.version_id]
