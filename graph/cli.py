@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     from graph.banner import banner, with_public_url
     from graph.http.app import create_app
-    from graph.http.connections import Connections, bounded_protocol
+    from graph.http.connections import Connections, Deadlines, bounded_protocols
 
     startup.private_files()
     json_lines = _log_setup() == "json"
@@ -80,6 +80,22 @@ def _serve(args: argparse.Namespace) -> None:
     else:
         print(shown, file=sys.stderr, flush=True)
     trusted = ",".join(settings.trusted_proxies)
+    limits = settings.limits
+    http_protocol, ws_protocol = bounded_protocols(
+        deadlines=Deadlines(
+            head=limits.head_timeout, keep_alive=limits.keep_alive, send=limits.send_timeout
+        ),
+        connections=Connections(
+            per_address=limits.max_connections_per_address,
+            trusted_proxies=settings.trusted_proxies,
+            linger=limits.send_timeout,
+        ),
+    )
+    if "*" in settings.trusted_proxies:
+        logging.getLogger("lorashelf").warning(
+            "LORASHELF_TRUSTED_PROXIES=*: every client's X-Forwarded-For is believed, so "
+            "per-address limits count whatever address a client claims; name the proxies"
+        )
     # JSON: uvicorn's loggers (the access log too) go through ours, request ids included.
     own_logging: dict[str, Any] = {"log_config": None} if json_lines else {}
     try:
@@ -93,13 +109,11 @@ def _serve(args: argparse.Namespace) -> None:
             proxy_headers=bool(trusted),
             forwarded_allow_ips=trusted or None,
             timeout_keep_alive=settings.limits.keep_alive,
-            http=bounded_protocol(
-                head_timeout=settings.limits.head_timeout,
-                connections=Connections(
-                    per_address=settings.limits.max_connections_per_address,
-                    trusted_proxies=settings.trusted_proxies,
-                ),
-            ),
+            http=http_protocol,
+            ws=ws_protocol,
+            # a client that keeps an answer waiting is dropped at LORASHELF_SEND_TIMEOUT;
+            # a shutdown waits for the answers in flight no longer than that
+            timeout_graceful_shutdown=settings.limits.send_timeout,
             # A subscription's messages are small GraphQL documents, bounded like request
             # bodies.
             ws_max_size=settings.limits.max_body_bytes,

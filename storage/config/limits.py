@@ -113,7 +113,17 @@ LIMITS: tuple[Variable, ...] = (
         parse_duration,
         "10s",
         "time a request's line and headers may take to arrive, from the connection's "
-        "opening or the request's first byte (408 and closed after it)",
+        "opening or the request's first byte (408 and closed after it), and the rest of a "
+        "body the server answered early",
+        table="limits",
+    ),
+    Variable(
+        "send_timeout",
+        "LORASHELF_SEND_TIMEOUT",
+        parse_duration,
+        "60s",
+        "time an answer may wait on a client that reads none of it, and a closed "
+        "connection's last bytes (the connection is dropped after it)",
         table="limits",
     ),
     Variable(

@@ -10,6 +10,7 @@ used in messages (``describe_duration``), and the masks that hide secrets; and
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,6 +143,23 @@ def parse_names(name: str, raw: str) -> tuple[str, ...]:
         if len(item) > 256 or not item.isprintable():
             raise ConfigError(f"{name}: {item[:40]!r} is not a usable name")
     return names
+
+
+def parse_proxies(name: str, raw: str) -> tuple[str, ...]:
+    """Reverse proxies: comma-separated IP addresses or networks (CIDR), or ``*`` for any;
+    empty means none."""
+    entries = parse_names(name, raw)
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {entry[:60]!r} is not an IP address or network "
+                "(e.g. 10.0.0.5 or 172.16.0.0/12; * for any)"
+            ) from None
+    return entries
 
 
 def parse_database_url(name: str, raw: str) -> str:

@@ -55,6 +55,7 @@ class Limits:
     max_cost: int
     body_timeout: int
     head_timeout: int
+    send_timeout: int
     keep_alive: int
     upload_min_rate: int
     upload_grace: int

@@ -24,6 +24,7 @@ from storage.config.parse import (
     parse_master_keys,
     parse_names,
     parse_origins,
+    parse_proxies,
     parse_public_url,
     parse_redis_url,
     parse_size,
@@ -237,10 +238,12 @@ SETTINGS: tuple[Variable, ...] = (
     Variable(
         "trusted_proxies",
         "LORASHELF_TRUSTED_PROXIES",
-        parse_names,
+        parse_proxies,
         "",
-        "addresses of reverse proxies whose `X-Forwarded-For` names the client (comma-separated; "
-        "`*` for any): rate limits and per-address bounds then count real clients",
+        "addresses or networks of reverse proxies whose `X-Forwarded-For` names the client "
+        "(comma-separated, e.g. `10.0.0.5,172.16.0.0/12`; `*` for any): rate limits and "
+        "per-address bounds then count real clients, and their own connections are not "
+        "bounded per address",
         shown_default="none",
     ),
     Variable(

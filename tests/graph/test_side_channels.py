@@ -36,6 +36,7 @@ import pytest
 import websocket
 from starlette.applications import Starlette
 
+from graph.http import graphiql
 from graph.http.app import create_app
 from graph.schema import ids
 from jobs.tasks import sweep
@@ -512,6 +513,7 @@ MIN_RATE = 1000  # bytes a second
 GRACE = 1  # second
 PER_ADDRESS = 3
 HEAD_TIMEOUT = 2  # seconds
+SEND_TIMEOUT = 2  # seconds
 CONNECTIONS_PER_ADDRESS = 6
 ANSWERED_WITHIN = 10  # seconds: the bound on how long a trickle may hold a connection
 
@@ -527,6 +529,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[processes.Serve
         "LORASHELF_UPLOAD_GRACE": f"{GRACE}s",
         "LORASHELF_MAX_REQUESTS_PER_ADDRESS": str(PER_ADDRESS),
         "LORASHELF_HEAD_TIMEOUT": f"{HEAD_TIMEOUT}s",
+        "LORASHELF_SEND_TIMEOUT": f"{SEND_TIMEOUT}s",
         "LORASHELF_MAX_CONNECTIONS_PER_ADDRESS": str(CONNECTIONS_PER_ADDRESS),
     }
     with processes.serve(env, root) as running:
@@ -831,12 +834,80 @@ def test_pipelined_requests_are_answered_and_their_connection_kept(
         assert (said, took) == (b"", HEAD_TIMEOUT + 1)
 
 
+def test_the_rest_of_a_body_answered_early_is_due_at_the_head_deadline(
+    server: processes.Server,
+) -> None:
+    # given Mallory's request announcing a body of a megabyte, answered before its body
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/healthz", 1_000_000) + b"a")
+        assert read_answer(sock, time.monotonic()).startswith(b"HTTP/1.1 200")
+        # when she sends no more of it
+        said, took = closed_within(sock, ANSWERED_WITHIN)
+    # then the connection is closed when the rest was due
+    assert said == b""
+    assert HEAD_TIMEOUT - 0.5 <= took < ANSWERED_WITHIN, took
+
+
+def test_a_connection_idle_after_a_late_body_is_closed_at_the_keep_alive(
+    proxied: processes.Server,
+) -> None:
+    # given a request answered before its ten-byte body, whose body then arrives
+    with connect(proxied) as sock:
+        sock.sendall(head("GET", "/healthz", 10))
+        assert read_answer(sock, time.monotonic()).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"0123456789")
+        # when the connection then lies idle
+        said, took = closed_within(sock, ANSWERED_WITHIN)
+    # then it is closed at the keep-alive's end (1 s), as after any answer
+    assert said == b"" and took < ANSWERED_WITHIN, took
+
+
+def big_static_file() -> str:
+    """The path of the largest file serve has to send without a login (GraphiQL's
+    script, fetched by the set-up: `lorashelf fetch-graphiql`)."""
+    files = sorted(graphiql.STATIC_DIR.rglob("*.js"), key=lambda p: p.stat().st_size)
+    assert files and files[-1].stat().st_size > 1_000_000, "run `lorashelf fetch-graphiql`"
+    return f"{graphiql.URL_PREFIX}/{files[-1].relative_to(graphiql.STATIC_DIR).as_posix()}"
+
+
+def test_a_client_that_reads_nothing_is_dropped_at_the_send_deadline(
+    server: processes.Server,
+) -> None:
+    # given Mallory asking for a file of megabytes on connections whose window is tiny
+    path = big_static_file()
+    size = (graphiql.STATIC_DIR / path.removeprefix(graphiql.URL_PREFIX + "/")).stat().st_size
+    held = []
+    for _ in range(3):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind(("127.0.0.7", 0))
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        held.append(sock)
+    try:
+        # when she reads none of it for longer than the send deadline
+        time.sleep(SEND_TIMEOUT + 2)
+        # then the server has dropped each connection: what she can read then is cut
+        # short of the file (a reset ends it)
+        for sock in held:
+            sock.settimeout(ANSWERED_WITHIN)
+            received = 0
+            with suppress(OSError):
+                while chunk := sock.recv(65536):
+                    received += len(chunk)
+            assert received < size, f"{received} of {size} bytes: the answer waited for her"
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_one_address_holds_a_bounded_number_of_connections(server: processes.Server) -> None:
     # given Mallory holding as many silent connections as one address may, from 127.0.0.3
     held = [connect(server, "127.0.0.3") for _ in range(CONNECTIONS_PER_ADDRESS)]
     try:
-        # when she opens one more from the same address
+        # when she opens one more from the same address, and sends a request on it
         with connect(server, "127.0.0.3") as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             said, _ = closed_within(extra, ANSWERED_WITHIN)
         # then it is refused at once with 429 and closed
         assert said.startswith(b"HTTP/1.1 429"), said[:200]

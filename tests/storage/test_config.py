@@ -58,6 +58,8 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
         ("LORASHELF_CORS_ORIGINS", "notanorigin"),
         ("LORASHELF_CORS_ORIGINS", "https://ok.example,https://bad.example/path"),
         ("LORASHELF_SECRET_KEY", "short"),
+        ("LORASHELF_TRUSTED_PROXIES", "proxy.internal"),
+        ("LORASHELF_TRUSTED_PROXIES", "10.0.0.0/33"),
     ],
 )
 def test_bad_value_stops_serve_with_one_line(tmp_path: Path, variable: str, value: str) -> None:
