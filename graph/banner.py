@@ -6,7 +6,8 @@ import dataclasses
 from importlib.metadata import PackageNotFoundError, version
 
 from graph.http import graphiql
-from storage.config.parse import describe_duration, mask_url
+from storage.config.masks import mask_url
+from storage.config.parse import describe_duration
 from storage.config.settings import Settings
 
 

@@ -189,7 +189,7 @@ def _migrate_check(database_url: str) -> NoReturn:
     """Say what ``migrate`` would do, changing nothing: exit 0 when nothing is pending,
     1 when migrations would run, 2 when the database is newer than this code, 3 when
     the database cannot be read."""
-    from storage.config.parse import mask_url
+    from storage.config.masks import mask_url
     from storage.db import connection as db
 
     where = mask_url(database_url)

@@ -1,7 +1,7 @@
 """E-mail addresses: an optional, verified address per account, and what it receives.
 
 The address is personal data: it is shown to its owner alone (``User.email``), masked
-in every log line (``storage.config.parse.mask_email``), and goes with the account.
+in every log line (``storage.config.masks.mask_email``), and goes with the account.
 ``setEmail`` records it as awaiting verification and queues a message with a signed,
 single-use link (``storage.signing.MailTokens``) valid for ``VERIFY_LIFETIME``; nothing
 else is sent to it until the link is used. A link that is expired, already used or
@@ -17,7 +17,8 @@ import secrets
 from datetime import timedelta
 
 from storage import changes
-from storage.config.parse import is_email_address, mask_email
+from storage.config.masks import mask_email
+from storage.config.parse import is_email_address
 from storage.db.enums import MailKind
 from storage.db.models import User
 from storage.errors import ServiceError

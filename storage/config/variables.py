@@ -8,10 +8,9 @@ name, its parser, its default and what it means. The same table loads the settin
 from __future__ import annotations
 
 from storage.config.limits import LIMITS
+from storage.config.masks import mask_all, mask_url
 from storage.config.parse import (
     Variable,
-    mask_all,
-    mask_url,
     parse_blob_url,
     parse_bool,
     parse_count,

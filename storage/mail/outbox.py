@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from tortoise.expressions import Q
 from tortoise.functions import Count
 
-from storage.config.parse import describe_duration, mask_email
+from storage.config.masks import mask_email
+from storage.config.parse import describe_duration
 from storage.config.settings import Settings
 from storage.db.enums import MailKind, MailStatus
 from storage.db.models import Notification, User
