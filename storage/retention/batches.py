@@ -38,6 +38,7 @@ from tortoise import connections
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
+from storage import exports
 from storage.crypto import keystore, receipts
 from storage.db import bulk, reads
 from storage.db.enums import DatasetStatus, DeletionReason, EventKind, Visibility
@@ -61,7 +62,8 @@ def _postgres() -> bool:
 
 async def claim_expired(now: datetime, *, limit: int) -> list[int]:
     """Claim up to ``limit`` private datasets whose window has ended, oldest first, in
-    one conditional ``UPDATE ... RETURNING``; the ids this call claimed."""
+    one conditional ``UPDATE ... RETURNING`` (their owners' data exports end in the same
+    transaction); the ids this call claimed."""
     due = (
         TrainingDataset.filter(status__in=LIVE, visibility=Visibility.PRIVATE, expires_at__lte=now)
         .order_by("expires_at", "id")
@@ -91,7 +93,9 @@ async def claim_expired(now: datetime, *, limit: int) -> list[int]:
             cut = sql.index(") AND ", sql.index(" LIMIT "))
             sql = f"{sql[:cut]} FOR UPDATE SKIP LOCKED)){sql[cut + 1 :]}"
             sql = sql.replace('"id" IN (SELECT', '"id" = ANY(ARRAY(SELECT', 1)
-        rows = await client.execute_query_dict(f'{sql} RETURNING "id"', list(params))
+        rows = await client.execute_query_dict(f'{sql} RETURNING "id", "owner_id"', list(params))
+        # their owners' data exports, which may hold them, end with the claim
+        await exports.withdraw((int(row["owner_id"]) for row in rows), now)
     return sorted(int(row["id"]) for row in rows)
 
 

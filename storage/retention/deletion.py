@@ -26,6 +26,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from storage import exports
 from storage.crypto import keystore, receipts
 from storage.db.enums import DatasetStatus, DeletionReason, EventKind, VersionStatus, Visibility
 from storage.db.global_ids import encode
@@ -59,10 +60,20 @@ async def published(dataset: TrainingDataset) -> bool:
 
 
 async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime) -> bool:
-    """Claim a live dataset for deletion with one conditional update; True if this call won."""
-    claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
-        status=DatasetStatus.DELETING, deletion_reason=reason, claimed_at=now, claimed_by=holder()
-    )
+    """Claim a live dataset for deletion with one conditional update; True if this call
+    won. Its owner's data exports, which may hold it, end in the same transaction."""
+    async with in_transaction():
+        claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
+            status=DatasetStatus.DELETING,
+            deletion_reason=reason,
+            claimed_at=now,
+            claimed_by=holder(),
+        )
+        if claimed:
+            owners: list[Any] = await TrainingDataset.filter(
+                condition, status=DatasetStatus.DELETING, claimed_at=now, claimed_by=holder()
+            ).values_list("owner_id", flat=True)
+            await exports.withdraw((int(o) for o in owners), now)
     return claimed > 0
 
 

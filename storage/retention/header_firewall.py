@@ -35,7 +35,7 @@ from typing import cast
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import headers
+from storage import exports, headers
 from storage.blobs.base import put, read_all
 from storage.config.settings import Settings
 from storage.crypto import keystore, receipts
@@ -103,11 +103,19 @@ async def recompute(rt: Runtime, version_id: int) -> list[int]:
     files = await ModelFile.filter(
         version_id=version_id, status=DatasetStatus.AVAILABLE, header_erased_at=None
     )
+    earlier: list[datetime] = []
     for file in files:
         when = rt.policy.header_window(file, version, dataset)
         if when != file.header_expires_at:
             await ModelFile.filter(id=file.id, header_erased_at=None).update(header_expires_at=when)
             changed.append(file.id)
+            if when is not None and (
+                file.header_expires_at is None or when < file.header_expires_at
+            ):
+                earlier.append(when)
+    if earlier:  # an export holding a header whose window moved earlier must not outlive it
+        now = rt.clock.now()
+        await exports.withdraw([version.owner_id], now, until=max(now, min(earlier)))
     return changed
 
 

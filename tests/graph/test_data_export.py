@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tests.erasure import (
 )
 from tests.erasure import deployment as deployment  # noqa: F401 - the fixture
 from tests.live import NOTIFICATION_ADDED, over_network
-from tests.processes import Owner, serve, wait_for, zip_bytes
+from tests.processes import Owner, parse_time, serve, wait_for, zip_bytes
 
 WINDOW = 8  # seconds an export stays downloadable
 REQUEST = (
@@ -144,30 +145,97 @@ def test_an_export_holds_everything_the_caller_owns_and_is_shredded_at_its_end(
         assert b"Bob's model" not in everything
 
         # when its window ends
-        public_id = export["id"].removeprefix("x_")
-        [(blob_key,)] = sql_behind_the_back(
-            deployment.settings,
-            f"SELECT blob_key FROM data_exports WHERE public_id = '{public_id}'",
-        )
-        old_url = shown["downloadUrl"]
-        expired = wait_for(
-            lambda: next(
-                (e for e in exports(alice) if e["id"] == export["id"] and e["status"] == "EXPIRED"),
-                None,
-            ),
-            timeout=WINDOW + 15,
-            what="the export to be shredded",
-        )
+        blob_key = blob_key_of(deployment, export["id"])
         # then it is shredded: no link, no key, not one version of its bytes
-        assert expired["downloadUrl"] is None
-        assert httpx.get(old_url, timeout=30).status_code == 404
-        assert not [name for name in deployment.objects() if blob_key in name]
-        assert sql_behind_the_back(
-            deployment.settings, f"SELECT count(*) FROM blob_keys WHERE object_id = '{blob_key}'"
-        ) == [(0,)]
+        shredded(deployment, alice, export["id"], blob_key, within=WINDOW + 15)
+        assert httpx.get(shown["downloadUrl"], timeout=30).status_code == 404
 
 
 def read_zip(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def blob_key_of(deployment: Deployment, export_id: str) -> str:
+    """Where a ready export's bytes are stored."""
+    public_id = export_id.removeprefix("x_")
+    [(blob_key,)] = sql_behind_the_back(
+        deployment.settings, f"SELECT blob_key FROM data_exports WHERE public_id = '{public_id}'"
+    )
+    assert blob_key is not None
+    return str(blob_key)
+
+
+def shredded(
+    deployment: Deployment, owner: Owner, export_id: str, blob_key: str, *, within: float
+) -> None:
+    """Wait until the export is shredded: EXPIRED, no link, no key, no stored version."""
+    expired = wait_for(
+        lambda: next(
+            (e for e in exports(owner) if e["id"] == export_id and e["status"] == "EXPIRED"), None
+        ),
+        timeout=within,
+        what="the export to be shredded",
+    )
+    assert expired["downloadUrl"] is None
+    assert not [name for name in deployment.objects() if blob_key in name]
+    assert sql_behind_the_back(
+        deployment.settings, f"SELECT count(*) FROM blob_keys WHERE object_id = '{blob_key}'"
+    ) == [(0,)]
+
+
+def test_an_export_ends_with_the_window_of_a_private_dataset_it_holds(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    deployment.env["LORASHELF_PRIVATE_RETENTION"] = "20s"
+    deployment.env["LORASHELF_EXPORT_RETENTION"] = "1h"
+    with serve(deployment.env, cwd=tmp_path) as server:
+        # given alice's private dataset, and an export of her account made in its window
+        alice = Owner.sign_up(server.url)
+        published = alice.publish_private_dataset(body=marked_dataset())
+        export = ready(alice, alice.mutate("requestDataExport", REQUEST, {})["export"]["id"])
+        blob_key = blob_key_of(deployment, export["id"])
+        archive = httpx.get(export["downloadUrl"], timeout=30)
+        assert archive.status_code == 200
+        assert any(MARKS[0] in data for data in read_zip(archive.content).values())
+        # then the export ends when the dataset's window ends, not an hour later
+        assert parse_time(export["expiresAt"]) == published.expires_at
+        # and when that instant passes, neither can be downloaded
+        wait_for(
+            lambda: datetime.now(UTC) > published.expires_at, timeout=30, what="the window's end"
+        )
+        assert httpx.get(export["downloadUrl"], timeout=30).status_code == 404
+        assert httpx.get(published.download_url, timeout=30).status_code == 404
+        # and the export is shredded with the dataset
+        shredded(deployment, alice, export["id"], blob_key, within=15)
+
+
+def test_an_export_ends_when_a_dataset_it_holds_is_deleted(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    env = {
+        "LORASHELF_DATA_DIR": str(data_dir),
+        "LORASHELF_PRIVATE_RETENTION": "1h",
+        "LORASHELF_EXPORT_RETENTION": "1h",
+        "LORASHELF_SWEEP_INTERVAL": "1s",
+    }
+    deployment = Deployment(env, data_dir)
+    with serve(env, cwd=tmp_path) as server:
+        # given alice's private dataset, and an export of her account that holds it
+        alice = Owner.sign_up(server.url)
+        published = alice.publish_private_dataset(body=marked_dataset())
+        export = ready(alice, alice.mutate("requestDataExport", REQUEST, {})["export"]["id"])
+        blob_key = blob_key_of(deployment, export["id"])
+        assert httpx.get(export["downloadUrl"], timeout=30).status_code == 200
+        # when she deletes the dataset
+        done = alice.mutate(
+            "deleteDataset",
+            "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
+            "{ userErrors { code message } } }",
+            {"i": {"datasetId": published.dataset_id}},
+        )
+        assert done["userErrors"] == []
+        # then the export can no longer be downloaded either, at once
+        assert httpx.get(export["downloadUrl"], timeout=30).status_code == 404
+        # and it is shredded (its bytes go like the dataset's)
+        shredded(deployment, alice, export["id"], blob_key, within=15)
