@@ -84,7 +84,7 @@ async def start_upload(
         await lookups.locked_draft(version.id)  # raises VERSION_PUBLISHED
     size = request.size_bytes
     uploads.check_size(size, limit=rt.settings.max_dataset_bytes, what="Datasets")
-    rt.check_room(size)
+    rt.check_room_for_an_upload()
     _require_rights(request.visibility, request.owns_rights)
     name = uploads.clean_filename(request.filename)
     nonce = secrets.token_urlsafe(24)

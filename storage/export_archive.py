@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from storage import files as weights_files  # the module: storage.files leads back here
 from storage.blobs.base import BlobWriter, read_parts
 from storage.crypto import receipts
 from storage.db.enums import DatasetStatus
@@ -180,7 +179,7 @@ async def write(rt: Runtime, archive: Archive, owner_id: int) -> datetime | None
         original = f.header_key is not None and access.sees_withheld_keys(owner_id, f, None, now)
         if original and f.header_expires_at is not None:
             ends.append(f.header_expires_at)
-        parts = weights_files.parts(f, original=original)
+        parts = f.parts(original=original)
         size = sum(s for _, s in parts)
         name = f"files/{encode('ModelFile', f.public_id)}/{f.filename}"
         await archive.stream(name, size, read_parts(rt.blobs, parts, 0, size - 1))

@@ -58,7 +58,7 @@ async def start_file_upload(
     uploads.check_size(
         request.size_bytes, limit=rt.settings.max_model_file_bytes, what="Weights files"
     )
-    rt.check_room(request.size_bytes)
+    rt.check_room_for_an_upload()
     name = uploads.clean_filename(request.filename)
     if name.lower().endswith(PICKLE_SUFFIXES):
         raise ServiceError(NOT_SAFETENSORS, field="filename", code="NOT_SAFETENSORS")
@@ -358,17 +358,6 @@ async def delete_file(rt: Runtime, viewer: int | None, *, file_id: str | None) -
 
 
 # Reading -----------------------------------------------------------------------
-
-
-def parts(file: ModelFile, *, original: bool) -> list[tuple[str, int]]:
-    """The blobs a download is made of, end to end: a header, then the data."""
-    assert file.data_key is not None and file.header_size is not None
-    data_size = file.size_bytes - file.header_size
-    if original:
-        assert file.header_key is not None
-        return [(file.header_key, file.header_size), (file.data_key, data_size)]
-    assert file.public_header_key is not None and file.public_header_size is not None
-    return [(file.public_header_key, file.public_header_size), (file.data_key, data_size)]
 
 
 async def files_by_version_ids(

@@ -157,6 +157,13 @@ class Runtime:
     def reserve(self) -> Reserve:
         return Reserve(self.settings.data_dir)
 
+    def check_room_for_an_upload(self) -> None:
+        """Refuse a new upload unless the largest one allowed would fit. The answer never
+        depends on the size asked for: sizes asked one after another would otherwise
+        measure the free space, and through it other people's private uploads and
+        deletions (only whether the disk is nearly full shows, as on ``/readyz``)."""
+        self.check_room(max(self.settings.max_dataset_bytes, self.settings.max_model_file_bytes))
+
     def check_room(self, adding: int) -> None:
         """Refuse an upload of ``adding`` bytes that would leave the disk too full. While
         the reserve is given back (or could not be made), its size is kept free as well,

@@ -25,7 +25,7 @@ from graph.http.metrics import kind_label
 from graph.http.streaming import Watch, WatchedBody
 from graph.schema.context import Services, services_of
 from jobs.adapters.bus import DATASET
-from storage import datasets, downloads, files, signing
+from storage import datasets, downloads, signing
 from storage.blobs.base import read_parts
 from storage.crypto.chunks import TamperedBlob
 from storage.downloads import Allowed
@@ -119,7 +119,7 @@ async def _file(
     rt = services.runtime
     file, original = allowed.file, allowed.original
     assert file is not None
-    parts = files.parts(file, original=original)
+    parts = file.parts(original=original)
     size = sum(part_size for _, part_size in parts)
     etag = file.sha256 if original else file.public_sha256
     assert etag is not None

@@ -174,8 +174,10 @@ SETTINGS: tuple[Variable, ...] = (
         "LORASHELF_MIN_FREE_BYTES",
         parse_size,
         "512MiB",
-        "uploads are refused (507 `STORAGE_FULL`) rather than leave less than this free "
-        "on the data dir's disk",
+        "free space kept on the data dir's disk: a new upload is refused (`STORAGE_FULL`) "
+        "unless the largest upload allowed would leave this much (so that the answer never "
+        "depends on the size asked for), and one in progress is stopped (507) before it "
+        "leaves less",
     ),
     Variable(
         "max_model_file_bytes",

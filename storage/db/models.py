@@ -309,6 +309,17 @@ class ModelFile(Model):
         """The keys of the blobs it holds now (its two headers may be one blob)."""
         return {key for column in self.BLOB_COLUMNS if (key := getattr(self, column))}
 
+    def parts(self, *, original: bool) -> list[tuple[str, int]]:
+        """The blobs a download is made of, end to end: a header (the original, or the
+        public one), then the data; each with its size."""
+        assert self.data_key is not None and self.header_size is not None
+        data_size = self.size_bytes - self.header_size
+        if original:
+            assert self.header_key is not None
+            return [(self.header_key, self.header_size), (self.data_key, data_size)]
+        assert self.public_header_key is not None and self.public_header_size is not None
+        return [(self.public_header_key, self.public_header_size), (self.data_key, data_size)]
+
     class Meta:
         table = "model_files"
         indexes = (

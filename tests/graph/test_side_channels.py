@@ -21,6 +21,7 @@ import io
 import logging
 import re
 import select
+import shutil
 import socket
 import struct
 import time
@@ -1339,3 +1340,44 @@ async def test_changing_the_password_ends_every_sign_in_and_its_links(api: Api) 
     # and the old password no longer logs in, the new one does
     assert (await log_in(api, "alice", PASSWORD))["userErrors"][0]["code"] == "INVALID_CREDENTIALS"
     assert (await log_in(api, "alice", "a brand new passphrase"))["token"]
+
+
+def test_the_answer_to_an_upload_never_measures_the_free_space(tmp_path: Path) -> None:
+    # given a disk with a gigabyte above the configured minimum, and datasets of up to
+    # two gigabytes allowed
+    headroom = 1 << 30
+    free = shutil.disk_usage(tmp_path).free
+    env = {
+        "LORASHELF_DATA_DIR": str(tmp_path / "var"),
+        "LORASHELF_MIN_FREE_BYTES": str(free - headroom),
+        "LORASHELF_MAX_DATASET_BYTES": "2GiB",
+    }
+    with processes.serve(env, tmp_path) as running:
+        mallory = processes.Owner.sign_up(running.url)
+        version_id = mallory.mutate(
+            "createModelVersion",
+            "mutation($i: CreateModelVersionInput!) { createModelVersion(input: $i) "
+            "{ version { id } userErrors { code message } } }",
+            {"i": {"modelId": mallory.create_model(), "name": "v1", "baseModel": "SDXL_1_0"}},
+        )["version"]["id"]
+
+        def answer(size: int) -> Any:
+            return mallory.gql(
+                "mutation($i: StartDatasetUploadInput!) { startDatasetUpload(input: $i) "
+                "{ uploadUrl userErrors { code } } }",
+                {
+                    "i": {
+                        "versionId": version_id,
+                        "filename": "probe.zip",
+                        "sizeBytes": size,
+                        "visibility": "PRIVATE",
+                    }
+                },
+            )["startDatasetUpload"]["userErrors"]
+
+        # when Mallory asks to upload a kilobyte, then a size beyond the free headroom
+        # (sizes asked one after another would bisect the free space: the bytes other
+        # people's private uploads take, and their deletions give back)
+        small, large = answer(1024), answer(headroom + headroom // 2)
+    # then both get the same answer: whether the largest upload allowed would fit
+    assert small == large == [{"code": "STORAGE_FULL"}]

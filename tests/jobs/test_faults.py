@@ -996,6 +996,9 @@ def full_disk_on_tmpfs(tmp_path: Path, disk: Path) -> None:
         LORASHELF_MIN_FREE_BYTES=str(4 * 1024 * 1024),
         LORASHELF_DRAFT_RETENTION="15s",
         LORASHELF_MAX_BYTES_PER_USER="1GiB",
+        # an upload is started while the largest allowed would fit: sizes for this disk
+        LORASHELF_MAX_DATASET_BYTES="4MiB",
+        LORASHELF_MAX_MODEL_FILE_BYTES="4MiB",
     )
     with serve(env, cwd=tmp_path) as server:
         # given the reserve file held (16 MiB of the 40) and the server ready
@@ -1124,7 +1127,13 @@ def test_a_disk_filled_behind_lorashelfs_back_still_deletes(tmp_path: Path) -> N
         if not mounted:
             full_disk_by_configuration(tmp_path)
             return
-        env = site(disk, LORASHELF_MIN_FREE_BYTES="1MiB", LORASHELF_DRAFT_RETENTION="10s")
+        env = site(
+            disk,
+            LORASHELF_MIN_FREE_BYTES="1MiB",
+            LORASHELF_DRAFT_RETENTION="10s",
+            LORASHELF_MAX_DATASET_BYTES="1MiB",  # so that an upload fits a small disk
+            LORASHELF_MAX_MODEL_FILE_BYTES="1MiB",
+        )
         filler = disk / "filler.bin"
         try:
             with serve(env, cwd=tmp_path) as server:
