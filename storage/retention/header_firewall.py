@@ -55,10 +55,15 @@ TRAINING_DATA_KEYS: tuple[str, ...] = (
     "ss_reg_dataset_dirs",
     "ss_datasets",
     "ss_bucket_info",
+    "ss_num_train_images",
+    "ss_num_reg_images",
+    "ss_num_validation_images",
+    "ss_num_batches_per_epoch",
+    "ss_training_comment",
 )
 """Metadata keys that are training data whatever the configuration: what kohya's
 sd-scripts records about the training images (tags and their counts, folder names,
-buckets)."""
+buckets, how many images, and the trainer's free-text comment on them)."""
 
 
 def withheld_keys(settings: Settings) -> tuple[str, ...]:

@@ -49,6 +49,11 @@ SECRETS = (
     "private_album_4471",
     "class_token_zq6610",
     "bucket_marker_31337",
+    "9173048251",
+    "6620931874",
+    "5518203967",
+    "4587123690",
+    "cousin_zq88121",
 )
 SECRET_BYTES = tuple(s.encode() for s in SECRETS)
 
@@ -93,6 +98,11 @@ TRAINING_METADATA = {
     "ss_bucket_info": json.dumps(
         {"buckets": {"0": {"resolution": [1024, 1024], "count": 12}}, "note": "bucket_marker_31337"}
     ),
+    "ss_num_train_images": "9173048251",
+    "ss_num_reg_images": "6620931874",
+    "ss_num_validation_images": "5518203967",
+    "ss_num_batches_per_epoch": "4587123690",
+    "ss_training_comment": "photos of cousin_zq88121 from the family album",
 }
 
 TENSORS = {

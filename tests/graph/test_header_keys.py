@@ -32,7 +32,7 @@ from tests.graph.test_header_firewall import (
 
 pytestmark = pytest.mark.env(LORASHELF_PRIVATE_RETENTION="60s", LORASHELF_REMINDERS="30s")
 
-NEW_KEY = "ss_training_comment"
+NEW_KEY = "modelspec.description"
 NEW_VALUE = "newly_private_note_6620"
 BODY = make_safetensors({**PUBLIC_METADATA, **TRAINING_METADATA, NEW_KEY: NEW_VALUE}, TENSORS)
 

@@ -127,17 +127,17 @@ ARCHITECTURE = (
 )
 
 
-def test_a_training_comment_listed_later_takes_what_it_implied_along(tmp_path: Path) -> None:
+def test_a_description_listed_later_takes_what_it_implied_along(tmp_path: Path) -> None:
     env = {"LORASHELF_DATA_DIR": str(tmp_path / "var")}
     comment = "trained on zq_private_photos_3391 of my family"
     metadata = {
         "ss_network_module": "lycoris.kohya",
         "ss_network_args": json.dumps({"algo": "locon", "conv_dim": "8"}),
-        "ss_training_comment": comment,
+        "modelspec.description": comment,
     }
     body = make_safetensors(metadata, TENSORS)
     with serve(env, cwd=tmp_path) as first:
-        # given a published file whose training comment and network arguments everybody
+        # given a published file whose description and network arguments everybody
         # reads (nobody listed them), and the algorithm the architecture derives from them
         owner = Owner.sign_up(first.url)
         version_id = published_version_with(owner, body)
@@ -146,7 +146,7 @@ def test_a_training_comment_listed_later_takes_what_it_implied_along(tmp_path: P
         assert {e["key"] for e in before["headerMetadata"]} == set(metadata)
 
     # when the instance restarts with both listed as training data
-    env["LORASHELF_PRIVATE_HEADER_KEYS"] = "ss_training_comment,ss_network_args"
+    env["LORASHELF_PRIVATE_HEADER_KEYS"] = "modelspec.description,ss_network_args"
     with serve(env, cwd=tmp_path) as second:
         # then an anonymous viewer reads neither, nor what was derived from them
         [anonymous] = gql(second.url, ARCHITECTURE, {"id": version_id})["node"]["files"]

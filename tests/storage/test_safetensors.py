@@ -171,6 +171,7 @@ def test_kohya_file_hashes_and_public_header(size: int | None, tmp_path: Path) -
     assert info.withheld == (
         "ss_bucket_info",
         "ss_dataset_dirs",
+        "ss_num_train_images",
         "ss_reg_dataset_dirs",
         "ss_tag_frequency",
     )
