@@ -725,6 +725,16 @@ def healthz_on(sock: socket.socket) -> bytes:
     return read_answer(sock, time.monotonic())
 
 
+def served_again(server: processes.Server, address: str) -> None:
+    """Wait until a connection from ``address`` is served (its bound no longer held)."""
+
+    def served() -> bool:
+        with connect(server, address) as again:
+            return healthz_on(again).startswith(b"HTTP/1.1 200")
+
+    processes.wait_for(served, timeout=5, what=f"{address} served again")
+
+
 def test_a_connection_idle_as_long_as_clients_keep_theirs_is_still_served(
     server: processes.Server,
 ) -> None:
@@ -920,11 +930,7 @@ def test_one_address_holds_a_bounded_number_of_connections(server: processes.Ser
             sock.close()
 
     # and once hers are closed, her address is served again
-    def served() -> bool:
-        with connect(server, "127.0.0.3") as again:
-            return healthz_on(again).startswith(b"HTTP/1.1 200")
-
-    processes.wait_for(served, timeout=5, what="127.0.0.3 served again")
+    served_again(server, "127.0.0.3")
 
 
 def test_a_trusted_proxy_is_not_held_to_the_bound_on_connections(
@@ -972,11 +978,7 @@ def test_a_websocket_counts_against_its_address_until_it_closes(
             ws.close()
 
     # and once they are closed, they no longer count
-    def served() -> bool:
-        with connect(proxied, "127.0.0.6") as again:
-            return healthz_on(again).startswith(b"HTTP/1.1 200")
-
-    processes.wait_for(served, timeout=5, what="127.0.0.6 served again")
+    served_again(proxied, "127.0.0.6")
 
 
 # 7. The owner's download history ---------------------------------------------------------
