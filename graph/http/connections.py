@@ -51,6 +51,20 @@ HEAD_TOO_SLOW = _answer("408 Request Timeout", "The request's head did not arriv
 TOO_MANY = _answer("429 Too Many Requests", "Too many connections from this address at once.")
 
 
+def client_of(address: str) -> str:
+    """What one client is, for the bounds per address: its address, or its /64 for IPv6
+    (one subscriber's network hands out a /64 or more)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 @dataclass(frozen=True)
 class Deadlines:
     head: float  # LORASHELF_HEAD_TIMEOUT
@@ -79,17 +93,7 @@ class Connections:
 
     @staticmethod
     def key(address: str) -> str:
-        """What one client is: its address, or its /64 for IPv6 (one subscriber's
-        network hands out a /64 or more)."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return address
-        if isinstance(ip, ipaddress.IPv6Address):
-            if ip.ipv4_mapped is not None:
-                return str(ip.ipv4_mapped)
-            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-        return str(ip)
+        return client_of(address)
 
     def exempt(self, address: str) -> bool:
         if self.anyone_trusted:

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graph.http.connections import client_of
+
 _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -126,7 +128,8 @@ class GraphQLRequestGuard:
 
 
 class RequestsPerAddress:
-    """At most ``limit`` requests in flight from one client address (429 beyond): one
+    """At most ``limit`` requests in flight from one client address (an IPv6 /64 counts as
+    one: :func:`graph.http.connections.client_of`; 429 beyond): one
     address cannot hold every connection, whatever it sends. Behind a reverse proxy,
     trust its forwarded addresses (LORASHELF_TRUSTED_PROXIES) or every client shares
     the proxy's."""
@@ -141,7 +144,7 @@ class RequestsPerAddress:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        address = client[0] if client else "unknown"
+        address = client_of(client[0]) if client else "unknown"
         if self.in_flight.get(address, 0) >= self.limit:
             if scope["type"] == "websocket":  # an open socket counts for as long as it lives
                 await send({"type": "websocket.close", "code": 1013})
