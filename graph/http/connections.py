@@ -228,6 +228,8 @@ def bounded_protocols(
             return None
 
         def _watch(self) -> None:
+            if self._refused:
+                return  # its own end is set: REFUSED_LINGER
             owing = self._owing()
             if owing is None:
                 self._disarm()
