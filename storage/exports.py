@@ -33,6 +33,7 @@ log = logging.getLogger("lorashelf.exports")
 
 LEASE = 120  # seconds a build's claim lasts without a heartbeat before another takes it
 REBUILDS = 3  # builds in a row whose contents' window ended meanwhile, before giving up
+NOBODY = 0  # an owner id no account has (ids start at 1)
 
 
 async def request_export(rt: Runtime, viewer: int | None) -> DataExport:
@@ -152,10 +153,11 @@ async def withdraw(
     """Something of these owners' was deleted (or its window moved earlier, to
     ``until``): their ready exports, which may hold it, end then (now by default; the
     sweep shreds them once ended), and an export being built is built again (its
-    builder's result is refused). How many ready exports were cut short."""
-    owners = sorted(set(owner_ids))
-    if not owners:
-        return 0
+    builder's result is refused). How many ready exports were cut short.
+
+    The same statements run whatever it is given, none included: a caller's work must
+    not say whether something private was deleted (an operator's takedown)."""
+    owners = sorted(set(owner_ids)) or [NOBODY]
     end = until or now
     ended = await DataExport.filter(
         owner_id__in=owners, status=ExportStatus.READY, expires_at__gt=end

@@ -35,11 +35,33 @@ T = TypeVar("T")
 _names = itertools.count(1)
 
 
+# Ports for servers and proxies the tests start, stop and start again on the same port:
+# below the kernel's ephemeral range (32768 and up on Linux), where a client's outgoing
+# connection never takes one while it is free between a stop and a start (a proxy
+# started again failed with "Address already in use" in CI), and a slice of it for each
+# xdist worker, so that two workers never pick the same one.
+PORTS = range(20000, 32000)
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on now, which stays ours across a stop and a
+    start (see PORTS)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    size = len(PORTS) // max(workers, 1)
+    first = PORTS.start + size * index
+    offset = os.getpid() % size  # another run on the machine starts elsewhere
+    for _ in range(size):
+        port = first + (offset + next(_next_port)) % size
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + size - 1}")
 
 
 # With ``--db=postgres``: the current test's database URL (tests/conftest.py sets it

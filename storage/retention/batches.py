@@ -94,8 +94,8 @@ async def claim_expired(now: datetime, *, limit: int) -> list[int]:
             sql = f"{sql[:cut]} FOR UPDATE SKIP LOCKED)){sql[cut + 1 :]}"
             sql = sql.replace('"id" IN (SELECT', '"id" = ANY(ARRAY(SELECT', 1)
         rows = await client.execute_query_dict(f'{sql} RETURNING "id", "owner_id"', list(params))
-        # their owners' data exports, which may hold them, end with the claim
-        await exports.withdraw((int(row["owner_id"]) for row in rows), now)
+        if rows:  # their owners' data exports, which may hold them, end with the claim
+            await exports.withdraw((int(row["owner_id"]) for row in rows), now)
     return sorted(int(row["id"]) for row in rows)
 
 

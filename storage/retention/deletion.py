@@ -61,7 +61,9 @@ async def published(dataset: TrainingDataset) -> bool:
 
 async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime) -> bool:
     """Claim a live dataset for deletion with one conditional update; True if this call
-    won. Its owner's data exports, which may hold it, end in the same transaction."""
+    won. Its owner's data exports, which may hold it, end in the same transaction. The
+    same statements run whether or not anything was claimed (an operator's takedown
+    must not take longer for private data than for none)."""
     async with in_transaction():
         claimed = await TrainingDataset.filter(condition, status__in=LIVE).update(
             status=DatasetStatus.DELETING,
@@ -69,11 +71,10 @@ async def claim_deletion(condition: Q, *, reason: DeletionReason, now: datetime)
             claimed_at=now,
             claimed_by=holder(),
         )
-        if claimed:
-            owners: list[Any] = await TrainingDataset.filter(
-                condition, status=DatasetStatus.DELETING, claimed_at=now, claimed_by=holder()
-            ).values_list("owner_id", flat=True)
-            await exports.withdraw((int(o) for o in owners), now)
+        owners: list[Any] = await TrainingDataset.filter(
+            condition, status=DatasetStatus.DELETING, claimed_at=now, claimed_by=holder()
+        ).values_list("owner_id", flat=True)
+        await exports.withdraw((int(o) for o in owners), now)
     return claimed > 0
 
 
