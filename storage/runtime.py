@@ -187,11 +187,7 @@ class Runtime:
             return
         for notification in notifications:
             await self.notifier.deliver(notification)
-        users = list(dict.fromkeys(n.user_id for n in notifications))
-        if len(users) == 1:
-            await self.bus.notification_added(users[0])
-        else:
-            await self.bus.signal(users=users)
+        await self.bus.signal(users=[n.user_id for n in notifications])  # each user once
         if self.settings.smtp_url:  # their e-mail, if any, was queued with them
             await self.scheduler.mail_queued()
 
