@@ -68,9 +68,10 @@ def is_postgres(database_url: str) -> bool:
 
 
 def _connection(database_url: str, pool_size: int, busy_timeout: int) -> str | dict[str, Any]:
-    """PostgreSQL through asyncpg with a pool of at most ``pool_size`` connections;
-    SQLite through ``storage.db.sqlite`` (write transactions begin IMMEDIATE and wait for
-    other processes' writes). Either waits ``busy_timeout`` seconds for a lock another
+    """PostgreSQL through asyncpg with a pool of at most ``pool_size`` connections
+    (``storage.db.postgresql``: every transaction gives back what it took); SQLite
+    through ``storage.db.sqlite`` (write transactions begin IMMEDIATE and wait for other
+    processes' writes). Either waits ``busy_timeout`` seconds for a lock another
     process holds, then fails (``is_busy``: the request answers TRY_AGAIN)."""
     url = _normalise(database_url)
     info = expand_db_url(url)
@@ -86,7 +87,10 @@ def _connection(database_url: str, pool_size: int, busy_timeout: int) -> str | d
     settings = dict(credentials.get("server_settings") or {})
     settings["lock_timeout"] = str(busy_timeout * 1000)
     credentials["server_settings"] = settings
-    return {"engine": info["engine"], "credentials": credentials}
+    engine = info["engine"]
+    if engine == "tortoise.backends.asyncpg":  # transactions that give back what they took
+        engine = "storage.db.postgresql"
+    return {"engine": engine, "credentials": credentials}
 
 
 def is_busy(exc: BaseException) -> bool:
