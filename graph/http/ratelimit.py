@@ -1,7 +1,10 @@
 """Rate limits for the account mutations, reports and e-mail (the ``limits`` library).
 
 Log-in attempts are counted per client address and per (username, address): one
-address cannot guess much, and what it does cannot lock anybody out. Per username
+address cannot guess much, and what it does cannot lock anybody out. A client is its
+address, or for IPv6 its /64 (``graph.http.connections.client_of``, as for the bounds
+on connections and requests): one subscriber holds a /64 or more, and every address in
+it counting apart would give one guesser 2^64 allowances. Per username
 alone (all addresses together) the threshold is far higher and exceeding it slows
 attempts down instead of refusing them: the attempts for that username are taken one
 at a time, each at least ``SLOWDOWN`` seconds, so a distributed guesser is throttled
@@ -24,6 +27,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from graph.http.connections import client_of
 from storage.config.settings import Settings
 
 log = logging.getLogger("lorashelf.ratelimit")
@@ -74,6 +78,7 @@ class RateLimiter:
         from that address: a blocked address cannot use up anybody's allowance or fill
         memory with names. Then, for the username from everywhere, a much higher
         threshold past which attempts are slowed down, never refused."""
+        address = client_of(address)
         if not await self._hit(self.login_address, "login-address", address):
             return False
         name = username.strip().lower()[:64]
@@ -94,7 +99,7 @@ class RateLimiter:
             await asyncio.sleep(SLOWDOWN)
 
     async def allow_signup(self, *, address: str) -> bool:
-        return await self._hit(self.signup_address, "signup-address", address)
+        return await self._hit(self.signup_address, "signup-address", client_of(address))
 
     async def allow_report(self, *, user_id: int) -> bool:
         """``reportContent`` per reporter (counted before the subject is looked up, so a

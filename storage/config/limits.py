@@ -224,7 +224,7 @@ LIMITS: tuple[Variable, ...] = (
         "LORASHELF_LOGIN_RATE_PER_ADDRESS",
         parse_rate,
         "30/minute",
-        "`logIn` attempts per client address",
+        "`logIn` attempts per client address (an IPv6 /64 is one client)",
         table="limits",
     ),
     Variable(
@@ -232,7 +232,7 @@ LIMITS: tuple[Variable, ...] = (
         "LORASHELF_SIGNUP_RATE_PER_ADDRESS",
         parse_rate,
         "10/hour",
-        "`signUp` per client address",
+        "`signUp` per client address (an IPv6 /64 is one client)",
         table="limits",
     ),
     Variable(

@@ -981,6 +981,61 @@ def test_a_websocket_counts_against_its_address_until_it_closes(
     served_again(proxied, "127.0.0.6")
 
 
+def account_codes(
+    server: processes.Server, mutation: str, inputs: list[dict[str, str]], addresses: list[str]
+) -> list[str]:
+    """Each input sent as ``mutation`` through the proxy for its own forwarded address: the
+    first error code of each answer, or "OK"."""
+    query = (
+        f"mutation($i: {mutation[0].upper()}{mutation[1:]}Input!) "
+        f"{{ {mutation}(input: $i) {{ token userErrors {{ code }} }} }}"
+    )
+    codes = []
+    with httpx.Client(base_url=server.url, timeout=ANSWERED_WITHIN) as http:
+        for given, address in zip(inputs, addresses, strict=True):
+            answer = http.post(
+                "/graphql",
+                json={"query": query, "variables": {"i": given}},
+                headers={"x-forwarded-for": address},
+            )
+            errors = answer.json()["data"][mutation]["userErrors"]
+            codes.append(errors[0]["code"] if errors else "OK")
+    return codes
+
+
+def test_a_guesser_moving_through_one_ipv6_64_is_limited_as_one_client(
+    proxied: processes.Server,
+) -> None:
+    # given a guesser whose network hands out a /64 (2001:db8:64::/64), behind the proxy,
+    # and the default limits: 10 sign-ups an hour, 30 log-ins a minute per client
+    def own_address(n: int) -> str:
+        return f"2001:db8:64::{n + 1:x}"
+
+    # when it signs up from a new address of the /64 each time
+    signups = [
+        {"username": f"six-four-{n}", "password": "correct horse battery"} for n in range(11)
+    ]
+    codes = account_codes(proxied, "signUp", signups, [own_address(n) for n in range(11)])
+    # then the eleventh is refused as from the same client
+    assert codes == ["OK"] * 10 + ["RATE_LIMITED"], codes
+
+    # when it guesses passwords, each from yet another address of the /64
+    guesses = [{"username": f"six-four-{n % 10}", "password": f"guess {n}"} for n in range(31)]
+    addresses = [own_address(100 + n) for n in range(31)]
+    codes = account_codes(proxied, "logIn", guesses, addresses)
+    # then past thirty it is refused, whatever the address
+    assert codes == ["INVALID_CREDENTIALS"] * 30 + ["RATE_LIMITED"], codes
+
+    # while a client in the next /64 still signs up and logs in
+    neighbour = ["2001:db8:64:1::1"]
+    assert account_codes(proxied, "signUp", [signups[0] | {"username": "next-64"}], neighbour) == [
+        "OK"
+    ]
+    assert account_codes(proxied, "logIn", [signups[0] | {"username": "next-64"}], neighbour) == [
+        "OK"
+    ]
+
+
 # 7. The owner's download history ---------------------------------------------------------
 # (also tests/graph/test_downloads.py test_download_is_recorded_in_the_owners_history)
 
