@@ -1,17 +1,23 @@
 """Every word lorashelf puts in an e-mail, in one place, by language: subjects, the
 framing around a notice, the verification message, footers, and the pages the links
 in them open. A message is plain text plus an HTML alternative made from the same
-strings (escaped). The notice texts themselves (what a reminder says) are the in-app
-notifications' own (``storage/retention/notices.py``, ``storage/moderation/notices.py``):
-an e-mail carries the same words the app shows.
+strings (escaped). A moderation notice's e-mail carries the in-app notification's own
+words (``storage/moderation/notices.py``). A notice about a private dataset
+(``storage/retention/notices.py``) does not: its e-mail names nothing of the dataset (no
+file, model or version), only when, and sends the owner to the app for the rest. An
+e-mail passes through relays and sits in mailboxes nobody here controls, for ever; a
+private dataset's name must not outlive it there.
 """
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from storage.config.parse import describe_duration
 from storage.db.enums import MailKind, NotificationKind
+from storage.db.models import Notification
 
 LANGUAGE = "en"  # the only catalogue so far; a new language is a new key below
 
@@ -27,6 +33,15 @@ STRINGS: dict[str, dict[str, str]] = {
         f"subject.{NotificationKind.CONTENT_RESTORED}": "Your content was restored",
         f"subject.{NotificationKind.ACCOUNT_SUSPENDED}": "Your account was suspended",
         f"subject.{NotificationKind.ACCOUNT_REINSTATED}": "Your account was reinstated",
+        f"notice.{NotificationKind.DATASET_EXPIRING}": (
+            "One of your private training datasets will be deleted on {when} (in about "
+            "{left}). Sign in to see which one, and download it before then if you still "
+            "need it:"
+        ),
+        f"notice.{NotificationKind.DATASET_DELETED}": (
+            "One of your private training datasets was deleted on {when}. Sign in to see "
+            "which one and why, with its deletion receipt:"
+        ),
         "greeting": "Hello {username},",
         "verify.body": (
             "Somebody (we hope you) asked to receive lorashelf's reminders and notices at "
@@ -116,17 +131,44 @@ def verification(*, username: str, link: str, lifetime: str) -> Rendered:
     )
 
 
+def moment(at: datetime) -> str:
+    """An instant as every notice writes it."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+PRIVATE_NOTICES = frozenset({NotificationKind.DATASET_EXPIRING, NotificationKind.DATASET_DELETED})
+"""The notices about a private dataset: their e-mail has words of its own, naming none of it."""
+
+
 def notice(
-    *, kind: NotificationKind, username: str, message: str, unsubscribe: str | None
+    *, notification: Notification, username: str, site: str, unsubscribe: str | None
 ) -> Rendered:
-    """A notification as an e-mail: its subject, the notice's own words, and a footer
-    (how to stop it, or why it cannot be stopped)."""
+    """A notification as an e-mail: its subject, its words (for a private dataset only
+    when, and a link to ``site``), and a footer (how to stop it, or why it cannot be
+    stopped)."""
+    kind = notification.kind
     footer = (
         text("footer.optional", unsubscribe=unsubscribe)
         if unsubscribe is not None
         else text("footer.always")
     )
-    return _render(text(f"subject.{kind}"), [text("greeting", username=username), message, footer])
+    words: list[str | Link] = [notification.message]
+    if kind in PRIVATE_NOTICES:
+        left = notification.window_end - notification.created_at
+        when = (
+            notification.window_end
+            if kind == NotificationKind.DATASET_EXPIRING
+            else notification.created_at
+        )
+        words = [
+            text(
+                f"notice.{kind}",
+                when=moment(when),
+                left=describe_duration(max(1, round(left.total_seconds()))),
+            ),
+            Link(site),
+        ]
+    return _render(text(f"subject.{kind}"), [text("greeting", username=username), *words, footer])
 
 
 MAIL_KIND: dict[NotificationKind, MailKind] = {

@@ -97,9 +97,9 @@ async def enqueue_notice(
     topic = messages.TOPIC.get(kind)
     unsubscribe = links.unsubscribe_link(settings, user.id, topic) if topic else None
     rendered = messages.notice(
-        kind=notification.kind,
+        notification=notification,
         username=user.username,
-        message=notification.message,
+        site=settings.public_url,
         unsubscribe=unsubscribe,
     )
     return await enqueue(

@@ -6,17 +6,13 @@ the commit."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from storage.config.settings import Settings
 from storage.db.enums import NotificationKind
 from storage.db.models import LoraModel, ModelVersion, Notification
-from storage.mail import outbox
+from storage.mail import messages, outbox
 from storage.moderation.subjects import Subject
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 async def describe(subject: Subject) -> str:
@@ -51,7 +47,7 @@ async def taken_down(
 ) -> Notification:
     what = await describe(subject)
     message = (
-        f"The operators of this site took down {what} on {_when(now)}. Reason: {reason} "
+        f"The operators of this site took down {what} on {messages.moment(now)}. Reason: {reason} "
         "It is hidden from everybody but you; its downloads stopped. Your private "
         "datasets keep their own deletion dates unless the law required their removal "
         "(then you get a separate notice)."
@@ -71,7 +67,7 @@ async def restored(
 ) -> Notification:
     what = await describe(subject)
     message = (
-        f"The operators of this site restored {what} on {_when(now)}: it is visible "
+        f"The operators of this site restored {what} on {messages.moment(now)}: it is visible "
         f"again. Reason: {reason}"
     )
     assert subject.owner_id is not None
@@ -88,7 +84,7 @@ async def suspended(
     settings: Settings, user_id: int, *, reason: str, now: datetime
 ) -> Notification:
     message = (
-        f"The operators of this site suspended your account on {_when(now)}. Reason: "
+        f"The operators of this site suspended your account on {messages.moment(now)}. Reason: "
         f"{reason} You cannot sign in and your public content is hidden. Your private "
         "datasets keep their deletion dates and are deleted on time."
     )
@@ -101,8 +97,8 @@ async def reinstated(
     settings: Settings, user_id: int, *, reason: str, now: datetime
 ) -> Notification:
     message = (
-        f"The operators of this site reinstated your account on {_when(now)}: you can sign "
-        f"in again and your public content is visible again. Reason: {reason}"
+        f"The operators of this site reinstated your account on {messages.moment(now)}: you "
+        f"can sign in again and your public content is visible again. Reason: {reason}"
     )
     return await _record(
         settings,

@@ -12,7 +12,7 @@ has a confirmed address and wants it, is queued in that same transaction
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -28,12 +28,8 @@ from storage.db.models import (
     TrainingDataset,
     new_public_id,
 )
-from storage.mail import outbox
+from storage.mail import messages, outbox
 from storage.retention import history
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 async def _names(dataset: TrainingDataset) -> tuple[str, str]:
@@ -64,8 +60,8 @@ async def record_reminder(
     left = describe_duration(max(1, round((dataset.expires_at - now).total_seconds())))
     message = (
         f'Your private training dataset "{dataset.filename}" for {model} {version} will be '
-        f"deleted on {_when(dataset.expires_at)} (in about {left}). Download it before then "
-        "if you still need it."
+        f"deleted on {messages.moment(dataset.expires_at)} (in about {left}). Download it "
+        "before then if you still need it."
     )
     if late:
         message += " (This reminder comes late: it could not be sent on time.)"
@@ -103,7 +99,7 @@ def _deleted_message(
 ) -> str:
     return (
         f'Your private training dataset "{dataset.filename}" for {model} {version} was '
-        f"deleted on {_when(now)}: {DELETED_BECAUSE[reason]}"
+        f"deleted on {messages.moment(now)}: {DELETED_BECAUSE[reason]}"
     )
 
 

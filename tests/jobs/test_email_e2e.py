@@ -101,8 +101,8 @@ def test_reminders_and_deletion_notices_arrive_on_time(tmp_path: Path) -> None:
         assert used.status_code == 400 and used.headers["x-lorashelf-code"] == "TOKEN_USED"
 
         # when she publishes a private dataset
-        published = alice.publish_private_dataset()
-        # then the reminder arrives by e-mail on time, with the in-app reminder's words
+        published = alice.publish_private_dataset(alice.create_model("Sphinx Moth"), "v-aurora")
+        # then the reminder arrives by e-mail on time
         reminder = mail.wait_for(
             lambda ms: [m for m in ms if "deleted soon" in m.subject], timeout=RETENTION + 5
         )[0]
@@ -110,10 +110,19 @@ def test_reminders_and_deletion_notices_arrive_on_time(tmp_path: Path) -> None:
         arrived = reminder.at - due.timestamp()
         assert -0.05 <= arrived < 1.5, f"the reminder arrived {arrived:.2f}s after it was due"
         in_app = wait_for_reminder(alice, published.dataset_id)
-        assert in_app["message"] in reminder.body()
         assert reminder.to == "alice@example.test"
+        # saying when, and where to see the rest
+        when = published.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert when in in_app["message"]
         html = reminder.body("html")
-        assert "<html" in html and "cats.zip" in html  # the dataset's name, in both parts
+        for part in (reminder.body(), html):
+            assert f"will be deleted on {when}" in part
+            assert server.url in part
+        # and naming nothing of the dataset (the app does): no file, model or version
+        for private in ("cats.zip", "Sphinx Moth", "v-aurora"):
+            assert private in in_app["message"]
+            assert private not in reminder.body() and private not in html, private
+            assert private not in reminder.subject
         unsubscribe = reminder.message["List-Unsubscribe"]
         assert re.fullmatch(r"<https?://\S+/email/unsubscribe\?token=\S+>", unsubscribe)
         assert reminder.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -121,6 +130,9 @@ def test_reminders_and_deletion_notices_arrive_on_time(tmp_path: Path) -> None:
         wait_for_deletion(alice, published.dataset_id, timeout=RETENTION + 5)
         deleted = mail.wait_for(lambda ms: [m for m in ms if "was deleted" in m.subject])[0]
         assert reminder.at < deleted.at and deleted.at >= published.expires_at.timestamp()
+        assert "private training datasets was deleted on" in deleted.body()
+        for private in ("cats.zip", "Sphinx Moth", "v-aurora"):
+            assert private not in deleted.body() and private not in deleted.body("html")
         # the address is in no log line (masked where one mentions it)
         log = server.log.read_text()
         assert "alice@example.test" not in log
@@ -186,7 +198,7 @@ def test_an_smtp_outage_delays_the_mail_not_the_reminder(tmp_path: Path) -> None
         reminder = mail.wait_for(
             lambda ms: [m for m in ms if "deleted soon" in m.subject], timeout=40
         )[0]
-        assert in_app["message"] in reminder.body()
+        assert "will be deleted on" in reminder.body() and "cats.zip" not in reminder.body()
         mail.wait_for(lambda ms: [m for m in ms if "was deleted" in m.subject], timeout=40)
         assert metric(server, "lorashelf_mail_messages")['{status="DEAD"}'] == 0
 
