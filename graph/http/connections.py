@@ -192,6 +192,20 @@ def bounded_protocols(
             super().data_received(data)
             self._watch()
 
+        def eof_received(self) -> bool | None:  # type: ignore[override]
+            """The client sent all it ever will (``shutdown(SHUT_WR)``: ``nc -N``, some
+            health checkers). With a whole request in and its answer owed, the
+            connection stays open to write the answer, then closes (no request can
+            follow); uvicorn closed it at once and the answer was lost. Otherwise it
+            closes now: nothing that could be answered is still to come."""
+            cycle = self.cycle
+            if self._refused or cycle is None or cycle.response_complete:
+                return None
+            if self.conn.their_state is not h11.DONE:
+                return None
+            cycle.keep_alive = False  # closed once the answer is written
+            return True
+
         def on_response_complete(self) -> None:
             self._served += 1
             super().on_response_complete()

@@ -845,6 +845,38 @@ def test_pipelined_requests_are_answered_and_their_connection_kept(
         assert (said, took) == (b"", HEAD_TIMEOUT + 1)
 
 
+def test_a_client_that_closes_its_side_after_its_request_gets_the_answer(
+    server: processes.Server,
+) -> None:
+    # given a client that sends a whole request and then closes its sending side
+    # (shutdown(SHUT_WR), as `nc -N` and some health checkers do)
+    body = b'{"query": "{ __typename }"}'
+    for request in (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        head("POST", "/graphql", len(body)) + body,
+    ):
+        with connect(server) as sock:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            # then the answer comes, whole, and the connection is closed after it
+            said, took = closed_within(sock, ANSWERED_WITHIN)
+            assert said.startswith(b"HTTP/1.1 200"), said
+            assert took < ANSWERED_WITHIN, "left open after the answer"
+            if request.startswith(b"POST"):
+                assert said.rstrip().endswith(b'{"data":{"__typename":"Query"}}'), said
+
+
+def test_a_client_that_closes_its_side_mid_request_is_closed(server: processes.Server) -> None:
+    # given a client that closes its sending side with its head or its body half sent
+    for partial in (b"GET /healthz HTTP/1.1\r\nHo", head("POST", "/graphql", 100) + b"{"):
+        with connect(server) as sock:
+            sock.sendall(partial)
+            sock.shutdown(socket.SHUT_WR)
+            # then the server closes the connection at once (nothing more can come)
+            said, took = closed_within(sock, ANSWERED_WITHIN)
+            assert took < HEAD_TIMEOUT, (said, took)
+
+
 def test_the_rest_of_a_body_answered_early_is_due_at_the_head_deadline(
     server: processes.Server,
 ) -> None:
