@@ -151,9 +151,13 @@ async def withdraw(
     owner_ids: Iterable[int], now: datetime, *, until: datetime | None = None
 ) -> int:
     """Something of these owners' was deleted (or its window moved earlier, to
-    ``until``): their ready exports, which may hold it, end then (now by default; the
-    sweep shreds them once ended), and an export being built is built again (its
-    builder's result is refused). How many ready exports were cut short.
+    ``until``): their ready exports, which may hold it, end then (now by default), and
+    an export being built is built again (its builder's result is refused). How many
+    ready exports were cut short.
+
+    An export ended now has its key destroyed in the caller's transaction, with the
+    claim on what it holds: its bytes are unreadable before that dataset's own key goes
+    and its receipt is signed, not at the next sweep (which deletes them).
 
     The same statements run whatever it is given, none included: a caller's work must
     not say whether something private was deleted (an operator's takedown)."""
@@ -162,6 +166,11 @@ async def withdraw(
     ended = await DataExport.filter(
         owner_id__in=owners, status=ExportStatus.READY, expires_at__gt=end
     ).update(expires_at=end)
+    await keystore.destroy_selected(
+        DataExport.filter(
+            owner_id__in=owners, status=ExportStatus.READY, expires_at__lte=now
+        ).values("blob_key")
+    )
     await DataExport.filter(owner_id__in=owners, status=ExportStatus.BUILDING).update(
         status=ExportStatus.PENDING, claimed_at=None, claimed_by=None
     )
@@ -200,8 +209,8 @@ async def shred(rt: Runtime, export_id: int) -> bool:
     )
     if export is None or export.blob_key is None:
         return False
-    if await keystore.destroy([export.blob_key]):
-        await keystore.settle()
+    await keystore.destroy([export.blob_key])  # gone already if it was withdrawn
+    await keystore.settle()
     await rt.blobs.remove_bytes(export.blob_key)
     done = await DataExport.filter(id=export_id, status=ExportStatus.READY).update(
         status=ExportStatus.EXPIRED, blob_key=None, shredded_at=now

@@ -20,7 +20,11 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
+from typing import Literal
+
 from tortoise import connections
+from tortoise.expressions import Subquery
+from tortoise.queryset import ValuesQuery
 
 from storage.config.parse import ConfigError
 from storage.crypto.master import MasterKeys
@@ -55,6 +59,13 @@ async def destroy(object_ids: Iterable[str]) -> int:
     if not wanted:
         return 0
     return int(await BlobKey.filter(object_id__in=wanted).delete())
+
+
+async def destroy_selected(object_ids: ValuesQuery[Literal[False]]) -> int:
+    """Delete the keys of the blobs a query selects (``Model.filter(...).values(field)``),
+    in one statement whatever it selects, in the caller's transaction; how many there
+    were. Call :func:`settle` once the transaction is committed."""
+    return int(await BlobKey.filter(object_id__in=Subquery(object_ids)).delete())
 
 
 async def settle() -> bool:

@@ -239,3 +239,36 @@ def test_an_export_ends_when_a_dataset_it_holds_is_deleted(tmp_path: Path) -> No
         assert httpx.get(export["downloadUrl"], timeout=30).status_code == 404
         # and it is shredded (its bytes go like the dataset's)
         shredded(deployment, alice, export["id"], blob_key, within=15)
+
+
+def test_an_export_holding_a_deleted_dataset_is_unreadable_before_the_answer(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "var"
+    env = {
+        "LORASHELF_DATA_DIR": str(data_dir),
+        "LORASHELF_PRIVATE_RETENTION": "1h",
+        "LORASHELF_EXPORT_RETENTION": "1h",
+        "LORASHELF_SWEEP_INTERVAL": "1h",  # no sweep comes to shred it meanwhile
+    }
+    deployment = Deployment(env, data_dir)
+    with serve(env, cwd=tmp_path) as server:
+        # given alice's private dataset, and an export of her account that holds it
+        alice = Owner.sign_up(server.url)
+        published = alice.publish_private_dataset(body=marked_dataset())
+        export = ready(alice, alice.mutate("requestDataExport", REQUEST, {})["export"]["id"])
+        blob_key = blob_key_of(deployment, export["id"])
+        key_rows = f"SELECT count(*) FROM blob_keys WHERE object_id = '{blob_key}'"
+        assert sql_behind_the_back(deployment.settings, key_rows) == [(1,)]
+        # when she deletes the dataset
+        done = alice.mutate(
+            "deleteDataset",
+            "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
+            "{ userErrors { code message } } }",
+            {"i": {"datasetId": published.dataset_id}},
+        )
+        assert done["userErrors"] == []
+        # then by the time she has the answer, the export's key is destroyed: what is
+        # left of its bytes until the sweep deletes them opens with no key anybody holds
+        assert sql_behind_the_back(deployment.settings, key_rows) == [(0,)]
+        assert httpx.get(export["downloadUrl"], timeout=30).status_code == 404
