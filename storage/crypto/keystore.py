@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-
 from typing import Literal
 
 from tortoise import connections
