@@ -134,10 +134,15 @@ async def _destroy_keys(rt: Runtime, rows: Sequence[TrainingDataset]) -> None:
     async with in_transaction():
         at = rt.clock.now()
         await keystore.destroy(r.blob_key for r in pending if r.blob_key)
-        await TrainingDataset.filter(id__in=[r.id for r in pending], key_destroyed_at=None).update(
-            key_destroyed_at=at
-        )
+        marked = await TrainingDataset.filter(
+            id__in=[r.id for r in pending], key_destroyed_at=None
+        ).update(key_destroyed_at=at)
     await keystore.settle()
+    if marked == len(pending):  # every one marked now: nothing to read back
+        for row in pending:
+            row.key_destroyed_at = at
+        return
+    # another process marked some first (a rerun after a crash): theirs are its times
     destroyed = await TrainingDataset.filter(id__in=[r.id for r in pending]).values_list(
         "id", "key_destroyed_at"
     )
