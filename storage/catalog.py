@@ -196,7 +196,7 @@ async def publish_version(
     """Publish a draft; a private dataset's window starts now."""
     version = await lookups.owned(lookups.VERSION, viewer, version_id)
     now = rt.clock.now()
-    async with changes.transaction(rt.clock.now(), public=True):
+    async with changes.transaction(rt.clock.now(), public=False) as change:
         claimed = await ModelVersion.filter(
             id=version.id, status=VersionStatus.DRAFT, deleted_at=None
         ).update(status=VersionStatus.PUBLISHED, published_at=now)
@@ -241,6 +241,9 @@ async def publish_version(
             await history.record(dataset.id, EventKind.PUBLISHED, now)
         moved = await header_firewall.recompute(rt, version.id)
         await search.refresh(version.model_id)
+        # public only if anonymous viewers now see it (not under a takedown, say): a
+        # hidden version's publishing must not move what their cache follows
+        change.public = await lookups.seen_by_anybody(lookups.VERSION, version.id)
     if dataset is not None:
         await changes.after_commit("scheduling a dataset", rt.dataset_changed(dataset.id))
     await changes.after_commit("scheduling header erasures", header_firewall.reschedule(rt, moved))

@@ -472,6 +472,17 @@ async def _(api: Api) -> Any:
     return run(api, "takeDown", mutation("takeDown"), variables, olga)
 
 
+@case("publishModelVersion", moves=False, what="a draft of a taken-down model (hidden)")
+async def _(api: Api) -> Any:
+    owner, model_id, *_ = await published(api)
+    olga = await operator(api)
+    await taken_down(api, owner, model_id, olga)
+    version_id = await api.create_version(owner, model_id, "v2")
+    await api.upload_file(owner, version_id)
+    variables = {"i": {"versionId": version_id}}
+    return run(api, "publishModelVersion", mutation("publishModelVersion"), variables, owner)
+
+
 @case("restore", moves=True, what="a taken-down model")
 async def _(api: Api) -> Any:
     owner, model_id, *_ = await published(api)
