@@ -31,6 +31,7 @@ from storage.blobs.base import RawStore, StoreUnavailable
 from storage.blobs.sealed import SealedBlobStore
 from storage.blobs.store import open_blob_store
 from storage.config.settings import Settings
+from storage.crypto import receipts
 from storage.crypto.master import MasterKeys
 from storage.retention import header_firewall
 from storage.runtime import Fanout, NoBus, Runtime, Scheduler
@@ -52,12 +53,12 @@ class Assembly:
     store_task: asyncio.Task[None] | None = None  # a worker's wait for the object store
 
     async def start(self, *, store_in_background: bool = False) -> None:
-        """With the database connected: resume time from the latest instant seen, make
-        the blob store usable (an object store's client, its bucket checked; the master
-        keys loaded, or the key file made on a first start), withhold header keys newly
-        listed as training data from the files already stored
-        (header_firewall.settle_stored_files), then
-        set the bus, the runner and the watch going.
+        """With the database connected: resume time from the latest instant seen, load
+        the master keys (the key file made on a first start) and the receipt key (made
+        then too), make the blob store usable (an object store's client, its bucket
+        checked), withhold header keys newly listed as training data from the files
+        already stored (header_firewall.settle_stored_files), then set the bus, the
+        runner and the watch going.
 
         ``store_in_background`` (a worker): an object store that does not answer at once
         is waited for in :attr:`store_task`, while the work that needs only the database
@@ -66,6 +67,10 @@ class Assembly:
         ``LORASHELF_START_PATIENCE`` is over, ``ConfigError`` for an unusable bucket)."""
         runtime = self.runtime
         await load_mark(runtime.clock)
+        # The receipt key exists from the first start (master keys loaded, or the key
+        # file made): made on first use, its public createdAt dated the site's first
+        # deletion, maybe of a private dataset's.
+        await receipts.current_key(runtime.master, runtime.clock.now())
         if not store_in_background:
             await self._store()
         else:

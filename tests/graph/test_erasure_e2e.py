@@ -16,6 +16,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,8 @@ from tests.erasure import deployment as deployment  # noqa: F401 - the fixture
 from tests.processes import (
     Owner,
     lorashelf,
+    now_utc,
+    parse_time,
     serve,
     wait_for,
 )
@@ -585,3 +588,32 @@ def test_withheld_header_keys_are_shredded_at_the_end_of_their_window_with_a_rec
         ) == [(0,)]
         assert not [k for k in deployment.objects() if copy in k]
     assert [k for k in deployment.objects() if public_header in k]
+
+
+def test_the_receipt_key_dates_from_the_first_start_not_the_first_deletion(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    with serve(deployment.env, cwd=tmp_path) as server:
+        started = now_utc()
+        # given a site just started, where nothing was ever deleted
+        keys = httpx.get(f"{server.url}/.well-known/lorashelf-receipt-keys.json").json()["keys"]
+        assert len(keys) == 1 and parse_time(keys[0]["createdAt"]) <= started
+        time.sleep(1.5)  # so that a key made at the deletion would be dated apart
+        # when its first deletion is an owner's private draft dataset
+        owner = Owner.sign_up(server.url)
+        version_id = new_version(owner)
+        body = marked_dataset()
+        started_upload = start_dataset(owner, version_id, len(body))
+        assert owner.put(started_upload["uploadUrl"], body).status_code == 200
+        asked = now_utc()
+        owner.mutate(
+            "deleteDataset",
+            "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
+            "{ dataset { id } userErrors { code message } } }",
+            {"i": {"datasetId": started_upload["dataset"]["id"]}},
+        )
+        wait_for_receipt(owner, started_upload["dataset"]["id"], timeout=30)
+        # then what anybody reads of the receipt keys says nothing of when it happened
+        after = httpx.get(f"{server.url}/.well-known/lorashelf-receipt-keys.json").json()["keys"]
+        assert after == keys
+        assert parse_time(after[0]["createdAt"]) < asked
