@@ -4,9 +4,10 @@ in them open. A message is plain text plus an HTML alternative made from the sam
 strings (escaped). A moderation notice's e-mail carries the in-app notification's own
 words (``storage/moderation/notices.py``). A notice about a private dataset
 (``storage/retention/notices.py``) does not: its e-mail names nothing of the dataset (no
-file, model or version), only when, and sends the owner to the app for the rest. An
-e-mail passes through relays and sits in mailboxes nobody here controls, for ever; a
-private dataset's name must not outlive it there.
+file, model or version) and gives no instant (the end of a window is its version's
+public ``publishedAt`` plus the public retention, so an instant would point at the
+version), only roughly how long is left; the app says the rest. An e-mail passes
+through relays and sits in mailboxes nobody here controls, for ever.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ STRINGS: dict[str, dict[str, str]] = {
         f"subject.{NotificationKind.ACCOUNT_SUSPENDED}": "Your account was suspended",
         f"subject.{NotificationKind.ACCOUNT_REINSTATED}": "Your account was reinstated",
         f"notice.{NotificationKind.DATASET_EXPIRING}": (
-            "One of your private training datasets will be deleted on {when} (in about "
-            "{left}). Sign in to see which one, and download it before then if you still "
-            "need it:"
+            "One of your private training datasets will be deleted in about {left}. Sign "
+            "in to see which one and when, and download it before then if you still need "
+            "it:"
         ),
         f"notice.{NotificationKind.DATASET_DELETED}": (
-            "One of your private training datasets was deleted on {when}. Sign in to see "
-            "which one and why, with its deletion receipt:"
+            "One of your private training datasets was deleted. Sign in to see which one, "
+            "when and why, with its deletion receipt:"
         ),
         "greeting": "Hello {username},",
         "verify.body": (
@@ -144,8 +145,8 @@ def notice(
     *, notification: Notification, username: str, site: str, unsubscribe: str | None
 ) -> Rendered:
     """A notification as an e-mail: its subject, its words (for a private dataset only
-    when, and a link to ``site``), and a footer (how to stop it, or why it cannot be
-    stopped)."""
+    roughly how long is left, and a link to ``site``), and a footer (how to stop it, or
+    why it cannot be stopped)."""
     kind = notification.kind
     footer = (
         text("footer.optional", unsubscribe=unsubscribe)
@@ -155,17 +156,8 @@ def notice(
     words: list[str | Link] = [notification.message]
     if kind in PRIVATE_NOTICES:
         left = notification.window_end - notification.created_at
-        when = (
-            notification.window_end
-            if kind == NotificationKind.DATASET_EXPIRING
-            else notification.created_at
-        )
         words = [
-            text(
-                f"notice.{kind}",
-                when=moment(when),
-                left=describe_duration(max(1, round(left.total_seconds()))),
-            ),
+            text(f"notice.{kind}", left=describe_duration(max(1, round(left.total_seconds())))),
             Link(site),
         ]
     return _render(text(f"subject.{kind}"), [text("greeting", username=username), *words, footer])
