@@ -45,10 +45,13 @@ M = TypeVar("M", bound=Model)
 
 @dataclass
 class Watched:
-    """What :func:`watch` saw: whether a change committed."""
+    """What :func:`watch` saw: whether a change committed, and whether one that
+    committed was public (moved the public generation)."""
 
     committed: bool = False
+    public: bool = False
     depth: int = 0
+    public_pending: bool = False  # a public change in the transaction not yet committed
 
 
 _watched: ContextVar[Watched | None] = ContextVar("lorashelf_changes_watched", default=None)
@@ -68,6 +71,8 @@ def watch() -> Iterator[Watched]:
         _watched.reset(token)
         if outer is not None and watched.committed:
             outer.committed = True
+        if outer is not None and watched.public:
+            outer.public = True
 
 
 @dataclass
@@ -103,6 +108,8 @@ async def transaction(now: datetime, *, public: bool) -> AsyncIterator[Change]:
                 yield change
                 if change.public:
                     await public_generation.advance()
+                    if watched is not None:
+                        watched.public_pending = True
                 await idempotency.acted(now)
                 xid = await commit_outcome.remember(connection)
                 committing = True
@@ -116,9 +123,12 @@ async def transaction(now: datetime, *, public: bool) -> AsyncIterator[Change]:
                 raise
         if watched is not None and watched.depth == 1:
             watched.committed = True
+            watched.public = watched.public or watched.public_pending
     finally:
         if watched is not None:
             watched.depth -= 1
+            if watched.depth == 0:
+                watched.public_pending = False
 
 
 class ResultUnavailable(ServiceError):

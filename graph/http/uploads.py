@@ -15,7 +15,7 @@ from graph.http.metrics import kind_label
 from graph.http.transport import TooSlow, paced
 from graph.schema import ids
 from graph.schema.context import Services, services_of
-from storage import datasets, files, hashes, signing
+from storage import changes, datasets, files, hashes, signing
 from storage.db.commit_outcome import CommitOutcomeUnknown
 from storage.errors import retryable
 from storage.privacy import access, lookups
@@ -93,11 +93,14 @@ async def _receive_dataset(
     # Uploads go to drafts, which anonymous viewers never see: the public generation
     # stays (a cache miss must not tell an observer that someone uploaded something),
     # unless the dataset is seen once it is here (storage/datasets.py); then this
-    # process re-reads it before its next cached answer.
-    dataset = await datasets.receive_upload(
-        services.runtime, dataset_id=grant.object_id, nonce=grant.nonce, chunks=chunks
-    )
-    services.generation.changed()
+    # process re-reads it before its next cached answer (only then: re-reading after
+    # a private upload would make the next anonymous answer slower).
+    with changes.watch() as watched:
+        dataset = await datasets.receive_upload(
+            services.runtime, dataset_id=grant.object_id, nonce=grant.nonce, chunks=chunks
+        )
+    if watched.public:
+        services.generation.changed()
     return {
         "id": ids.encode(lookups.DATASET.name, dataset.public_id),
         "status": "AVAILABLE",

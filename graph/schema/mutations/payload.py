@@ -100,8 +100,8 @@ def payload_mutation(description: str) -> Callable[[Callable[..., Awaitable[R]]]
                     busy: R = payload(user_errors=UserError.of(TryAgain()))
                     return busy
                 finally:
-                    if watched.committed:
-                        info.context.services.generation.changed()
+                    if watched.public:  # a private change must not cost the next
+                        info.context.services.generation.changed()  # anonymous read
             return result
 
         setattr(wrapper, PAYLOAD_MUTATION, True)
