@@ -9,11 +9,12 @@ back as ``x-request-id``.
 Signed links never reach a log: the secret part of ``/downloads/<token>`` and
 ``/uploads/<token>`` is replaced by ``[redacted]`` in every record (:class:`Redact`,
 on uvicorn's access log and on lorashelf's own handler), so whoever reads the logs
-cannot replay a link. Nor does what a ``GET /graphql`` carries in its query string: the
-values of its parameters are redacted too, but for ``operationName`` and
-``extensions`` (a persisted query's hash), so that a password a careless client put
-in a document or its variables (a mutation sent with ``GET`` is refused, after its
-URL reached the access log) never does.
+cannot replay a link. Nor does any query string's content, on any path: the values of
+its parameters are redacted, but for ``operationName`` and ``extensions`` (a persisted
+query's hash). That covers the e-mail links' tokens (``/email/verify?token=``,
+``/email/unsubscribe?token=``: the unsubscribe token never expires) and a password a
+careless client put in a ``GET /graphql`` document or its variables (a mutation sent
+with ``GET`` is refused, after its URL reached the access log).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ request_id: ContextVar[str | None] = ContextVar("lorashelf_request_id", default=
 # The routes whose path holds a signed token (graph/http/app.py: downloads, uploads).
 _SIGNED_PATH = re.compile(r"(/(?:downloads|uploads)/)[^\s?#\"']+")
 REDACTED = "[redacted]"
-# GraphQL over GET: the query string, and the parameters whose values are kept.
-_GRAPHQL_QUERY = re.compile(r"(/graphql/?\?)([^\s#\"']*)")
+# A path's query string (any path), and the parameters whose values are kept.
+_QUERY = re.compile(r"(/[^\s?#\"']*\?)([^\s#\"']*)")
 _KEPT_PARAMETERS = frozenset({"operationName", "extensions"})
 
 
@@ -49,11 +50,11 @@ def _redact_parameters(query: str) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with the token of every signed link path, and the values of a GraphQL
-    GET's parameters (but ``operationName`` and ``extensions``), replaced by
+    """``text`` with the token of every signed link path, and the values of every
+    query string's parameters (but ``operationName`` and ``extensions``), replaced by
     ``[redacted]``."""
     text = _SIGNED_PATH.sub(lambda match: match.group(1) + REDACTED, text)
-    return _GRAPHQL_QUERY.sub(lambda m: m.group(1) + _redact_parameters(m.group(2)), text)
+    return _QUERY.sub(lambda m: m.group(1) + _redact_parameters(m.group(2)), text)
 
 
 class Redact(logging.Filter):

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -170,10 +171,21 @@ def test_opting_out_is_honoured_and_one_click_unsubscribe_works(tmp_path: Path) 
             "[lorashelf] Confirm your e-mail address",
             deleted.subject,
         ]
-        # when her mail client unsubscribes with one click (RFC 8058)
+        # when her mail client opens the unsubscribe link, then unsubscribes with one
+        # click (RFC 8058)
         target = deleted.message["List-Unsubscribe"].strip("<>")
+        assert httpx.get(target, timeout=10).status_code == 200
         response = httpx.post(target, data={"List-Unsubscribe": "One-Click"}, timeout=10)
         assert response.status_code == 200
+        # then whoever reads the server's log finds neither link's token to replay (the
+        # unsubscribe token never expires)
+        verify = link_in(mail.to("alice@example.test")[0], "/email/verify")
+        wait_for(lambda: server.log.read_text().count("/email/unsubscribe") >= 2, timeout=10)
+        log = server.log.read_text()
+        assert log.count("/email/verify?token=[redacted]") >= 2, log[-2000:]
+        for link in (verify, target):
+            token = parse_qs(urlsplit(link).query)["token"][0]
+            assert token not in log and quote(token) not in log, link
         # then deletion notices stop too
         prefs = alice.gql("{ viewer { emailPreferences { reminders deletions } } }")
         assert prefs["viewer"]["emailPreferences"] == {"reminders": False, "deletions": False}
