@@ -201,7 +201,7 @@ def bounded_protocols(
             cycle = self.cycle
             if self._refused or cycle is None or cycle.response_complete:
                 return None
-            if self.conn.their_state is not h11.DONE:
+            if self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE):  # still sending
                 return None
             cycle.keep_alive = False  # closed once the answer is written
             return True

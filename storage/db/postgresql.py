@@ -39,14 +39,23 @@ class RestoringTransactionContext(TransactionContextPooled):  # type: ignore[mis
 
     async def __aenter__(self) -> TransactionalDBClient:
         await self.ensure_connection()
-        pool = self.client._parent._pool
+        # the pool the connection goes back to (Tortoise's shutdown may drop the
+        # client's reference to it while this transaction is open)
+        self.pool = pool = self.client._parent._pool
         self.client._connection = await pool.acquire()
         self.token = get_connections().set(self.connection_name, self.client)
         try:
             await self.client.begin()
         except BaseException:
             get_connections().reset(self.token)
-            with contextlib.suppress(Exception):  # a broken connection is closed by asyncpg
+            # asyncpg marked the connection's transaction before sending BEGIN: its
+            # reset on release would log "Resetting connection with an active
+            # transaction" at ERROR for every cancelled request. Said to be managed, it
+            # is rolled back there without a word (a broken connection is closed).
+            begun = getattr(self.client, "transaction", None)
+            if begun is not None:
+                begun._managed = True
+            with contextlib.suppress(Exception):
                 await pool.release(self.client._connection)
             raise
         client: TransactionalDBClient = self.client
@@ -62,7 +71,7 @@ class RestoringTransactionContext(TransactionContextPooled):  # type: ignore[mis
                     await self.client.commit()
         finally:
             try:
-                await self.client._parent._pool.release(self.client._connection)
+                await self.pool.release(self.client._connection)
             finally:
                 get_connections().reset(self.token)
 

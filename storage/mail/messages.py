@@ -16,7 +16,6 @@ import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from storage.config.parse import describe_duration
 from storage.db.enums import MailKind, NotificationKind
 from storage.db.models import Notification
 
@@ -137,6 +136,17 @@ def moment(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def roughly(seconds: float) -> str:
+    """How long, in its largest whole unit ("7 days", "5 hours", "3 seconds"): never
+    precise enough to add to the instant the e-mail was sent."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    count = max(1, round(seconds))
+    return f"{count} second{'' if count == 1 else 's'}"
+
+
 PRIVATE_NOTICES = frozenset({NotificationKind.DATASET_EXPIRING, NotificationKind.DATASET_DELETED})
 """The notices about a private dataset: their e-mail has words of its own, naming none of it."""
 
@@ -156,10 +166,7 @@ def notice(
     words: list[str | Link] = [notification.message]
     if kind in PRIVATE_NOTICES:
         left = notification.window_end - notification.created_at
-        words = [
-            text(f"notice.{kind}", left=describe_duration(max(1, round(left.total_seconds())))),
-            Link(site),
-        ]
+        words = [text(f"notice.{kind}", left=roughly(left.total_seconds())), Link(site)]
     return _render(text(f"subject.{kind}"), [text("greeting", username=username), *words, footer])
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from storage.mail import messages
 from tests.conftest import Api, MutableClock, Person, sql_behind_the_back
 
 MAIL = pytest.mark.env(
@@ -172,3 +173,15 @@ async def test_preferences(api: Api) -> None:
         "reminders": False,
         "deletions": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(3, "3 seconds"), (90, "2 minutes"), (5 * 3600 + 7, "5 hours"), (432013, "5 days")],
+)
+def test_a_private_notice_by_email_says_how_long_is_left_only_roughly(
+    seconds: float, said: str
+) -> None:
+    # a late reminder's time left, to the second, added to the e-mail's Date header,
+    # would give the instant its window ends (publishedAt + the public retention)
+    assert messages.roughly(seconds) == said

@@ -853,6 +853,8 @@ def test_a_client_that_closes_its_side_after_its_request_gets_the_answer(
     body = b'{"query": "{ __typename }"}'
     for request in (
         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /healthz HTTP/1.0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         head("POST", "/graphql", len(body)) + body,
     ):
         with connect(server) as sock:
@@ -860,7 +862,7 @@ def test_a_client_that_closes_its_side_after_its_request_gets_the_answer(
             sock.shutdown(socket.SHUT_WR)
             # then the answer comes, whole, and the connection is closed after it
             said, took = closed_within(sock, ANSWERED_WITHIN)
-            assert said.startswith(b"HTTP/1.1 200"), said
+            assert said.startswith(b"HTTP/1.1 200"), (request, said)
             assert took < ANSWERED_WITHIN, "left open after the answer"
             if request.startswith(b"POST"):
                 assert said.rstrip().endswith(b'{"data":{"__typename":"Query"}}'), said
