@@ -225,16 +225,23 @@ def test_graphiql_works_offline_from_lorashelfs_own_files(
         # then the fetcher sends it: the server knows who asks
         run_query(browser, "{ viewer { username } }", f'"username": "{owner.username}"')
 
-        # and they are kept in this browser (shouldPersistHeaders; GraphiQL stores its tab
-        # state half a second after the last edit), so after a reload they are still there
+        # and they are kept in this tab's session (shouldPersistHeaders; GraphiQL stores
+        # its tab state half a second after the last edit), so after a reload they are
+        # still there; never in localStorage, which outlives the browser and sign-outs
         wait_for(
             lambda: (
                 owner.token
-                in browser.execute_script("return localStorage.getItem('graphiql:tabState') || ''")
+                in browser.execute_script(
+                    "return sessionStorage.getItem('graphiql:tabState') || ''"
+                )
             ),
             timeout=5,
-            what="GraphiQL to store the headers in localStorage",
+            what="GraphiQL to store the headers in sessionStorage",
         )
+        kept = browser.execute_script(
+            "return Object.keys(localStorage).map(k => localStorage.getItem(k)).join(' ')"
+        )
+        assert owner.token not in kept
         browser.refresh()
         wait_until_rendered(browser)
         browser.find_element(

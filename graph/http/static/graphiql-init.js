@@ -20,7 +20,10 @@
 `;
 
   // The query and variables are kept in the URL (?q=...&variables=...) to share them.
-  // Headers never are: they stay in this browser (shouldPersistHeaders).
+  // Headers never are: they stay in this tab's session storage (shouldPersistHeaders),
+  // through reloads, and go when the tab or browser closes, as the web app's sign-in
+  // does (web/src/session.ts): a token kept in localStorage outlived the browser and
+  // any sign-out, for whoever uses the machine next.
   const parameters = {};
   for (const [key, value] of new URLSearchParams(window.location.search)) {
     if (key === "q" || key === "variables") {
@@ -67,6 +70,7 @@
       inputValueDeprecation: true,
       isHeadersEditorEnabled: true,
       shouldPersistHeaders: true,
+      storage: window.sessionStorage,
     });
   }
 
