@@ -241,8 +241,7 @@ async def publish_version(
             await history.record(dataset.id, EventKind.PUBLISHED, now)
         moved = await header_firewall.recompute(rt, version.id)
         await search.refresh(version.model_id)
-        # public only if anonymous viewers now see it (not under a takedown, say): a
-        # hidden version's publishing must not move what their cache follows
+        # public only if anonymous viewers see it now (not under a takedown, say)
         change.public = await lookups.seen_by_anybody(lookups.VERSION, version.id)
     if dataset is not None:
         await changes.after_commit("scheduling a dataset", rt.dataset_changed(dataset.id))

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.http.logs import current_request_id
+from graph.http.transport import strict_headers
 from storage import changes
 from storage.blobs.base import StoreUnavailable
 from storage.changes import ResultUnavailable
@@ -38,16 +39,20 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     """An unexpected failure outside GraphQL: coded JSON with a request id (the traceback
-    is logged under it), never a plain-text 500."""
+    is logged under it), never a plain-text 500. Starlette answers it from its outermost
+    middleware, outside ``SecurityHeaders``: it carries their headers itself."""
     if retryable(exc):
-        return busy_response(exc)
+        response = busy_response(exc)
+        response.headers.update(strict_headers())
+        return response
     request_id = current_request_id()
     log.error("request %s: unexpected error", request_id, exc_info=exc)
+    headers = {**strict_headers(), "cache-control": "no-store"}
     if disk.is_full(exc):
         body = {"error": "STORAGE_FULL", "message": disk.StorageFull().message}
-        return JSONResponse({**body, "requestId": request_id}, status_code=507)
+        return JSONResponse({**body, "requestId": request_id}, status_code=507, headers=headers)
     body = {"error": "INTERNAL_ERROR", "message": "Unexpected error.", "requestId": request_id}
-    return JSONResponse(body, status_code=500)
+    return JSONResponse(body, status_code=500, headers=headers)
 
 
 # Seconds a client waits before retrying a request the database could not take.

@@ -32,6 +32,15 @@ _HEADERS = [
 # graphiql.py) loads only same-origin files, runs no inline script and sets styles only
 # through the DOM; its stylesheet embeds its fonts as data: URIs.
 _CSP_STRICT = b"default-src 'none'; frame-ancestors 'none'"
+
+
+def strict_headers() -> dict[str, str]:
+    """The headers :class:`SecurityHeaders` gives a JSON answer, for an answer made
+    outside it (Starlette's outermost error middleware: ``errors.unexpected_error``)."""
+    pairs = [*_HEADERS, (b"content-security-policy", _CSP_STRICT)]
+    return {name.decode(): value.decode() for name, value in pairs}
+
+
 _CSP_GRAPHIQL = (
     b"default-src 'self'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     b"base-uri 'none'; form-action 'none'; object-src 'none'; frame-ancestors 'none'"
