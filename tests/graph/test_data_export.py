@@ -211,15 +211,31 @@ def test_an_export_ends_with_the_window_of_a_private_dataset_it_holds(
         shredded(deployment, alice, export["id"], blob_key, within=15)
 
 
-def test_an_export_ends_when_a_dataset_it_holds_is_deleted(tmp_path: Path) -> None:
+def windows_of_an_hour(tmp_path: Path, *, sweep: str) -> tuple[dict[str, str], Deployment]:
+    """A serve's configuration where datasets and exports last an hour, sweeping every
+    ``sweep``, and where it keeps things."""
     data_dir = tmp_path / "var"
     env = {
         "LORASHELF_DATA_DIR": str(data_dir),
         "LORASHELF_PRIVATE_RETENTION": "1h",
         "LORASHELF_EXPORT_RETENTION": "1h",
-        "LORASHELF_SWEEP_INTERVAL": "1s",
+        "LORASHELF_SWEEP_INTERVAL": sweep,
     }
-    deployment = Deployment(env, data_dir)
+    return env, Deployment(env, data_dir)
+
+
+def delete_dataset(owner: Owner, dataset_id: str) -> dict[str, Any]:
+    deleted: dict[str, Any] = owner.mutate(
+        "deleteDataset",
+        "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
+        "{ userErrors { code message } } }",
+        {"i": {"datasetId": dataset_id}},
+    )
+    return deleted
+
+
+def test_an_export_ends_when_a_dataset_it_holds_is_deleted(tmp_path: Path) -> None:
+    env, deployment = windows_of_an_hour(tmp_path, sweep="1s")
     with serve(env, cwd=tmp_path) as server:
         # given alice's private dataset, and an export of her account that holds it
         alice = Owner.sign_up(server.url)
@@ -228,13 +244,7 @@ def test_an_export_ends_when_a_dataset_it_holds_is_deleted(tmp_path: Path) -> No
         blob_key = blob_key_of(deployment, export["id"])
         assert httpx.get(export["downloadUrl"], timeout=30).status_code == 200
         # when she deletes the dataset
-        done = alice.mutate(
-            "deleteDataset",
-            "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
-            "{ userErrors { code message } } }",
-            {"i": {"datasetId": published.dataset_id}},
-        )
-        assert done["userErrors"] == []
+        assert delete_dataset(alice, published.dataset_id)["userErrors"] == []
         # then the export can no longer be downloaded either, at once
         assert httpx.get(export["downloadUrl"], timeout=30).status_code == 404
         # and it is shredded (its bytes go like the dataset's)
@@ -244,14 +254,7 @@ def test_an_export_ends_when_a_dataset_it_holds_is_deleted(tmp_path: Path) -> No
 def test_an_export_holding_a_deleted_dataset_is_unreadable_before_the_answer(
     tmp_path: Path,
 ) -> None:
-    data_dir = tmp_path / "var"
-    env = {
-        "LORASHELF_DATA_DIR": str(data_dir),
-        "LORASHELF_PRIVATE_RETENTION": "1h",
-        "LORASHELF_EXPORT_RETENTION": "1h",
-        "LORASHELF_SWEEP_INTERVAL": "1h",  # no sweep comes to shred it meanwhile
-    }
-    deployment = Deployment(env, data_dir)
+    env, deployment = windows_of_an_hour(tmp_path, sweep="1h")  # no sweep shreds it meanwhile
     with serve(env, cwd=tmp_path) as server:
         # given alice's private dataset, and an export of her account that holds it
         alice = Owner.sign_up(server.url)
@@ -261,13 +264,7 @@ def test_an_export_holding_a_deleted_dataset_is_unreadable_before_the_answer(
         key_rows = f"SELECT count(*) FROM blob_keys WHERE object_id = '{blob_key}'"
         assert sql_behind_the_back(deployment.settings, key_rows) == [(1,)]
         # when she deletes the dataset
-        done = alice.mutate(
-            "deleteDataset",
-            "mutation($i: DeleteDatasetInput!) { deleteDataset(input: $i) "
-            "{ userErrors { code message } } }",
-            {"i": {"datasetId": published.dataset_id}},
-        )
-        assert done["userErrors"] == []
+        assert delete_dataset(alice, published.dataset_id)["userErrors"] == []
         # then by the time she has the answer, the export's key is destroyed: what is
         # left of its bytes until the sweep deletes them opens with no key anybody holds
         assert sql_behind_the_back(deployment.settings, key_rows) == [(0,)]
